@@ -1,0 +1,54 @@
+"""Shared fixtures: temporary stores, small synthetic buildings, the real-data folder, a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_models import Building
+from twin.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PYTHON = sys.executable
+TWIN = str(Path(sys.executable).with_name("twin"))
+
+
+def shared_data(sub: str) -> Path:
+    """A folder of ../shared/data; in CI it must exist, elsewhere the test skips with the reason."""
+    p = SHARED_DATA / sub
+    if not p.exists():
+        if os.environ.get("CI"):
+            raise AssertionError(f"{p} is missing in CI")
+        pytest.skip(f"real data folder {p} is absent on this machine")
+    return p
+
+
+def square(x: float, y: float, size: float = 10.0) -> dict:
+    return {"type": "Polygon", "coordinates": [[[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]]}
+
+
+def make_buildings(n: int, x0: float = 448_000.0, y0: float = 4_428_000.0, spacing: float = 20.0,
+                   prefix: str = "b") -> list[Building]:
+    side = max(1, int(n**0.5))
+    return [
+        Building(id=f"{prefix}{i:06d}", geometry=square(x0 + (i % side) * spacing, y0 + (i // side) * spacing),
+                 height=10.0 + i % 50, use="residential")
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.init(tmp_path / "store")
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,30 @@
+"""FastAPI app factory: one router per concern, a Store shared by all requests of the process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from twin import __version__
+from twin.api.routers import history, system
+from twin.store import Store, StoreError
+
+
+def create_app(store_path: Path | str) -> FastAPI:
+    """Build the API over the store at ``store_path``; the store is re-scanned per request, never cached stale."""
+    app = FastAPI(
+        title="twin",
+        version=__version__,
+        description="Urban spatiotemporal digital twin: city model, history and branches.",
+    )
+    app.state.store = Store(store_path)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(exc)})
+
+    app.include_router(system.router)
+    app.include_router(history.router)
+    return app

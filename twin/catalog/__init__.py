@@ -1,0 +1,1 @@
+"""Source catalog: every ingested file as a versioned SourceAsset (checksum, CRS, extent, time, licence)."""

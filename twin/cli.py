@@ -1,0 +1,193 @@
+"""The `twin` command: set up a store, generate the demo city, ingest sources, build, serve, inspect history."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from twin.config import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="twin: urban spatiotemporal digital twin.")
+console = Console()
+
+StoreOpt = typer.Option(None, "--store", "-s", help="store directory (default $TWIN_STORE or ./twin-store)")
+
+
+def _store_path(store: Path | None) -> Path:
+    return store if store is not None else get_settings().store
+
+
+def _open(store: Path | None):
+    from twin.store import Store
+
+    return Store(_store_path(store))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+
+
+class _Stages:
+    """Adapter from ``progress(stage, fraction)`` callbacks to one rich task per stage."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=1.0)
+        self.progress.update(self.tasks[stage], completed=min(max(fraction, 0.0), 1.0))
+
+
+@app.command()
+def init(store: Path = StoreOpt, crs: str = typer.Option(None, help="store CRS (default $TWIN_CRS, EPSG:4548)")):
+    """Create an empty store (does nothing if one exists)."""
+    from twin.store import Store
+
+    s = Store.init(_store_path(store), crs or get_settings().crs)
+    console.print(f"store ready at [bold]{s.root}[/] (CRS {s.crs}, version {s.head()})")
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="source files or folders"),
+    store: Path = StoreOpt,
+    kind: str = typer.Option(None, help="source kind when the extension is ambiguous"),
+    crs: str = typer.Option(None, help="CRS of files that do not declare one (never guessed)"),
+    acquired: str = typer.Option(None, help="acquisition time (ISO 8601) for files that do not carry one"),
+    classification: str = typer.Option("public", help="public | internal | confidential | secret"),
+    branch: str = typer.Option("main", help="branch to commit to"),
+    message: str = typer.Option(None, "--message", "-m"),
+):
+    """Register source files in the catalog and load their city objects, in one atomic commit."""
+    from twin.catalog.ingest import ingest_paths
+
+    s = _open(store)
+    with _progress() as p:
+        commit = ingest_paths(
+            s, paths, kind=kind, crs=crs, acquired=acquired, classification=classification, branch=branch,
+            author=get_settings().author, message=message, progress=_Stages(p),
+        )
+    _report(commit)
+
+
+@app.command()
+def build(store: Path = StoreOpt, branch: str = typer.Option("main", help="branch to build")):
+    """Derive what the store's sources support (building heights from LiDAR) and commit the results."""
+    from twin.fusion.build import build as run_build
+
+    s = _open(store)
+    with _progress() as p:
+        commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p))
+    _report(commit)
+
+
+def _report(commit) -> None:
+    if commit is None:
+        console.print("nothing changed: no new version")
+    else:
+        c = commit.changes
+        console.print(
+            f"committed version [bold]{commit.version}[/] on {commit.branch}: "
+            f"+{c.added} ~{c.modified} -{c.removed} ({commit.message})"
+        )
+
+
+@app.command()
+def serve(
+    store: Path = StoreOpt,
+    host: str = typer.Option(None, help="bind address (default $TWIN_HOST, 127.0.0.1)"),
+    port: int = typer.Option(None, help="port (default $TWIN_PORT, 8000)"),
+):
+    """Serve the API over the store; commits made meanwhile by other processes show up without a restart."""
+    import uvicorn
+
+    from twin.api.app import create_app
+
+    settings = get_settings()
+    host, port = host or settings.host, port or settings.port
+    application = create_app(_store_path(store))
+    console.print(f"twin serving {_store_path(store)} at [bold]http://{host}:{port}/[/]  (Ctrl-C to stop)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def log(
+    store: Path = StoreOpt,
+    branch: str = typer.Option(None, help="only commits visible on this branch"),
+    limit: int = typer.Option(20, help="how many"),
+):
+    """Show commits, newest first."""
+    s = _open(store)
+    t = Table("version", "branch", "time (UTC)", "author", "changes", "message")
+    for c in s.log(branch)[:limit]:
+        ch = c.changes
+        t.add_row(str(c.version), c.branch, f"{c.time:%Y-%m-%d %H:%M:%S}", c.author,
+                  f"+{ch.added} ~{ch.modified} -{ch.removed}", c.message)
+    console.print(t)
+
+
+@app.command()
+def branch(
+    name: str = typer.Argument(None, help="create this branch (omit to list branches)"),
+    store: Path = StoreOpt,
+    from_branch: str = typer.Option("main", "--from", help="branch to fork from"),
+    at: str = typer.Option(None, help="version number or ISO time to fork at (default: head)"),
+    description: str = typer.Option("", help="what the branch is for"),
+):
+    """List branches, or create one (a copy-on-write fork for a scenario)."""
+    s = _open(store)
+    if name is None:
+        t = Table("branch", "base", "at version", "head", "created (UTC)", "description")
+        for b in s.branches():
+            t.add_row(b.name, b.base_branch or "", str(b.base_version or ""), str(s.head(b.name)),
+                      f"{b.created:%Y-%m-%d %H:%M:%S}", b.description)
+        console.print(t)
+        return
+    b = s.create_branch(name, from_branch, at, author=get_settings().author, description=description)
+    console.print(f"created branch [bold]{b.name}[/] from {b.base_branch} at version {b.base_version}")
+
+
+@app.command()
+def demo(
+    size: str = typer.Option("small", help="small (~300 buildings) | medium (~3,000) | large (100,000+)"),
+    seed: int = typer.Option(7, help="random seed: the same seed gives byte-identical sources"),
+    out: Path = typer.Option(None, help="where to write the sources (default $TWIN_DEMO_DIR or ./demo-city)"),
+    store: Path = StoreOpt,
+    no_serve: bool = typer.Option(False, "--no-serve", help="stop after building; do not start the server"),
+    host: str = typer.Option(None), port: int = typer.Option(None),
+):
+    """Generate the Beijing sample city, ingest and build it, then serve it."""
+    from twin.catalog.ingest import ingest_paths
+    from twin.demo import generate
+    from twin.fusion.build import build as run_build
+    from twin.store import Store
+
+    settings = get_settings()
+    out = out or settings.demo_dir
+    t0 = time.perf_counter()
+    with _progress() as p:
+        stages = _Stages(p)
+        manifest = generate(out, size=size, seed=seed, progress=stages)
+        s = Store.init(_store_path(store), manifest.get("crs", settings.crs))
+        c1 = ingest_paths(s, [out / "sources"], author=settings.author, progress=stages,
+                          message=f"ingest demo city ({size}, seed {seed})")
+        c2 = run_build(s, author=settings.author, progress=stages)
+    for c in (c1, c2):
+        _report(c)
+    console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: store {s.root}, version {s.head()}")
+    if not no_serve:
+        serve(store=_store_path(store), host=host, port=port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

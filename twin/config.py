@@ -1,0 +1,34 @@
+"""Settings for twin, read once from the environment (``TWIN_*``) so every entry point agrees."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_author() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "twin"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; every field can be set as ``TWIN_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    store: Path = Field(default=Path("twin-store"), description="store directory")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    author: str = Field(default_factory=_default_author, description="author recorded on commits")
+    crs: str = Field(default="EPSG:4548", description="CRS of new stores (CGCS2000 / 3-degree GK CM 117E)")
+    demo_dir: Path = Field(default=Path("demo-city"), description="where `twin demo` writes the sample city")
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (cheap; not cached so tests can change env)."""
+    return Settings()

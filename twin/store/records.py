@@ -1,0 +1,178 @@
+"""Conversion between CIM models and the store's row layout (one Parquet row per entity version).
+
+A row keeps the fields the store filters on as columns (id, type, classification, valid time, bbox, geometry)
+and the rest of the model as canonical JSON in ``body``, so entity types can grow without a schema migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import shapely
+from pydantic import BaseModel
+
+from data_models import SourceAsset, parse_city_object
+
+CITY = "city"
+ASSETS = "assets"
+COLLECTIONS = (CITY, ASSETS)
+
+# Columns every segment file has, in order (geometry is added by DuckDB from ``wkb``).
+ROW_SCHEMA = pa.schema(
+    [
+        ("collection", pa.string()),
+        ("id", pa.string()),
+        ("op", pa.string()),
+        ("version", pa.int64()),
+        ("type", pa.string()),
+        ("classification", pa.string()),
+        ("valid_from", pa.timestamp("us", tz="UTC")),
+        ("valid_to", pa.timestamp("us", tz="UTC")),
+        ("xmin", pa.float64()),
+        ("ymin", pa.float64()),
+        ("xmax", pa.float64()),
+        ("ymax", pa.float64()),
+        ("digest", pa.string()),
+        ("body", pa.string()),
+        ("wkb", pa.binary()),
+    ]
+)
+
+_LIFTED = ("id", "type", "geometry", "valid_from", "valid_to", "classification")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One entity version ready to be written."""
+
+    collection: str
+    id: str
+    type: str
+    classification: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+    geometry: shapely.Geometry | None
+    body: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """Content hash: equal digests mean an upsert would change nothing (so it is skipped)."""
+        payload = json.dumps(
+            [
+                self.type,
+                self.classification,
+                _iso(self.valid_from),
+                _iso(self.valid_to),
+                None if self.geometry is None else shapely.to_wkb(self.geometry, hex=True, include_srid=False),
+                self.body,
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+            default=str,
+        )
+        return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat()
+
+
+def _from_us(us: int | None) -> datetime | None:
+    return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+def _parse_time(v: Any) -> datetime | None:
+    if v is None or isinstance(v, datetime):
+        return v
+    return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+
+
+def to_record(obj: BaseModel | dict[str, Any], geometry: shapely.Geometry | None = None) -> Record:
+    """Validate a city object or source asset (model or dict) and turn it into a store record.
+
+    ``geometry`` overrides the footprint, e.g. an asset extent already transformed into the store CRS.
+    """
+    if isinstance(obj, dict):
+        obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
+    data = obj.model_dump(mode="json")
+    if isinstance(obj, SourceAsset):
+        collection, type_ = ASSETS, "SourceAsset"
+        valid_from = _parse_time(data.get("acquired"))
+        valid_to = None
+    else:
+        collection, type_ = CITY, data["type"]
+        valid_from, valid_to = _parse_time(data.get("valid_from")), _parse_time(data.get("valid_to"))
+        if geometry is None:
+            geometry = shapely.geometry.shape(data["geometry"])
+    body = {k: v for k, v in data.items() if k not in _LIFTED}
+    return Record(
+        collection=collection,
+        id=data["id"],
+        type=type_,
+        classification=str(data.get("classification") or "public"),
+        valid_from=valid_from,
+        valid_to=valid_to,
+        geometry=geometry,
+        body=body,
+    )
+
+
+def removal(collection: str, entity_id: str, type_: str) -> Record:
+    """A tombstone record: the entity stops existing from this version on."""
+    return Record(collection, entity_id, type_, "public", None, None, None, {})
+
+
+def records_table(records: list[Record], ops: list[str], version: int) -> pa.Table:
+    """Arrow table of records in ROW_SCHEMA order (vectorised WKB and bounds)."""
+    geoms = [r.geometry for r in records]
+    has = [g is not None for g in geoms]
+    present = [g for g in geoms if g is not None]
+    bounds = shapely.bounds(present) if present else []
+    wkbs = shapely.to_wkb(present, include_srid=False) if present else []
+    cols: dict[str, list[Any]] = {f: [] for f in ROW_SCHEMA.names}
+    j = 0
+    for r, op, h in zip(records, ops, has, strict=True):
+        cols["collection"].append(r.collection)
+        cols["id"].append(r.id)
+        cols["op"].append(op)
+        cols["version"].append(version)
+        cols["type"].append(r.type)
+        cols["classification"].append(r.classification)
+        cols["valid_from"].append(r.valid_from)
+        cols["valid_to"].append(r.valid_to)
+        if h:
+            b = bounds[j]
+            cols["xmin"].append(float(b[0]))
+            cols["ymin"].append(float(b[1]))
+            cols["xmax"].append(float(b[2]))
+            cols["ymax"].append(float(b[3]))
+            cols["wkb"].append(wkbs[j])
+            j += 1
+        else:
+            for k in ("xmin", "ymin", "xmax", "ymax", "wkb"):
+                cols[k].append(None)
+        cols["digest"].append(r.digest if op != "remove" else None)
+        cols["body"].append(json.dumps(r.body, sort_keys=True, separators=(",", ":"), default=str))
+    return pa.table(cols, schema=ROW_SCHEMA)
+
+
+def row_to_feature(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row (with ``wkb``) back to the model's JSON shape plus store metadata under ``_store``."""
+    body = json.loads(row["body"]) if row.get("body") else {}
+    out: dict[str, Any] = {"id": row["id"], "type": row["type"]}
+    geom = shapely.from_wkb(row["wkb"]) if row.get("wkb") is not None else None
+    if row["collection"] == CITY:
+        out["geometry"] = shapely.geometry.mapping(geom) if geom is not None else None
+        out["valid_from"] = _iso(_from_us(row.get("valid_from_us")))
+        out["valid_to"] = _iso(_from_us(row.get("valid_to_us")))
+    else:
+        out.pop("type")
+    out["classification"] = row["classification"]
+    out.update(body)
+    out["_store"] = {"version": row["version"], "op": row["op"], "collection": row["collection"]}
+    return out

@@ -1,0 +1,553 @@
+"""The versioned city store: DuckDB as the query engine over immutable Parquet segments.
+
+Layout of a store directory::
+
+    STORE.json              format marker and CRS
+    branches/<name>.json    branch records (main is implicit until written)
+    commits/<version>.json  one file per commit; a commit exists once this file exists
+    segments/<version>.parquet  the entity rows written by that commit (GeoParquet)
+    tmp/                    files being written; never read
+    .lock                   writers' advisory lock
+
+Writers take an exclusive flock, write the segment, then publish the commit file by atomic rename; a crash at
+any point leaves at most an unreferenced file, so the last good version stays readable. Readers take no lock
+and rescan ``commits/`` on every call, so a long-running server sees other processes' commits immediately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import shapely
+
+from data_models import Branch, ChangeSummary, Commit
+from twin.store.engine import connect
+from twin.store.files import StoreBusy, publish, tmp_path, write_json_atomic, writer_lock
+from twin.store.records import ASSETS, CITY, COLLECTIONS, Record, records_table, removal, row_to_feature, to_record
+
+FORMAT = "twin-store"
+FORMAT_VERSION = 1
+MAIN = "main"
+_BRANCH_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+__all__ = ["Store", "StoreError", "NotAStore", "StoreBusy", "Query"]
+
+
+class StoreError(ValueError):
+    """A request the store cannot satisfy (unknown branch or version, bad input); the message says why."""
+
+
+class NotAStore(StoreError):
+    """The directory is not an initialised twin store."""
+
+
+class Query:
+    """Filters for reading entities; every field is optional."""
+
+    def __init__(
+        self,
+        *,
+        collection: str = CITY,
+        bbox: Sequence[float] | None = None,
+        polygon: shapely.Geometry | str | None = None,
+        types: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        valid_at: datetime | None = None,
+        classification_max: str | None = None,
+        where: dict[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> None:
+        if collection not in COLLECTIONS:
+            raise StoreError(f"unknown collection {collection!r}; known: {', '.join(COLLECTIONS)}")
+        if bbox is not None:
+            bbox = [float(v) for v in bbox]
+            if len(bbox) != 4 or bbox[0] > bbox[2] or bbox[1] > bbox[3]:
+                raise StoreError(f"bbox must be [minx, miny, maxx, maxy] with min <= max, got {bbox}")
+        if isinstance(polygon, str):
+            try:
+                polygon = shapely.from_wkt(polygon)
+            except shapely.errors.GEOSException as exc:
+                raise StoreError(f"polygon is not valid WKT: {exc}") from exc
+        if polygon is not None and not polygon.is_valid:
+            raise StoreError(f"polygon is invalid: {shapely.is_valid_reason(polygon)}")
+        if limit is not None and limit < 0 or offset < 0:
+            raise StoreError("limit and offset must be >= 0")
+        self.collection = collection
+        self.bbox = bbox
+        self.polygon = polygon
+        self.types = sorted(set(types)) if types is not None else None
+        self.ids = sorted(set(ids)) if ids is not None else None
+        self.valid_at = valid_at
+        self.classification_max = classification_max
+        self.where = where or {}
+        self.limit = limit
+        self.offset = offset
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+class Store:
+    """A versioned, branchable city store in one directory. Safe for one writer and many readers at once."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        meta = self.root / "STORE.json"
+        if not meta.exists():
+            raise NotAStore(f"{self.root}: not a twin store (no STORE.json); run `twin init` first")
+        info = json.loads(meta.read_text())
+        if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+            raise NotAStore(f"{meta}: unsupported store format {info.get('format')!r} v{info.get('format_version')}")
+        self.crs: str = info["crs"]
+        self._commits: dict[int, Commit] = {}
+        self._segments: dict[int, str] = {}
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def init(cls, root: Path | str, crs: str = "EPSG:4548", exist_ok: bool = True) -> Store:
+        """Create an empty store (idempotent when ``exist_ok``)."""
+        root = Path(root)
+        meta = root / "STORE.json"
+        if meta.exists():
+            if not exist_ok:
+                raise StoreError(f"{root}: a store already exists")
+            return cls(root)
+        import pyproj
+
+        try:
+            pyproj.CRS.from_user_input(crs)
+        except pyproj.exceptions.CRSError as exc:
+            raise StoreError(f"unknown CRS {crs!r}: {exc}") from exc
+        for sub in ("branches", "commits", "segments", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            meta,
+            {"format": FORMAT, "format_version": FORMAT_VERSION, "crs": crs, "created": datetime.now(UTC)},
+            root / "tmp",
+        )
+        return cls(root)
+
+    @property
+    def _con(self):
+        """One DuckDB connection per thread (DuckDB connections are not shared across threads)."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = self._local.con = connect()
+        return con
+
+    # ------------------------------------------------------------------ commits and branches
+    def refresh(self) -> None:
+        """Pick up commits published by other processes since the last call (cheap directory scan)."""
+        with self._lock:
+            for entry in os.scandir(self.root / "commits"):
+                if not entry.name.endswith(".json"):
+                    continue
+                v = int(entry.name[:-5])
+                if v in self._commits:
+                    continue
+                doc = json.loads(Path(entry.path).read_text())
+                self._commits[v] = Commit.model_validate(doc["commit"])
+                self._segments[v] = doc["segment"]
+
+    def log(self, branch: str | None = None, with_base: bool = True) -> list[Commit]:
+        """Commits, newest first: all of them, or those visible on ``branch`` (its base's history included)."""
+        self.refresh()
+        if branch is None:
+            versions = sorted(self._commits)
+        else:
+            versions = self._visible_versions(branch, None) if with_base else [
+                v for v, c in self._commits.items() if c.branch == branch
+            ]
+        return [self._commits[v] for v in sorted(versions, reverse=True)]
+
+    def branches(self) -> list[Branch]:
+        out = {MAIN: Branch(name=MAIN, base_branch=None, base_version=None, created=self._created(), author="twin")}
+        for p in sorted((self.root / "branches").glob("*.json")):
+            b = Branch.model_validate_json(p.read_text())
+            out[b.name] = b
+        return [out[k] for k in sorted(out)]
+
+    def branch(self, name: str) -> Branch:
+        for b in self.branches():
+            if b.name == name:
+                return b
+        known = ", ".join(b.name for b in self.branches())
+        raise StoreError(f"unknown branch {name!r}; branches: {known}")
+
+    def create_branch(
+        self, name: str, from_branch: str = MAIN, at: int | str | datetime | None = None,
+        author: str = "twin", description: str = "",
+    ) -> Branch:
+        """Fork ``name`` from ``from_branch`` at a version (default its head); edits on it are copy-on-write."""
+        if not _BRANCH_RE.match(name):
+            raise StoreError(f"bad branch name {name!r}: use lowercase letters, digits, '-' or '_' (max 64)")
+        with writer_lock(self.root / ".lock"):
+            if any(b.name == name for b in self.branches()):
+                raise StoreError(f"branch {name!r} already exists")
+            self.branch(from_branch)
+            base = self.resolve_version(from_branch, at)
+            b = Branch(
+                name=name, base_branch=from_branch, base_version=base, created=datetime.now(UTC),
+                author=author, description=description,
+            )
+            write_json_atomic(self.root / "branches" / f"{name}.json", b.model_dump(mode="json"), self.root / "tmp")
+        return b
+
+    def head(self, branch: str = MAIN) -> int:
+        """Latest version visible on a branch (0 for an empty store)."""
+        vs = self._visible_versions(branch, None)
+        if vs:
+            return max(vs)
+        b = self.branch(branch)
+        return b.base_version or 0
+
+    def resolve_version(self, branch: str = MAIN, as_of: int | str | datetime | None = None) -> int:
+        """Turn ``as_of`` (None = latest, a version number, or a timestamp) into a version on ``branch``."""
+        self.refresh()
+        if as_of is None:
+            return self.head(branch)
+        if isinstance(as_of, str):
+            s = as_of.strip()
+            if s.isdigit():
+                as_of = int(s)
+            else:
+                try:
+                    as_of = datetime.fromisoformat(s.replace("Z", "+00:00"))
+                except ValueError as exc:
+                    raise StoreError(f"as_of must be a version number or an ISO 8601 time, got {s!r}") from exc
+        if isinstance(as_of, int):
+            if as_of < 0 or as_of > max(self._commits, default=0):
+                raise StoreError(f"version {as_of} does not exist (latest is {max(self._commits, default=0)})")
+            return as_of
+        t = _utc(as_of)
+        vs = [v for v in self._visible_versions(branch, None) if self._commits[v].time <= t]
+        if vs:
+            return max(vs)
+        b = self.branch(branch)
+        return 0 if b.base_version is None else min(b.base_version, self.resolve_version(b.base_branch, t))
+
+    def _visible_versions(self, branch: str, upto: int | None) -> list[int]:
+        """Versions whose segments make up ``branch`` at ``upto``: its own commits plus its base's up to the fork."""
+        self.refresh()
+        b = self.branch(branch)
+        own = [v for v, c in self._commits.items() if c.branch == branch and (upto is None or v <= upto)]
+        if b.base_branch is None:
+            return own
+        base_upto = b.base_version if upto is None else min(b.base_version or 0, upto)
+        return own + self._visible_versions(b.base_branch, base_upto)
+
+    def _created(self) -> datetime:
+        return datetime.fromisoformat(json.loads((self.root / "STORE.json").read_text())["created"])
+
+    # ------------------------------------------------------------------ writing
+    def commit(
+        self,
+        put: Iterable[Any] = (),
+        remove: Iterable[str] = (),
+        *,
+        message: str,
+        author: str = "twin",
+        branch: str = MAIN,
+        remove_collection: str = CITY,
+        geometries: dict[str, shapely.Geometry] | None = None,
+    ) -> Commit | None:
+        """Atomically write entity upserts and removals as one new version on ``branch``.
+
+        Objects identical to the current version are skipped; if nothing changes, no commit is made and None is
+        returned. Any exception leaves the store exactly as it was.
+        """
+        geometries = geometries or {}
+        records: dict[tuple[str, str], Record] = {}
+        for obj in put:
+            r = to_record(obj, geometries.get(obj.id if hasattr(obj, "id") else obj.get("id")))
+            records[(r.collection, r.id)] = r
+        removals = sorted(set(remove))
+        if not message.strip():
+            raise StoreError("a commit needs a message")
+        with writer_lock(self.root / ".lock"):
+            self._clean_tmp()
+            self.branch(branch)
+            current = self._current_digests(branch, {k[0] for k in records} | {remove_collection}, records, removals)
+            rows: list[Record] = []
+            ops: list[str] = []
+            added = modified = 0
+            for key in sorted(records):
+                r = records[key]
+                old = current.get(key)
+                if old is not None and old[0] == r.digest:
+                    continue
+                rows.append(r)
+                ops.append("add" if old is None else "modify")
+                added += old is None
+                modified += old is not None
+            for eid in removals:
+                old = current.get((remove_collection, eid))
+                if old is None:
+                    raise StoreError(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
+                rows.append(removal(remove_collection, eid, old[1]))
+                ops.append("remove")
+            if not rows:
+                return None
+            self.refresh()
+            version = max(self._commits, default=0) + 1
+            last_time = max((c.time for c in self._commits.values()), default=None)
+            now = datetime.now(UTC)
+            commit = Commit(
+                version=version,
+                branch=branch,
+                parent_version=self.head(branch) or None,
+                time=max(now, last_time) if last_time else now,
+                author=author,
+                message=message,
+                changes=ChangeSummary(added=added, modified=modified, removed=len(removals)),
+            )
+            segment = f"{version:08d}.parquet"
+            seg_path = self.root / "segments" / segment
+            self._write_segment(records_table(rows, ops, version), seg_path)
+            try:
+                _fault("after_segment")
+                write_json_atomic(
+                    self.root / "commits" / f"{version:08d}.json",
+                    {"commit": commit.model_dump(mode="json"), "segment": segment},
+                    self.root / "tmp",
+                )
+            except BaseException:
+                seg_path.unlink(missing_ok=True)
+                raise
+            self.refresh()
+            return commit
+
+    def _clean_tmp(self) -> None:
+        """Drop leftovers of writers that died (only called while holding the writer lock)."""
+        for p in (self.root / "tmp").iterdir():
+            p.unlink(missing_ok=True)
+        self.refresh()
+        referenced = set(self._segments.values())
+        for p in (self.root / "segments").iterdir():
+            if p.name not in referenced:
+                p.unlink(missing_ok=True)
+
+    def _write_segment(self, table: pa.Table, dst: Path) -> None:
+        """Write rows as a GeoParquet file in Hilbert order, so bbox filters prune row groups."""
+        tmp = tmp_path(self.root / "tmp", ".parquet")
+        con = self._con
+        con.register("_rows", table)
+        try:
+            con.execute(
+                f"""
+                COPY (
+                  SELECT * EXCLUDE (wkb), ST_GeomFromWKB(wkb)::GEOMETRY({_sql_str(self.crs)}) AS geometry
+                  FROM _rows
+                  ORDER BY collection,
+                    CASE WHEN wkb IS NULL THEN NULL ELSE ST_Hilbert(
+                      ST_Point((xmin + xmax) / 2, (ymin + ymax) / 2),
+                      (SELECT {{min_x: min(xmin), min_y: min(ymin), max_x: max(xmax) + 1, max_y: max(ymax) + 1}}
+                       ::BOX_2D FROM _rows)) END,
+                    id
+                ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)
+                """
+            )
+        finally:
+            con.unregister("_rows")
+        publish(tmp, dst)
+
+    def _current_digests(
+        self, branch: str, collections: set[str], records: dict[tuple[str, str], Record], removals: list[str]
+    ) -> dict[tuple[str, str], tuple[str, str]]:
+        """(collection, id) -> (digest, type) of the live entities among those about to be written."""
+        wanted = sorted({k[1] for k in records} | set(removals))
+        if not wanted:
+            return {}
+        con = self._con
+        con.register("_wanted", pa.table({"id": wanted}))
+        try:
+            out: dict[tuple[str, str], tuple[str, str]] = {}
+            for collection in collections:
+                sql, params = self._state_sql(branch, None, Query(collection=collection), "digest, type",
+                                              join_ids="_wanted")
+                if sql is None:
+                    continue
+                for eid, digest, type_ in con.execute(sql, params).fetchall():
+                    out[(collection, eid)] = (digest, type_)
+            return out
+        finally:
+            con.unregister("_wanted")
+
+    # ------------------------------------------------------------------ reading
+    def _files(self, branch: str, version: int) -> list[str]:
+        vs = self._visible_versions(branch, version)
+        return [str(self.root / "segments" / self._segments[v]) for v in sorted(vs)]
+
+    def _state_sql(
+        self, branch: str, as_of: Any, q: Query, select: str, join_ids: str | None = None,
+        order: bool = True, count: bool = False,
+    ) -> tuple[str | None, list[Any]]:
+        """SQL returning the live rows of a branch at a version that match ``q`` (None when nothing is stored)."""
+        version = self.resolve_version(branch, as_of)
+        files = self._files(branch, version)
+        if not files:
+            return None, []
+        src = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
+        params: list[Any] = [q.collection]
+        cand = ["collection = ?"]
+        if q.bbox is not None:
+            cand.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
+            params += [q.bbox[0], q.bbox[2], q.bbox[1], q.bbox[3]]
+        if q.polygon is not None:
+            minx, miny, maxx, maxy = q.polygon.bounds
+            cand.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
+            params += [minx, maxx, miny, maxy]
+        if q.types is not None:
+            cand.append("type IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(q.types)
+        if q.ids is not None:
+            cand.append("id IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(q.ids)
+        if join_ids:
+            cand.append(f"id IN (SELECT id FROM {join_ids})")
+        live = ["c.op <> 'remove'"]
+        if q.polygon is not None:
+            live.append(f"ST_Intersects(c.geometry, ST_GeomFromText(?)::GEOMETRY({_sql_str(self.crs)}))")
+            params.append(q.polygon.wkt)
+        if q.bbox is not None:
+            live.append(f"ST_Intersects(c.geometry, ST_MakeEnvelope(?, ?, ?, ?)::GEOMETRY({_sql_str(self.crs)}))")
+            params += q.bbox
+        if q.valid_at is not None:
+            live.append("(c.valid_from IS NULL OR c.valid_from <= ?) AND (c.valid_to IS NULL OR c.valid_to > ?)")
+            params += [_utc(q.valid_at), _utc(q.valid_at)]
+        if q.classification_max is not None:
+            from data_models import Classification
+
+            allowed = [c.value for c in Classification if c.rank <= Classification.parse(q.classification_max).rank]
+            live.append("c.classification IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(allowed)
+        for key, value in sorted(q.where.items()):
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise StoreError(f"bad property name {key!r}")
+            live.append(f"json_extract_string(c.body, '$.{key}') = ?")
+            params.append(str(value).lower() if isinstance(value, bool) else str(value))
+        newer = "" if len(files) == 1 else (
+            f"AND NOT EXISTS (SELECT 1 FROM seg s WHERE s.collection = c.collection AND s.id = c.id "
+            f"AND s.version > c.version)"
+        )
+        tail = ""
+        if not count:
+            if order:
+                tail += " ORDER BY c.id"
+            if q.limit is not None:
+                tail += f" LIMIT {int(q.limit)}"
+            if q.offset:
+                tail += f" OFFSET {int(q.offset)}"
+        head = "count(*)" if count else f"c.id, {select}"
+        sql = (
+            f"WITH seg AS (SELECT * FROM {src}), "
+            f"cand AS (SELECT * FROM seg WHERE {' AND '.join(cand)}) "
+            f"SELECT {head} FROM cand c WHERE {' AND '.join(live)} {newer}{tail}"
+        )
+        return sql, params
+
+    # times leave DuckDB as epoch microseconds: converting TIMESTAMPTZ to Python would need pytz
+    _ROW = ("collection, version, op, type, classification, epoch_us(valid_from) AS valid_from_us, "
+            "epoch_us(valid_to) AS valid_to_us, body, ST_AsWKB(geometry) AS wkb")
+
+    def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
+        """Live entities matching ``query`` as JSON-ready dicts (model shape + ``_store`` metadata)."""
+        q = query or Query()
+        sql, params = self._state_sql(branch, as_of, q, self._ROW)
+        if sql is None:
+            return []
+        cur = self._con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [row_to_feature(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+
+    def count(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> int:
+        q = query or Query()
+        sql, params = self._state_sql(branch, as_of, q, "", count=True)
+        return 0 if sql is None else int(self._con.execute(sql, params).fetchone()[0])
+
+    def table(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> pa.Table:
+        """Live entities as an Arrow table (id, type, classification, valid time, bbox, body, wkb) for bulk work."""
+        q = query or Query()
+        sql, params = self._state_sql(
+            branch, as_of, q, "type, classification, valid_from, valid_to, xmin, ymin, xmax, ymax, body, "
+            "ST_AsWKB(geometry) AS wkb", order=True,
+        )
+        if sql is None:
+            return pa.table({"id": pa.array([], pa.string())})
+        return self._con.execute(sql, params).fetch_arrow_table()
+
+    def get(self, entity_id: str, branch: str = MAIN, as_of: Any = None, collection: str = CITY) -> dict | None:
+        """One live entity by id, or None."""
+        rows = self.features(branch, as_of, Query(collection=collection, ids=[entity_id]))
+        return rows[0] if rows else None
+
+    def history(self, entity_id: str, branch: str = MAIN, collection: str = CITY) -> list[dict[str, Any]]:
+        """Every stored version of an entity visible on ``branch``, oldest first (removals included)."""
+        files = self._files(branch, self.head(branch))
+        if not files:
+            return []
+        src = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
+        cur = self._con.execute(
+            f"SELECT id, {self._ROW} FROM {src} WHERE collection = ? AND id = ? ORDER BY version",
+            [collection, entity_id],
+        )
+        names = [d[0] for d in cur.description]
+        return [row_to_feature(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+
+    def changelog(self, version: int) -> list[dict[str, str]]:
+        """The entity ids a commit touched and how (add / modify / remove)."""
+        self.refresh()
+        if version not in self._commits:
+            raise StoreError(f"version {version} does not exist")
+        path = self.root / "segments" / self._segments[version]
+        rows = self._con.execute(
+            f"SELECT collection, id, op FROM read_parquet({_sql_str(str(path))}) ORDER BY collection, id"
+        ).fetchall()
+        return [{"collection": c, "id": i, "op": o} for c, i, o in rows]
+
+    def content_digest(self) -> str:
+        """Hash of every published file (metadata, branches, commits and the segments they reference)."""
+        import hashlib
+
+        self.refresh()
+        h = hashlib.sha256()
+        segments = [self.root / "segments" / self._segments[v] for v in sorted(self._segments)]
+        for sub in ("STORE.json", "branches", "commits"):
+            p = self.root / sub
+            paths = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+            for f in paths + (segments if sub == "commits" else []):
+                h.update(str(f.relative_to(self.root)).encode())
+                h.update(f.read_bytes())
+        return h.hexdigest()
+
+
+def _fault(point: str) -> None:
+    """Test hook: ``TWIN_FAULT=<point>:<raise|kill>`` fails a commit at a named point."""
+    spec = os.environ.get("TWIN_FAULT", "")
+    if not spec.startswith(point + ":"):
+        return
+    action = spec.split(":", 1)[1]
+    if action == "kill":
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected fault at {point}")
+
+
+
