@@ -1,0 +1,140 @@
+"""twin city information model (CIM): pydantic v2 models, JSON Schema in ``data_models/schema/``.
+
+See ``docs/cim.md`` for the model and its mapping to CityJSON 2.0 / CityGML 3.0.
+"""
+
+from .city_objects import (
+    CITY_OBJECT_TYPES,
+    AnyCityObject,
+    Building,
+    BuildingPart,
+    CityObject,
+    LandCover,
+    LandCoverClass,
+    Observation,
+    ObservationFlag,
+    Road,
+    RoofType,
+    SemanticSurface,
+    SemanticSurfaceType,
+    Sensor,
+    Solid,
+    SolidSemantics,
+    Vegetation,
+    WaterBody,
+    parse_city_object,
+)
+from .cityjson import CITYJSON_VERSION, cityjson_document
+from .commits import Branch, Change, ChangeOp, ChangeSummary, Commit
+from .common import (
+    GEOMETRY_TYPES,
+    LOD_PATTERN,
+    SLUG_PATTERN,
+    Classification,
+    EntityId,
+    Geometry,
+    GeometryType,
+    LoDKey,
+    Provenance,
+    Quality,
+    Slug,
+    TwinModel,
+    UtcDatetime,
+    utc_now,
+)
+from .layers import (
+    EXTENSIVE_AGGREGATIONS,
+    INTENSIVE_AGGREGATIONS,
+    TIME_BUCKET_PATTERN,
+    Aggregation,
+    LayerSpec,
+    VariableKind,
+    parse_time_bucket,
+)
+from .runs import RunStatus, SimulationRun
+from .scenarios import (
+    AddBuilding,
+    ChangeLandCover,
+    CloseRoad,
+    DemandChange,
+    ModifyBuilding,
+    RainfallEvent,
+    RemoveBuilding,
+    Scenario,
+    ScenarioEdit,
+    parse_edit,
+)
+from .sources import Extent, Sha256, SourceAsset, SourceKind
+
+__all__ = [
+    # common
+    "TwinModel",
+    "Classification",
+    "UtcDatetime",
+    "EntityId",
+    "Slug",
+    "SLUG_PATTERN",
+    "LoDKey",
+    "LOD_PATTERN",
+    "Provenance",
+    "Quality",
+    "Geometry",
+    "GeometryType",
+    "GEOMETRY_TYPES",
+    "utc_now",
+    # city objects
+    "CityObject",
+    "Building",
+    "BuildingPart",
+    "RoofType",
+    "Solid",
+    "SolidSemantics",
+    "SemanticSurface",
+    "SemanticSurfaceType",
+    "Road",
+    "LandCover",
+    "LandCoverClass",
+    "WaterBody",
+    "Vegetation",
+    "Sensor",
+    "Observation",
+    "ObservationFlag",
+    "AnyCityObject",
+    "CITY_OBJECT_TYPES",
+    "parse_city_object",
+    "cityjson_document",
+    "CITYJSON_VERSION",
+    # sources
+    "SourceAsset",
+    "SourceKind",
+    "Extent",
+    "Sha256",
+    # layers
+    "LayerSpec",
+    "Aggregation",
+    "VariableKind",
+    "EXTENSIVE_AGGREGATIONS",
+    "INTENSIVE_AGGREGATIONS",
+    "TIME_BUCKET_PATTERN",
+    "parse_time_bucket",
+    # scenarios
+    "Scenario",
+    "ScenarioEdit",
+    "AddBuilding",
+    "RemoveBuilding",
+    "ModifyBuilding",
+    "CloseRoad",
+    "ChangeLandCover",
+    "RainfallEvent",
+    "DemandChange",
+    "parse_edit",
+    # runs
+    "SimulationRun",
+    "RunStatus",
+    # commits
+    "Commit",
+    "ChangeSummary",
+    "Branch",
+    "Change",
+    "ChangeOp",
+]
