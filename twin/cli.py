@@ -154,7 +154,7 @@ def branch(
         console.print(t)
         return
     b = s.create_branch(name, from_branch, at, author=get_settings().author, description=description)
-    console.print(f"created branch [bold]{b.name}[/] from {b.base_branch} at version {b.base_version}")
+    console.print(f"created branch [bold]{b.name}[/] from {b.base_branch} at version {b.base_version or 0}")
 
 
 @app.command()
@@ -189,5 +189,17 @@ def demo(
         serve(store=_store_path(store), host=host, port=port)
 
 
+def main() -> None:
+    """Entry point: user errors (bad file, unknown branch, busy store) print one clear line, not a traceback."""
+    from twin.sources import SourceError
+    from twin.store import StoreBusy, StoreError
+
+    try:
+        app()
+    except (StoreError, SourceError, StoreBusy, ValueError) as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -147,3 +147,11 @@ def test_reopening_reads_the_same_state(store: Store) -> None:
     assert again.count() == 30 and again.head() == 1 and again.crs == "EPSG:4548"
     with pytest.raises(StoreError, match="not a twin store"):
         Store(store.root / "segments")
+
+
+def test_branch_of_an_empty_store_sees_only_its_own_commits(store: Store) -> None:
+    store.create_branch("early")
+    store.commit(make_buildings(3), message="main work")
+    store.commit(make_buildings(2, prefix="e"), message="branch work", branch="early")
+    assert store.count() == 3 and store.count(branch="early") == 2
+    assert store.head("early") == 2 and store.head() == 1

@@ -63,7 +63,9 @@ def writer_lock(lock_file: Path, timeout: float = 120.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise StoreBusy(f"{lock_file}: another writer held the store for more than {timeout:.0f} s")
+                    raise StoreBusy(
+                        f"{lock_file}: another writer held the store for more than {timeout:.0f} s"
+                    ) from None
                 time.sleep(0.05)
         yield
     finally:

@@ -31,7 +31,15 @@ import shapely
 from data_models import Branch, ChangeSummary, Commit
 from twin.store.engine import connect
 from twin.store.files import StoreBusy, publish, tmp_path, write_json_atomic, writer_lock
-from twin.store.records import ASSETS, CITY, COLLECTIONS, Record, records_table, removal, row_to_feature, to_record
+from twin.store.records import (
+    CITY,
+    COLLECTIONS,
+    Record,
+    records_table,
+    removal,
+    row_to_feature,
+    to_record,
+)
 
 FORMAT = "twin-store"
 FORMAT_VERSION = 1
@@ -203,7 +211,7 @@ class Store:
             self.branch(from_branch)
             base = self.resolve_version(from_branch, at)
             b = Branch(
-                name=name, base_branch=from_branch, base_version=base, created=datetime.now(UTC),
+                name=name, base_branch=from_branch, base_version=base or None, created=datetime.now(UTC),
                 author=author, description=description,
             )
             write_json_atomic(self.root / "branches" / f"{name}.json", b.model_dump(mode="json"), self.root / "tmp")
@@ -249,8 +257,9 @@ class Store:
         own = [v for v, c in self._commits.items() if c.branch == branch and (upto is None or v <= upto)]
         if b.base_branch is None:
             return own
-        base_upto = b.base_version if upto is None else min(b.base_version or 0, upto)
-        return own + self._visible_versions(b.base_branch, base_upto)
+        fork = b.base_version or 0  # None: forked from an empty store
+        base_upto = fork if upto is None else min(fork, upto)
+        return own + (self._visible_versions(b.base_branch, base_upto) if base_upto > 0 else [])
 
     def _created(self) -> datetime:
         return datetime.fromisoformat(json.loads((self.root / "STORE.json").read_text())["created"])
@@ -443,8 +452,8 @@ class Store:
             live.append(f"json_extract_string(c.body, '$.{key}') = ?")
             params.append(str(value).lower() if isinstance(value, bool) else str(value))
         newer = "" if len(files) == 1 else (
-            f"AND NOT EXISTS (SELECT 1 FROM seg s WHERE s.collection = c.collection AND s.id = c.id "
-            f"AND s.version > c.version)"
+            "AND NOT EXISTS (SELECT 1 FROM seg s WHERE s.collection = c.collection AND s.id = c.id "
+            "AND s.version > c.version)"
         )
         tail = ""
         if not count:
