@@ -414,22 +414,22 @@ class Store:
             return None, []
         src = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
         params: list[Any] = [q.collection]
-        cand = ["collection = ?"]
+        cand = ["c.collection = ?"]
         if q.bbox is not None:
-            cand.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
+            cand.append("c.xmax >= ? AND c.xmin <= ? AND c.ymax >= ? AND c.ymin <= ?")
             params += [q.bbox[0], q.bbox[2], q.bbox[1], q.bbox[3]]
         if q.polygon is not None:
             minx, miny, maxx, maxy = q.polygon.bounds
-            cand.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
+            cand.append("c.xmax >= ? AND c.xmin <= ? AND c.ymax >= ? AND c.ymin <= ?")
             params += [minx, maxx, miny, maxy]
         if q.types is not None:
-            cand.append("type IN (SELECT unnest(?::VARCHAR[]))")
+            cand.append("c.type IN (SELECT unnest(?::VARCHAR[]))")
             params.append(q.types)
         if q.ids is not None:
-            cand.append("id IN (SELECT unnest(?::VARCHAR[]))")
+            cand.append("c.id IN (SELECT unnest(?::VARCHAR[]))")
             params.append(q.ids)
         if join_ids:
-            cand.append(f"id IN (SELECT id FROM {join_ids})")
+            cand.append(f"c.id IN (SELECT id FROM {join_ids})")
         live = ["c.op <> 'remove'"]
         if q.polygon is not None:
             live.append(f"ST_Intersects(c.geometry, ST_GeomFromText(?)::GEOMETRY({_sql_str(self.crs)}))")
@@ -451,8 +451,9 @@ class Store:
                 raise StoreError(f"bad property name {key!r}")
             live.append(f"json_extract_string(c.body, '$.{key}') = ?")
             params.append(str(value).lower() if isinstance(value, bool) else str(value))
+        # a row is live when no newer row for its id exists in the lineage (only id/version columns are read)
         newer = "" if len(files) == 1 else (
-            "AND NOT EXISTS (SELECT 1 FROM seg s WHERE s.collection = c.collection AND s.id = c.id "
+            f" AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.collection = c.collection AND s.id = c.id "
             "AND s.version > c.version)"
         )
         tail = ""
@@ -464,11 +465,7 @@ class Store:
             if q.offset:
                 tail += f" OFFSET {int(q.offset)}"
         head = "count(*)" if count else f"c.id, {select}"
-        sql = (
-            f"WITH seg AS (SELECT * FROM {src}), "
-            f"cand AS (SELECT * FROM seg WHERE {' AND '.join(cand)}) "
-            f"SELECT {head} FROM cand c WHERE {' AND '.join(live)} {newer}{tail}"
-        )
+        sql = f"SELECT {head} FROM {src} c WHERE {' AND '.join(cand + live)}{newer}{tail}"
         return sql, params
 
     # times leave DuckDB as epoch microseconds: converting TIMESTAMPTZ to Python would need pytz
