@@ -451,9 +451,11 @@ class Store:
                 raise StoreError(f"bad property name {key!r}")
             live.append(f"json_extract_string(c.body, '$.{key}') = ?")
             params.append(str(value).lower() if isinstance(value, bool) else str(value))
-        # a row is live when no newer row for its id exists in the lineage (only id/version columns are read)
+        # A row is live when no newer row for its id exists in the lineage. Only segments after the oldest can hold
+        # a newer row, so the usual shape (one big base, small edits) anti-joins against the small edits only.
         newer = "" if len(files) == 1 else (
-            f" AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.collection = c.collection AND s.id = c.id "
+            " AND NOT EXISTS (SELECT 1 FROM read_parquet([" + ", ".join(_sql_str(f) for f in files[1:])
+            + "], union_by_name = true) s WHERE s.collection = c.collection AND s.id = c.id "
             "AND s.version > c.version)"
         )
         tail = ""
