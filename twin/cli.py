@@ -177,9 +177,13 @@ def demo(
     t0 = time.perf_counter()
     with _progress() as p:
         stages = _Stages(p)
-        manifest = generate(out, size=size, seed=seed, progress=stages)
+        gen = p.add_task("generate sample city", total=1.0)
+        manifest = generate(out, size=size, seed=seed,
+                            progress=lambda stage, done: p.update(gen, completed=done,
+                                                                  description=f"generate sample city: {stage}"))
         s = Store.init(_store_path(store), manifest.get("crs", settings.crs))
-        c1 = ingest_paths(s, [out / "sources"], author=settings.author, progress=stages,
+        acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in manifest["files"]}
+        c1 = ingest_paths(s, [out / "sources"], acquired=acquired, author=settings.author, progress=stages,
                           message=f"ingest demo city ({size}, seed {seed})")
         c2 = run_build(s, author=settings.author, progress=stages)
     for c in (c1, c2):

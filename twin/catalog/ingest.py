@@ -7,7 +7,7 @@ store exactly as it was. Re-ingesting unchanged bytes is a no-op; a changed file
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from data_models import Building, Provenance, Road, SourceAsset, SourceKind
+from data_models import Building, Provenance, Road, SourceAsset, SourceKind, WaterBody
 from twin.catalog.assets import asset_id, describe, parse_time, sha256_file
 from twin.sources import SourceError, kind_of
 from twin.sources import imagery as imagery_reader
@@ -25,9 +25,11 @@ from twin.sources.crs import reproject
 from twin.store import ASSETS, MAIN, Store
 
 Progress = Callable[[str, float], None]
-_ID_FIELDS = ("id", "cadastre_id", "building_id", "road_id", "osm_id", "fid")
+_ID_FIELDS = ("id", "cadastre_id", "building_id", "road_id", "water_id", "osm_id", "fid")
+_WATER_WORDS = {"water", "river", "lake", "pond", "canal", "reservoir", "stream"}
 _MODEL_FIELDS = {
     "Building": {"use": "use", "storeys": "storeys", "levels": "storeys"},
+    "WaterBody": {"kind": "water_class", "water_class": "water_class", "waterway": "water_class", "name": "name"},
     "Road": {"class": "road_class", "road_class": "road_class", "highway": "road_class", "name": "name",
              "lanes": "lanes", "width_m": "width_m", "oneway": "oneway"},
 }
@@ -63,17 +65,29 @@ def _entity_id(prefix: str, props: dict[str, Any], geom: shapely.Geometry) -> st
     return f"{prefix}-{hashlib.blake2b(shapely.to_wkb(geom), digest_size=6).hexdigest()}"
 
 
+def _is_water(props: dict[str, Any]) -> bool:
+    if any(props.get(k) not in (None, "") for k in ("water_id", "water_class", "waterway")):
+        return True
+    return any(str(props.get(k, "")).lower() in _WATER_WORDS for k in ("kind", "natural", "landuse"))
+
+
 def vector_entities(
     path: Path, asset: SourceAsset, props: list[dict], geoms: list[shapely.Geometry], store_crs: str
-) -> list[Building | Road]:
-    """Buildings from polygon features and roads from line features, reprojected into the store CRS."""
-    out: list[Building | Road] = []
+) -> list[Building | Road | WaterBody]:
+    """City objects from features, reprojected into the store CRS.
+
+    Polygons are buildings unless their properties say water (water_id / water_class / waterway, or kind, natural
+    or landuse naming a water body); lines are roads.
+    """
+    out: list[Building | Road | WaterBody] = []
     seen: set[str] = set()
     prov = [Provenance(source_asset_id=asset.id, acquired=asset.acquired, method="vector-ingest", confidence=1.0)]
     projected = reproject(np.asarray(geoms, dtype=object), asset.crs, store_crs)
     for i, (p, g) in enumerate(zip(props, projected, strict=True)):
         gtype = g.geom_type
-        if gtype in ("Polygon", "MultiPolygon"):
+        if gtype in ("Polygon", "MultiPolygon") and _is_water(p):
+            cls, prefix = WaterBody, "water"
+        elif gtype in ("Polygon", "MultiPolygon"):
             cls, prefix = Building, "bldg"
         elif gtype in ("LineString", "MultiLineString"):
             cls, prefix = Road, "road"
@@ -101,14 +115,18 @@ def ingest_paths(
     *,
     kind: str | None = None,
     crs: str | None = None,
-    acquired: str | datetime | None = None,
+    acquired: str | datetime | Mapping[str, str | None] | None = None,
     classification: str = "public",
     branch: str = MAIN,
     author: str = "twin",
     message: str | None = None,
     progress: Progress | None = None,
 ):
-    """Ingest files and folders into ``branch`` as one commit; returns the Commit, or None if nothing changed."""
+    """Ingest files and folders into ``branch`` as one commit; returns the Commit, or None if nothing changed.
+
+    ``acquired`` is one time for all files, or a mapping from resolved file path to time (a delivery manifest);
+    files that carry their own time (LAS creation date, TIFF datetime) use it when no time is given.
+    """
     files = expand(paths)
     if not files:
         raise SourceError(", ".join(str(p) for p in paths), "no source files found")
@@ -124,7 +142,7 @@ def ingest_paths(
         if prev is not None and prev["checksum"] == checksum:
             continue  # same bytes as the current asset version: nothing to do
         version = 1 if prev is None else int(prev["asset_version"]) + 1
-        when = parse_time(acquired, path)
+        when = parse_time(acquired.get(str(path.resolve())) if isinstance(acquired, Mapping) else acquired, path)
         entities: list[Any] = []
         if k == SourceKind.vector:
             file_crs, props, feats = vector_reader.read_vector(path, crs)

@@ -32,17 +32,18 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
     geoms = [shapely.geometry.shape(b["geometry"]) for b in buildings]
     results = footprint_heights(geoms, [Path(a["path"]) for a in clouds])
     progress("build: building heights from LiDAR", 0.8)
-    acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
-    src = clouds[0]["id"] if len(clouds) == 1 else ",".join(a["id"] for a in clouds)
+    tiles = [shapely.box(*a["extent"]["bbox"]) for a in clouds]
     updated = []
-    for b, r in zip(buildings, results, strict=True):
+    for b, g, r in zip(buildings, geoms, results, strict=True):
         data = {k: v for k, v in b.items() if k != "_store"}
         prov = [p for p in data.get("provenance", []) if p.get("attribute") not in ("height", "ground_z")]
         attrs = dict(data.get("attributes") or {})
         if r.height is not None:
             method = f"lidar-roof-p{ROOF_PERCENTILE}-ground-p{GROUND_PERCENTILE}"
             confidence = min(1.0, r.point_density / 8.0)
-            prov.append(Provenance(source_asset_id=src.split(",")[0], acquired=acquired, method=method,
+            c = g.representative_point()
+            src = next((a for a, t in zip(clouds, tiles, strict=True) if t.covers(c)), clouds[0])
+            prov.append(Provenance(source_asset_id=src["id"], acquired=src.get("acquired"), method=method,
                                    confidence=round(confidence, 3), attribute="height").model_dump(mode="json"))
             attrs["ground_z"] = round(r.ground_z, 3)
             attrs["roof_z"] = round(r.roof_z, 3)
