@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -59,23 +61,24 @@ class Record:
     geometry: shapely.Geometry | None
     body: dict[str, Any]
 
-    @property
+    @cached_property
+    def wkb(self) -> bytes | None:
+        return None if self.geometry is None else shapely.to_wkb(self.geometry, include_srid=False)
+
+    @cached_property
+    def body_json(self) -> str:
+        """Canonical JSON of the body (sorted keys), as stored."""
+        return json.dumps(self.body, sort_keys=True, separators=(",", ":"), default=str)
+
+    @cached_property
     def digest(self) -> str:
         """Content hash: equal digests mean an upsert would change nothing (so it is skipped)."""
-        payload = json.dumps(
-            [
-                self.type,
-                self.classification,
-                _iso(self.valid_from),
-                _iso(self.valid_to),
-                None if self.geometry is None else shapely.to_wkb(self.geometry, hex=True, include_srid=False),
-                self.body,
-            ],
-            sort_keys=True,
-            separators=(",", ":"),
-            default=str,
-        )
-        return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.type, self.classification, _iso(self.valid_from), _iso(self.valid_to), self.body_json):
+            h.update(str(part).encode())
+            h.update(b"\x00")
+        h.update(self.wkb or b"")
+        return h.hexdigest()
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -92,34 +95,41 @@ def _parse_time(v: Any) -> datetime | None:
     return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
 
 
-def to_record(obj: BaseModel | dict[str, Any], geometry: shapely.Geometry | None = None) -> Record:
-    """Validate a city object or source asset (model or dict) and turn it into a store record.
+def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str, shapely.Geometry]) -> list[Record]:
+    """Validate city objects / source assets (models or dicts) and turn them into store records.
 
-    ``geometry`` overrides the footprint, e.g. an asset extent already transformed into the store CRS.
+    ``geometries`` overrides footprints by id, e.g. an asset extent already transformed into the store CRS.
+    Footprints are parsed in one vectorised GEOS call.
     """
-    if isinstance(obj, dict):
-        obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
-    data = obj.model_dump(mode="json")
-    if isinstance(obj, SourceAsset):
-        collection, type_ = ASSETS, "SourceAsset"
-        valid_from = _parse_time(data.get("acquired"))
-        valid_to = None
-    else:
-        collection, type_ = CITY, data["type"]
-        valid_from, valid_to = _parse_time(data.get("valid_from")), _parse_time(data.get("valid_to"))
-        if geometry is None:
-            geometry = shapely.geometry.shape(data["geometry"])
-    body = {k: v for k, v in data.items() if k not in _LIFTED}
-    return Record(
-        collection=collection,
-        id=data["id"],
-        type=type_,
-        classification=str(data.get("classification") or "public"),
-        valid_from=valid_from,
-        valid_to=valid_to,
-        geometry=geometry,
-        body=body,
-    )
+    dumped: list[tuple[bool, dict[str, Any]]] = []
+    for obj in objs:
+        if isinstance(obj, dict):
+            obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
+        dumped.append((isinstance(obj, SourceAsset), obj.model_dump(mode="json")))
+    todo = [i for i, (asset, d) in enumerate(dumped) if not asset and d["id"] not in geometries]
+    parsed = shapely.from_geojson([json.dumps(dumped[i][1]["geometry"]) for i in todo]) if todo else []
+    geom_of = dict(zip(todo, parsed, strict=True))
+    out = []
+    for i, (asset, data) in enumerate(dumped):
+        if asset:
+            collection, type_ = ASSETS, "SourceAsset"
+            valid_from, valid_to = _parse_time(data.get("acquired")), None
+        else:
+            collection, type_ = CITY, data["type"]
+            valid_from, valid_to = _parse_time(data.get("valid_from")), _parse_time(data.get("valid_to"))
+        out.append(
+            Record(
+                collection=collection,
+                id=data["id"],
+                type=type_,
+                classification=str(data.get("classification") or "public"),
+                valid_from=valid_from,
+                valid_to=valid_to,
+                geometry=geometries.get(data["id"], geom_of.get(i)),
+                body={k: v for k, v in data.items() if k not in _LIFTED},
+            )
+        )
+    return out
 
 
 def removal(collection: str, entity_id: str, type_: str) -> Record:
@@ -133,7 +143,7 @@ def records_table(records: list[Record], ops: list[str], version: int) -> pa.Tab
     has = [g is not None for g in geoms]
     present = [g for g in geoms if g is not None]
     bounds = shapely.bounds(present) if present else []
-    wkbs = shapely.to_wkb(present, include_srid=False) if present else []
+    wkbs = [r.wkb for r in records if r.geometry is not None]
     cols: dict[str, list[Any]] = {f: [] for f in ROW_SCHEMA.names}
     j = 0
     for r, op, h in zip(records, ops, has, strict=True):
@@ -157,7 +167,7 @@ def records_table(records: list[Record], ops: list[str], version: int) -> pa.Tab
             for k in ("xmin", "ymin", "xmax", "ymax", "wkb"):
                 cols[k].append(None)
         cols["digest"].append(r.digest if op != "remove" else None)
-        cols["body"].append(json.dumps(r.body, sort_keys=True, separators=(",", ":"), default=str))
+        cols["body"].append(r.body_json)
     return pa.table(cols, schema=ROW_SCHEMA)
 
 

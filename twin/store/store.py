@@ -38,7 +38,7 @@ from twin.store.records import (
     records_table,
     removal,
     row_to_feature,
-    to_record,
+    to_records,
 )
 
 FORMAT = "twin-store"
@@ -283,8 +283,7 @@ class Store:
         """
         geometries = geometries or {}
         records: dict[tuple[str, str], Record] = {}
-        for obj in put:
-            r = to_record(obj, geometries.get(obj.id if hasattr(obj, "id") else obj.get("id")))
+        for r in to_records(put, geometries):
             records[(r.collection, r.id)] = r
         removals = sorted(set(remove))
         if not message.strip():
