@@ -1,10 +1,22 @@
-"""Readers, one per kind of source file; each describes its file (CRS, extent, time) and streams its content."""
+"""Readers, one per kind of source file.
+
+Every reader has the same shape, ``read(ctx: ReadContext) -> SourceRead``: it describes its file (CRS, extent,
+acquisition time, kind-specific facts), returns the city objects it holds already in the store CRS and with
+provenance, and any bulk rows (sensor observations, GPS fixes) as Arrow tables. Readers never write to the store:
+the ingest commits everything of a batch at once, so a bad file leaves the store untouched.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from data_models import SourceKind
+import pyarrow as pa
+
+from data_models import Provenance, SourceKind
 
 
 class SourceError(ValueError):
@@ -16,6 +28,44 @@ class SourceError(ValueError):
         self.problem = problem
 
 
+@dataclass
+class ReadContext:
+    """What a reader is told about the file it reads."""
+
+    path: Path
+    store_crs: str
+    asset_id: str
+    crs: str | None = None  # CRS declared by the user (--crs): required when the file has none, checked otherwise
+    acquired: datetime | None = None  # acquisition time declared by the user
+    classification: str = "public"
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific: bands, column mapping, coords (gcj02)…
+
+    def provenance(self, method: str, *, confidence: float = 1.0, attribute: str | None = None,
+                   acquired: datetime | None = None) -> Provenance:
+        """Provenance pointing at this file's asset."""
+        return Provenance(source_asset_id=self.asset_id, acquired=acquired or self.acquired, method=method,
+                          confidence=confidence, attribute=attribute)
+
+    def fail(self, problem: str) -> SourceError:
+        return SourceError(self.path, problem)
+
+
+@dataclass
+class SourceRead:
+    """What a reader found: facts for the catalog, city objects, and bulk tables.
+
+    ``info`` must hold ``crs`` (normalised, or None for files without coordinates) and ``bbox`` (in that CRS, or
+    None); ``acquired`` (datetime) when the file carries its time; anything else becomes asset properties.
+    ``tables`` maps a table name ("observations", "trajectories") to rows stored with the commit; each row set
+    replaces the rows an older version of the same asset stored in that table.
+    """
+
+    info: dict[str, Any]
+    entities: list[Any] = field(default_factory=list)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+
+# extension -> kind; content sniffing refines .json / .csv / .gz (see kind_of)
 _EXTENSIONS: dict[str, SourceKind] = {
     ".las": SourceKind.pointcloud,
     ".laz": SourceKind.pointcloud,
@@ -24,7 +74,20 @@ _EXTENSIONS: dict[str, SourceKind] = {
     ".geojson": SourceKind.vector,
     ".gpkg": SourceKind.vector,
     ".shp": SourceKind.vector,
+    ".sqlite": SourceKind.vector,
+    ".pbf": SourceKind.vector,
+    ".osm": SourceKind.vector,
     ".csv": SourceKind.sensors,
+}
+
+# kind -> "module:function" of its reader
+READERS: dict[SourceKind, str] = {
+    SourceKind.vector: "twin.sources.vector:read",
+    SourceKind.pointcloud: "twin.sources.pointcloud:read",
+    SourceKind.imagery: "twin.sources.imagery:read",
+    SourceKind.cityjson: "twin.sources.cityjson:read",
+    SourceKind.sensors: "twin.sources.sensors:read",
+    SourceKind.trajectories: "twin.sources.trajectories:read",
 }
 
 
@@ -36,7 +99,24 @@ def kind_of(path: Path, declared: str | None = None) -> SourceKind:
         except ValueError:
             known = ", ".join(k.value for k in SourceKind)
             raise SourceError(path, f"unknown kind {declared!r}; known kinds: {known}") from None
+    name = path.name.lower()
+    if name.endswith((".city.json", ".cityjson")):
+        return SourceKind.cityjson
+    if name.endswith((".osm.bz2", ".osm.pbf")):
+        return SourceKind.vector
     kind = _EXTENSIONS.get(path.suffix.lower())
+    if kind is None and path.suffix.lower() == ".json":
+        head = path.read_bytes()[:4096].decode("utf-8", "replace")
+        if '"CityJSON"' in head:
+            return SourceKind.cityjson
+        if '"FeatureCollection"' in head or '"Feature"' in head:
+            return SourceKind.vector
     if kind is None:
         raise SourceError(path, f"cannot tell the kind of a '{path.suffix}' file; pass --kind")
     return kind
+
+
+def reader_for(kind: SourceKind):
+    """The ``read(ctx)`` function for a kind (imported on first use)."""
+    module, func = READERS[kind].split(":")
+    return getattr(importlib.import_module(module), func)

@@ -8,7 +8,7 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from twin.sources import SourceError
+from twin.sources import ReadContext, SourceError, SourceRead
 from twin.sources.crs import normalise
 
 
@@ -51,3 +51,10 @@ def acquired_of(info: dict) -> datetime | None:
             continue
         return t if t.tzinfo else t.replace(tzinfo=UTC)
     return None
+
+
+def read(ctx: ReadContext) -> SourceRead:
+    """Catalog facts of a raster; pixels stay in the file and are read by the fusion steps."""
+    info = raster_info(ctx.path, ctx.crs)
+    info["acquired"] = acquired_of(info)
+    return SourceRead(info=info)

@@ -9,7 +9,7 @@ from pathlib import Path
 import laspy
 import numpy as np
 
-from twin.sources import SourceError
+from twin.sources import ReadContext, SourceError, SourceRead
 from twin.sources.crs import normalise
 
 CHUNK = 2_000_000
@@ -54,3 +54,10 @@ def iter_points(path: Path, chunk: int = CHUNK) -> Iterator[dict[str, np.ndarray
                 "z": np.asarray(pts.z, dtype=np.float64),
                 "classification": np.asarray(pts.classification, dtype=np.uint8),
             }
+
+
+def read(ctx: ReadContext) -> SourceRead:
+    """Catalog facts of a LAS/LAZ file; its points stay in the file and are streamed by the build steps."""
+    info = header_info(ctx.path, ctx.crs)
+    info["acquired"] = acquired_of(info)
+    return SourceRead(info=info)

@@ -123,6 +123,7 @@ class Store:
         self.crs: str = info["crs"]
         self._commits: dict[int, Commit] = {}
         self._segments: dict[int, str] = {}
+        self._tables: dict[int, dict[str, dict[str, Any]]] = {}  # version -> table name -> {file, assets}
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -172,6 +173,7 @@ class Store:
                 doc = json.loads(Path(entry.path).read_text())
                 self._commits[v] = Commit.model_validate(doc["commit"])
                 self._segments[v] = doc["segment"]
+                self._tables[v] = doc.get("tables", {})
 
     def log(self, branch: str | None = None, with_base: bool = True) -> list[Commit]:
         """Commits, newest first: all of them, or those visible on ``branch`` (its base's history included)."""
@@ -275,12 +277,20 @@ class Store:
         branch: str = MAIN,
         remove_collection: str = CITY,
         geometries: dict[str, shapely.Geometry] | None = None,
+        tables: dict[str, pa.Table] | None = None,
     ) -> Commit | None:
         """Atomically write entity upserts and removals as one new version on ``branch``.
 
         Objects identical to the current version are skipped; if nothing changes, no commit is made and None is
         returned. Any exception leaves the store exactly as it was.
+
+        ``tables`` holds bulk rows (e.g. "observations") with an ``asset_id`` column: for each asset id, the rows of
+        the newest commit that wrote that asset to a table replace older ones (see ``table_sql``).
         """
+        tables = {k: v for k, v in (tables or {}).items()}
+        for name, t in tables.items():
+            if not re.match(r"^[a-z][a-z0-9_]*$", name) or "asset_id" not in t.column_names:
+                raise StoreError(f"table {name!r} needs a lowercase name and an asset_id column")
         geometries = geometries or {}
         records: dict[tuple[str, str], Record] = {}
         for r in to_records(put, geometries):
@@ -310,7 +320,7 @@ class Store:
                     raise StoreError(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
                 rows.append(removal(remove_collection, eid, old[1]))
                 ops.append("remove")
-            if not rows:
+            if not rows and not tables:
                 return None
             self.refresh()
             version = max(self._commits, default=0) + 1
@@ -327,16 +337,25 @@ class Store:
             )
             segment = f"{version:08d}.parquet"
             seg_path = self.root / "segments" / segment
-            self._write_segment(records_table(rows, ops, version), seg_path)
+            written = [seg_path]
+            table_docs: dict[str, dict[str, Any]] = {}
             try:
+                self._write_segment(records_table(rows, ops, version), seg_path)
+                for name, t in sorted(tables.items()):
+                    fname = f"{version:08d}.{name}.parquet"
+                    written.append(self.root / "segments" / fname)
+                    self._write_table(t, written[-1])
+                    assets = sorted({a for a in t.column("asset_id").to_pylist() if a is not None})
+                    table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": assets}
                 _fault("after_segment")
                 write_json_atomic(
                     self.root / "commits" / f"{version:08d}.json",
-                    {"commit": commit.model_dump(mode="json"), "segment": segment},
+                    {"commit": commit.model_dump(mode="json"), "segment": segment, "tables": table_docs},
                     self.root / "tmp",
                 )
             except BaseException:
-                seg_path.unlink(missing_ok=True)
+                for p in written:
+                    p.unlink(missing_ok=True)
                 raise
             self.refresh()
             return commit
@@ -346,7 +365,9 @@ class Store:
         for p in (self.root / "tmp").iterdir():
             p.unlink(missing_ok=True)
         self.refresh()
-        referenced = set(self._segments.values())
+        referenced = set(self._segments.values()) | {
+            t["file"] for tables in self._tables.values() for t in tables.values()
+        }
         for p in (self.root / "segments").iterdir():
             if p.name not in referenced:
                 p.unlink(missing_ok=True)
@@ -374,6 +395,49 @@ class Store:
         finally:
             con.unregister("_rows")
         publish(tmp, dst)
+
+    def _write_table(self, table: pa.Table, dst: Path) -> None:
+        """Bulk rows as Parquet, sorted by asset and time-like first column for pruning."""
+        import pyarrow.parquet as pq
+
+        tmp = tmp_path(self.root / "tmp", ".parquet")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+        publish(tmp, dst)
+
+    def table_names(self) -> list[str]:
+        self.refresh()
+        return sorted({n for t in self._tables.values() for n in t})
+
+    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
+        """A SQL subquery over table ``name`` as of a version on a branch (None when it has no rows there).
+
+        For each asset id the rows come from the newest visible commit that wrote that asset to the table.
+        """
+        version = self.resolve_version(branch, as_of)
+        latest: dict[str, int] = {}
+        for v in sorted(self._visible_versions(branch, version)):
+            for a in self._tables.get(v, {}).get(name, {}).get("assets", []):
+                latest[a] = v
+        if not latest:
+            return None
+        by_version: dict[int, list[str]] = {}
+        for a, v in latest.items():
+            by_version.setdefault(v, []).append(a)
+        parts = []
+        for v, assets in sorted(by_version.items()):
+            f = _sql_str(str(self.root / "segments" / self._tables[v][name]["file"]))
+            ids = ", ".join(_sql_str(a) for a in sorted(assets))
+            parts.append(f"SELECT * FROM read_parquet({f}) WHERE asset_id IN ({ids})")
+        return "(" + " UNION ALL BY NAME ".join(parts) + ")"
+
+    def read_table(self, name: str, branch: str = MAIN, as_of: Any = None, where: str = "",
+                   params: list[Any] | None = None, columns: str = "*") -> pa.Table:
+        """Rows of a bulk table as Arrow, optionally filtered by a SQL ``where`` with ``?`` parameters."""
+        src = self.table_sql(name, branch, as_of)
+        if src is None:
+            raise StoreError(f"no table {name!r} on branch {branch!r}; tables: {', '.join(self.table_names())}")
+        sql = f"SELECT {columns} FROM {src} t" + (f" WHERE {where}" if where else "")
+        return self._con.execute(sql, params or []).fetch_arrow_table()
 
     def _current_digests(
         self, branch: str, collections: set[str], records: dict[tuple[str, str], Record], removals: list[str]
@@ -535,6 +599,8 @@ class Store:
         self.refresh()
         h = hashlib.sha256()
         segments = [self.root / "segments" / self._segments[v] for v in sorted(self._segments)]
+        segments += [self.root / "segments" / t["file"] for v in sorted(self._tables)
+                     for _, t in sorted(self._tables[v].items())]
         for sub in ("STORE.json", "branches", "commits"):
             p = self.root / sub
             paths = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
