@@ -65,29 +65,58 @@ def ingest(
     crs: str = typer.Option(None, help="CRS of files that do not declare one (never guessed)"),
     acquired: str = typer.Option(None, help="acquisition time (ISO 8601) for files that do not carry one"),
     classification: str = typer.Option("public", help="public | internal | confidential | secret"),
+    licence: str = typer.Option(None, help="licence of the data (SPDX id or text)"),
+    producer: str = typer.Option(None, help="who produced the data"),
+    bands: str = typer.Option(None, help="imagery band mapping, e.g. red,green,blue,nir"),
+    columns: str = typer.Option(None, help="CSV column mapping, e.g. time=timestamp,station=station_id"),
+    tz: str = typer.Option(None, help="time zone of CSV times that carry none, e.g. +08:00 or Asia/Shanghai"),
+    coords: str = typer.Option(None, help="web coordinates to convert to WGS84: gcj02 | bd09"),
+    entity_type: str = typer.Option(None, "--as", help="map features to: building|road|water|landcover|vegetation"),
+    option: list[str] = typer.Option(None, "--option", "-o", help="reader option KEY=VALUE (repeatable)"),
     branch: str = typer.Option("main", help="branch to commit to"),
     message: str = typer.Option(None, "--message", "-m"),
 ):
-    """Register source files in the catalog and load their city objects, in one atomic commit."""
+    """Register source files in the catalog and load what they hold, in one atomic commit."""
     from twin.catalog.ingest import ingest_paths
 
+    options = parse_options(option or [])
+    for key, value in (("bands", bands), ("columns", columns), ("tz", tz), ("coords", coords),
+                       ("entity_type", entity_type)):
+        if value is not None:
+            options[key] = value
     s = _open(store)
     with _progress() as p:
         commit = ingest_paths(
-            s, paths, kind=kind, crs=crs, acquired=acquired, classification=classification, branch=branch,
-            author=get_settings().author, message=message, progress=_Stages(p),
+            s, paths, kind=kind, crs=crs, acquired=acquired, classification=classification, licence=licence,
+            producer=producer, options=options, branch=branch, author=get_settings().author, message=message,
+            progress=_Stages(p),
         )
     _report(commit)
 
 
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """KEY=VALUE strings to a dict; a pair without '=' is a usage error."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--option expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 @app.command()
-def build(store: Path = StoreOpt, branch: str = typer.Option("main", help="branch to build")):
-    """Derive what the store's sources support (building heights from LiDAR) and commit the results."""
+def build(
+    store: Path = StoreOpt,
+    branch: str = typer.Option("main", help="branch to build"),
+    only: list[str] = typer.Option(None, "--only", help="run only these steps (repeatable); default: all"),
+):
+    """Fuse what the catalog and the store hold (heights, land cover, changes, …) and commit the results."""
     from twin.fusion.build import build as run_build
 
     s = _open(store)
     with _progress() as p:
-        commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p))
+        commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p), only=only)
     _report(commit)
 
 

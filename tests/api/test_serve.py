@@ -54,6 +54,11 @@ def test_server_sees_new_versions_from_another_process(tmp_path: Path, free_port
         hist = httpx.get(base + "/entities/bldg-C0000/history").json()
         assert hist[0]["_store"]["version"] == 1 and hist[0]["use"] == "residential"
         assert httpx.get(base + "/entities/nope/history").status_code == 404
+        rec = httpx.get(base + "/entities/bldg-C0021").json()
+        assert rec["provenance"][0]["source_asset_id"] == "src-v1-buildings-geojson"
+        assert httpx.get(base + "/entities/bldg-C0021?as_of=1").status_code == 404
+        cat = httpx.get(base + "/assets").json()
+        assert [a["asset_version"] for a in cat] == [2] and len(cat[0]["checksum"]) == 64
         assert httpx.get(base + "/commits/latest?branch=nope").status_code == 400
         assert httpx.get(base + "/openapi.json").json()["info"]["title"] == "twin"
     finally:

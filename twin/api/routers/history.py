@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from data_models import Branch, Commit
 from twin.api.deps import get_store
-from twin.store import MAIN, Store
+from twin.store import ASSETS, MAIN, Store
+from twin.store import Query as StoreQuery
 
 router = APIRouter(tags=["history"])
 
@@ -39,6 +40,21 @@ def commit_changes(version: int, store: Store = Depends(get_store)) -> list[dict
 @router.get("/branches", response_model=list[Branch])
 def branches(store: Store = Depends(get_store)) -> list[Branch]:
     return store.branches()
+
+
+@router.get("/entities/{entity_id}")
+def entity(entity_id: str, branch: str = MAIN, as_of: str | None = None, store: Store = Depends(get_store)) -> dict:
+    """One city object as of a version or time (default latest), with its provenance and quality."""
+    row = store.get(entity_id, branch, as_of)
+    if row is None:
+        raise HTTPException(404, f"no entity {entity_id!r} on branch {branch!r}")
+    return row
+
+
+@router.get("/assets")
+def assets(branch: str = MAIN, as_of: str | None = None, store: Store = Depends(get_store)) -> list[dict]:
+    """The source catalog: every ingested file's current asset record (checksum, CRS, extent, time, licence)."""
+    return store.features(branch, as_of, StoreQuery(collection=ASSETS))
 
 
 @router.get("/entities/{entity_id}/history")
