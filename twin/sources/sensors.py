@@ -1,0 +1,1034 @@
+"""Ground sensors: station lists and time series in CSV (plain or .gz), SensorThings JSON by content.
+
+A CSV with a station id and coordinates but no time column is a *station list*: one :class:`Sensor` per station,
+a Point in the store CRS. A CSV with a time (one column, or year/month/day[/hour…] columns) is a *time series*:
+long (time, station, variable, value[, unit]) or wide (one column per variable); it becomes the ``observations``
+table (numeric readings, ``value`` null when missing — never dropped or zero-filled) and the ``observations_text``
+table (non-numeric readings such as a 16-point wind direction). A series that carries station coordinates itself
+also yields Sensors. Everything is read as Arrow strings and converted column by column (no per-row Python).
+
+Options (``ctx.options``, ``--option key=value``; see docs/sensors.md): ``columns`` (role=column mapping),
+``tz`` (zone of times that carry none — never guessed), ``units``, ``variables``, ``ignore``, ``stations``
+(station list giving the series' locations), ``station`` (one id for a file without a station column),
+``station_kind``, ``time_format``, ``na`` (extra missing-value markers), ``delimiter``, ``coords`` (gcj02).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyproj
+
+from data_models import Observation, ObservationFlag, Sensor
+from twin.sources import ReadContext, SourceError, SourceRead
+from twin.sources import crs as crs_mod
+from twin.sources.crs import normalise
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+OBSERVATIONS = pa.schema(
+    [
+        ("asset_id", pa.string()),
+        ("sensor_id", pa.string()),
+        ("time", UTC_TS),
+        ("variable", pa.string()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("quality_flag", pa.string()),
+    ]
+)
+"""Schema of the ``observations`` table: one numeric reading per row; ``value`` null = missing."""
+
+OBSERVATIONS_TEXT = pa.schema(
+    [
+        ("asset_id", pa.string()),
+        ("sensor_id", pa.string()),
+        ("time", UTC_TS),
+        ("variable", pa.string()),
+        ("value", pa.string()),
+        ("quality_flag", pa.string()),
+    ]
+)
+"""Schema of the ``observations_text`` table: non-numeric readings (e.g. wind direction 'NNW')."""
+
+NULL_MARKERS = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "#N/A"]
+
+ROLES_SENSORS = ("station", "time", "year", "month", "day", "hour", "minute", "second", "lon", "lat", "x", "y",
+                 "kind", "name", "variable", "value", "unit")
+
+# auto-detection: role -> normalised header names, in order of preference
+ALIASES: dict[str, tuple[str, ...]] = {
+    "station": ("station_id", "station", "stationid", "station_code", "site_id", "site", "siteid", "sensor_id",
+                "sensor", "device_id", "location_id", "id"),
+    "track": ("track_id", "track", "trajectory_id", "trajectory", "trip_id", "trip", "uid", "user_id", "user",
+              "vehicle_id", "device_id", "tid", "id"),
+    "time": ("timestamp", "time", "datetime", "date_time", "time_utc", "timestamp_utc", "utc_time", "observed_at",
+             "phenomenon_time", "obs_time", "date"),
+    "year": ("year",),
+    "month": ("month",),
+    "day": ("day",),
+    "hour": ("hour",),
+    "minute": ("minute",),
+    "second": ("second",),
+    "lon": ("lon", "lng", "longitude", "long", "lon_wgs84", "lng_wgs84", "longitude_wgs84"),
+    "lat": ("lat", "latitude", "lat_wgs84", "latitude_wgs84"),
+    "x": ("x", "easting"),
+    "y": ("y", "northing"),
+    "kind": ("kind", "station_kind", "station_type", "type", "category"),
+    "name": ("name", "station_name", "site_name"),
+    "variable": ("variable", "parameter", "pollutant", "measurand", "observed_property", "property"),
+    "value": ("value", "result", "reading", "measurement"),
+    "unit": ("unit", "units", "uom", "unit_of_measurement"),
+}
+_IGNORED = {"no", "index", "row", "row_id", "rownum", "unnamed_0", "fid", "objectid"}
+_XY_HINT = re.compile(r"^([xy])_epsg_?(\d+)$")
+
+# unit suffixes of variable names (normalised, '_'-separated): pm25_ugm3 -> (pm25, ug/m3)
+_UNIT_SUFFIXES: dict[str, str] = {
+    "ugm3": "ug/m3", "ug_m3": "ug/m3", "mgm3": "mg/m3", "mg_m3": "mg/m3", "ppm": "ppm", "ppb": "ppb",
+    "degc": "degC", "celsius": "degC", "hpa": "hPa", "kpa": "kPa", "mm": "mm", "m": "m", "cm": "cm",
+    "mps": "m/s", "m_s": "m/s", "kmh": "km/h", "km_h": "km/h", "pct": "%", "percent": "%", "db": "dB",
+    "dba": "dB(A)", "lux": "lx", "wm2": "W/m2", "w_m2": "W/m2", "per_hour": "1/h", "per_h": "1/h", "vph": "1/h",
+    "per_min": "1/min", "m3s": "m3/s", "m3_s": "m3/s",
+}
+_UNIT_SPELLINGS = {"µ": "u", "μ": "u", "³": "3", "²": "2", "°c": "degC", "°C": "degC", "℃": "degC"}
+
+# known file formats with documented units (units are taken from the dataset documentation, never guessed)
+_PROFILES: list[tuple[str, frozenset[str], dict[str, str]]] = [
+    (
+        "UCI Beijing Multi-Site Air-Quality (PRSA)",
+        frozenset({"no", "year", "month", "day", "hour", "pm2_5", "pm10", "so2", "no2", "co", "o3", "temp", "pres",
+                   "dewp", "rain", "wd", "wspm", "station"}),
+        {"pm25": "ug/m3", "pm10": "ug/m3", "so2": "ug/m3", "no2": "ug/m3", "co": "ug/m3", "o3": "ug/m3",
+         "temp": "degC", "pres": "hPa", "dewp": "degC", "rain": "mm", "wspm": "m/s"},
+    ),
+]
+
+_NUMBER_RE = r"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*$"
+_ZONED_RE = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?[+-]\d{2}(?::?\d{2})?$"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Options
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def option_map(options: Mapping[str, Any], key: str, path: Path) -> dict[str, str]:
+    """An option given as a dict or as 'a=b,c=d' text, as {str: str}; why: the CLI passes text, Python a dict."""
+    v = options.get(key)
+    if v is None or v == "":
+        return {}
+    if isinstance(v, Mapping):
+        return {str(k).strip(): str(x).strip() for k, x in v.items()}
+    if not isinstance(v, str):
+        raise SourceError(path, f"option {key!r} must be a mapping or 'name=value,…' text, got {type(v).__name__}")
+    out: dict[str, str] = {}
+    for part in v.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise SourceError(path, f"option {key}: {part.strip()!r} is not name=value (syntax: a=b,c=d)")
+        k, x = part.split("=", 1)
+        out[k.strip()] = x.strip()
+    return out
+
+
+def option_list(options: Mapping[str, Any], key: str) -> list[str]:
+    """An option given as a list or as 'a,b,c' text, as a list of stripped strings."""
+    v = options.get(key)
+    if v is None or v == "":
+        return []
+    items = v.split(",") if isinstance(v, str) else list(v)
+    return [str(s).strip() for s in items if str(s).strip()]
+
+
+def norm(name: str) -> str:
+    """A header name normalised for matching: lowercase, runs of other characters as '_'."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def slug(value: str) -> str:
+    """A station id as it appears in entity ids: lowercase, runs of non-alphanumerics (any script) as '-'."""
+    return re.sub(r"[\W_]+", "-", value.strip().lower()).strip("-")
+
+
+def normalise_unit(unit: str | None) -> str | None:
+    """A unit spelled in ASCII (µg/m³ -> ug/m3, °C -> degC); None or empty stays None."""
+    if unit is None or not str(unit).strip():
+        return None
+    u = str(unit).strip()
+    for a, b in _UNIT_SPELLINGS.items():
+        u = u.replace(a, b)
+    return {"C": "degC", "deg C": "degC", "ug/m^3": "ug/m3", "mg/m^3": "mg/m3"}.get(u, u)
+
+
+def variable_name(column: str) -> tuple[str, str | None]:
+    """(variable, unit parsed from the name or None): 'PM2.5' -> ('pm25', None), 'pm25_ugm3' -> ('pm25', 'ug/m3'),
+    'Temp [°C]' -> ('temp', 'degC')."""
+    unit = None
+    m = re.match(r"^(.*?)\s*[\[(]([^\])]+)[\])]\s*$", column)
+    if m:
+        column, unit = m.group(1), normalise_unit(m.group(2))
+    n = re.sub(r"(?<=\d)\.(?=\d)", "", column.strip().lower())
+    n = re.sub(r"[^0-9a-z]+", "_", n).strip("_")
+    if unit is None:
+        for suffix in sorted(_UNIT_SUFFIXES, key=len, reverse=True):
+            if n.endswith("_" + suffix) and len(n) > len(suffix) + 1:
+                return n[: -len(suffix) - 1], _UNIT_SUFFIXES[suffix]
+    return n or column, unit
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# CSV
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path):
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def read_header(path: Path, options: Mapping[str, Any]) -> tuple[list[str], str]:
+    """(column names, delimiter) of a CSV; the delimiter is the option or the most frequent of , ; tab | in line 1."""
+    try:
+        with _open_text(path) as f:
+            line = f.readline()
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise SourceError(path, f"not a UTF-8 text CSV file ({exc})") from None
+    if not line.strip():
+        raise SourceError(path, "the file is empty (no header line)")
+    delim = options.get("delimiter")
+    if delim in ("tab", "\\t"):
+        delim = "\t"
+    if not delim:
+        delim = max([",", ";", "\t", "|"], key=line.count)
+    names = next(csv.reader([line.rstrip("\r\n")], delimiter=delim))
+    names = [n.strip() for n in names]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SourceError(path, f"duplicate column name(s) {dup}")
+    if any(not n for n in names):
+        raise SourceError(path, "a column has an empty name")
+    return names, delim
+
+
+def read_csv_strings(path: Path, options: Mapping[str, Any]) -> pa.Table:
+    """Every column of a CSV (.gz too) as Arrow strings, missing markers (NA, empty, ``na`` option) as null."""
+    names, delim = read_header(path, options)
+    nulls = NULL_MARKERS + option_list(options, "na")
+    try:
+        t = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delim),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=nulls,
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        raise SourceError(path, f"not a readable CSV file ({exc})") from None
+    t = t.rename_columns([n.strip() for n in t.column_names])
+    if t.num_rows == 0:
+        raise SourceError(path, "the file has a header but no rows")
+    return t
+
+
+def resolve_columns(path: Path, names: list[str], options: Mapping[str, Any], roles: Iterable[str],
+                    skip_missing: Iterable[str] = ()) -> dict[str, str]:
+    """Role -> column: the ``columns`` option first (an unknown role or a missing column is an error, except roles
+    in ``skip_missing``), then auto-detection by header name for the roles still open."""
+    roles = tuple(roles)
+    by_norm = {norm(n): n for n in names}
+    lookup = {**by_norm, **{n.lower(): n for n in names}, **{n: n for n in names}}
+    out: dict[str, str] = {}
+    for role, col in option_map(options, "columns", path).items():
+        if role not in roles:
+            raise SourceError(path, f"option columns: unknown role {role!r}; roles are {', '.join(roles)}")
+        parts = [p.strip() for p in col.split("+")] if role == "time" else [col]
+        found = [lookup.get(p) or lookup.get(p.lower()) or by_norm.get(norm(p)) for p in parts]
+        if any(f is None for f in found):
+            if role in skip_missing:
+                continue
+            raise SourceError(path, f"option columns: column {col!r} (for {role}) is not in the file; "
+                                    f"columns are {', '.join(names)}")
+        out[role] = "+".join(f for f in found if f)
+    used = {c for v in out.values() for c in v.split("+")}
+    for role in roles:
+        if role in out:
+            continue
+        for alias in ALIASES.get(role, ()):
+            col = by_norm.get(alias)
+            if col is not None and col not in used:
+                out[role] = col
+                used.add(col)
+                break
+    mapped = option_map(options, "columns", path)
+    if "time" in roles and "time" not in mapped and "date" in by_norm and "time" in by_norm \
+            and out.get("time") in (by_norm["date"], by_norm["time"]):
+        out["time"] = f"{by_norm['date']}+{by_norm['time']}"  # separate date and time-of-day columns
+    for axis in ("x", "y"):
+        if axis not in out:
+            for n in names:
+                if _XY_HINT.match(norm(n)) and _XY_HINT.match(norm(n)).group(1) == axis and n not in used:
+                    out[axis] = n
+                    used.add(n)
+                    break
+    return out
+
+
+def xy_crs_hint(column: str) -> str | None:
+    """The CRS a column name declares ('x_epsg4548' -> 'EPSG:4548'), else None."""
+    m = _XY_HINT.match(norm(column))
+    return f"EPSG:{m.group(2)}" if m else None
+
+
+def column_text(t: pa.Table, spec: str) -> pa.ChunkedArray:
+    """A column, or columns joined by ' ' for a 'date+time' spec, trimmed."""
+    parts = [pc.utf8_trim_whitespace(t.column(c)) for c in spec.split("+")]
+    col = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, " ")
+    return col
+
+
+def to_float(path: Path, col: pa.ChunkedArray | pa.Array, what: str) -> pa.ChunkedArray | pa.Array:
+    """Text to float64 (NaN becomes null); text that is not a number is an error naming ``what`` and the value."""
+    try:
+        f = pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
+    except pa.ArrowInvalid:
+        bad = pc.filter(col, pc.invert(pc.fill_null(pc.match_substring_regex(col, _NUMBER_RE), True)))
+        raise SourceError(path, f"{what}: {bad[0].as_py()!r} is not a number") from None
+    return pc.if_else(pc.is_nan(f), pa.scalar(None, pa.float64()), f)
+
+
+def try_float(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array | None:
+    """Text to float64 when every non-null value is a number (NaN -> null), else None."""
+    try:
+        f = pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    return pc.if_else(pc.is_nan(f), pa.scalar(None, pa.float64()), f)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Time
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def parse_tz(path: Path, tz: str | None) -> str | None:
+    """A zone option as Arrow understands it: '+08:00', '+0800', '+8', 'UTC+8', 'Z', 'UTC' or an IANA name."""
+    if tz is None or not str(tz).strip():
+        return None
+    s = str(tz).strip()
+    if s.upper() in ("Z", "UTC", "GMT", "UTC+0", "GMT+0", "+0", "+00", "+00:00"):
+        return "+00:00"
+    m = re.fullmatch(r"(?i)(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?", s)
+    if m:
+        hh, mm = int(m.group(2)), int(m.group(3) or 0)
+        if hh > 14 or mm >= 60:
+            raise SourceError(path, f"time zone offset {s!r} is out of range")
+        return f"{m.group(1)}{hh:02d}:{mm:02d}"
+    try:
+        pc.assume_timezone(pa.array([0], pa.timestamp("us")), timezone=s)
+    except pa.ArrowInvalid:
+        raise SourceError(path, f"unknown time zone {s!r}; use an offset like +08:00 or a name like "
+                                "Asia/Shanghai") from None
+    return s
+
+
+def _first_failure(arr: pa.Array, fn) -> Any:
+    """The first element of ``arr`` on which ``fn`` raises (bisection; only called on the error path)."""
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            fn(arr.slice(lo, mid - lo))
+            lo = mid
+        except (pa.ArrowInvalid, ValueError):
+            hi = mid
+    return arr[lo].as_py()
+
+
+def _localise(path: Path, naive: pa.Array, tz: str | None, what: str) -> pa.Array:
+    if tz is None:
+        raise SourceError(path, f"{what}: the times carry no zone and none was declared; pass --option tz=+08:00 "
+                                "(or an IANA name like Asia/Shanghai, or tz=UTC) — the zone is never guessed")
+    try:
+        return pc.assume_timezone(naive, timezone=tz, ambiguous="raise", nonexistent="raise").cast(UTC_TS)
+    except pa.ArrowInvalid as exc:
+        raise SourceError(path, f"{what}: local times do not map to UTC in zone {tz} ({str(exc).splitlines()[0]}); "
+                                "declare a fixed offset such as tz=+01:00") from None
+
+
+def parse_times(path: Path, col: pa.ChunkedArray | pa.Array, tz: str | None, time_format: str | None = None,
+                what: str = "time") -> pa.Array:
+    """Text times as timestamp[us, UTC]: ISO 8601 with or without zone (then ``tz`` applies), a strptime
+    ``time_format``, or Unix epoch seconds/milliseconds (10/13 digits); anything unparseable is an error."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.utf8_trim_whitespace(arr)
+    nulls = arr.null_count
+    if nulls:
+        first = pc.index(pc.is_null(arr), True).as_py()
+        raise SourceError(path, f"{what}: {nulls} row(s) have no time (first at data row {first + 1})")
+    tz = parse_tz(path, tz)
+    if time_format:
+        try:
+            t = pc.strptime(arr, format=time_format, unit="us")
+        except pa.ArrowInvalid:
+            bad = _first_failure(arr, lambda a: pc.strptime(a, format=time_format, unit="us"))
+            raise SourceError(path, f"{what}: {bad!r} does not match time_format {time_format!r}") from None
+        return t.cast(UTC_TS) if t.type.tz else _localise(path, t, tz, what)
+    if len(arr) and pc.all(pc.match_substring_regex(arr, r"^\d{10}(?:\.\d+)?$|^\d{13}$")).as_py():
+        num = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        us = np.where(num >= 1e12, num * 1e3, num * 1e6).astype(np.int64)
+        return pa.array(us, pa.int64()).cast(UTC_TS)
+    s = pc.replace_substring_regex(arr, r"(\d)\s*(?:UTC|GMT|Z|z)$", r"\1+00:00")
+    s = pc.replace_substring_regex(s, r"(\d)\s+([+-]\d{2}(?::?\d{2})?)$", r"\1\2")
+    s = pc.replace_substring_regex(s, r"(\.\d{6})\d+", r"\1")
+    zoned = pc.match_substring_regex(s, _ZONED_RE)
+    n_zoned = pc.sum(zoned).as_py() or 0
+    mixed = 0 < n_zoned < len(s)
+    parts = [(pc.filter(s, zoned), UTC_TS), (pc.filter(s, pc.invert(zoned)), pa.timestamp("us"))] if mixed else \
+        [(s, UTC_TS if n_zoned else pa.timestamp("us"))]
+    for part, target in parts:
+        try:
+            t = part.cast(target)
+        except pa.ArrowInvalid:
+            bad = _first_failure(part, lambda a, target=target: a.cast(target))
+            raise SourceError(path, f"{what}: cannot parse {bad!r} as a time (ISO 8601 like 2024-05-27T08:00:00+08:00 "
+                                    "expected; pass --option time_format=… for other layouts)") from None
+    if mixed:
+        first = pc.index(zoned, not zoned[0].as_py()).as_py()
+        raise SourceError(path, f"{what}: some times carry a zone and some do not (e.g. {arr[0].as_py()!r} and "
+                                f"{arr[first].as_py()!r})")
+    return t if n_zoned else _localise(path, t, tz, what)
+
+
+def times_from_parts(path: Path, t: pa.Table, cols: Mapping[str, str], tz: str | None) -> pa.Array:
+    """timestamp[us, UTC] from year/month/day[/hour/minute/second] columns (local time in ``tz``)."""
+    parts: dict[str, np.ndarray] = {}
+    for role in ("year", "month", "day", "hour", "minute", "second"):
+        if role not in cols:
+            continue
+        c = t.column(cols[role])
+        if c.null_count:
+            raise SourceError(path, f"time: column {cols[role]!r} has {c.null_count} empty value(s)")
+        try:
+            parts[role] = pc.cast(pc.utf8_trim_whitespace(c), pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            raise SourceError(path, f"time: column {cols[role]!r} holds a value that is not an integer") from None
+    y, m, d = parts["year"], parts["month"], parts["day"]
+    zero = np.zeros(len(y), np.int64)
+    h, mi, s = parts.get("hour", zero), parts.get("minute", zero), parts.get("second", zero)
+    for name, v, lo, hi in (("month", m, 1, 12), ("day", d, 1, 31), ("hour", h, 0, 23), ("minute", mi, 0, 59),
+                            ("second", s, 0, 59), ("year", y, 1, 9999)):
+        bad = (v < lo) | (v > hi)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SourceError(path, f"time: {name} {int(v[i])} at data row {i + 1} is out of range {lo}..{hi}")
+    months = ((y - 1970) * 12 + (m - 1)).astype("datetime64[M]")
+    days = months.astype("datetime64[D]") + (d - 1).astype("timedelta64[D]")
+    bad = days.astype("datetime64[M]") != months
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise SourceError(path, f"time: {int(y[i])}-{int(m[i]):02d}-{int(d[i]):02d} at data row {i + 1} is not a date")
+    us = days.astype("datetime64[us]").astype(np.int64) + ((h * 60 + mi) * 60 + s) * 1_000_000
+    return _localise(path, pa.array(us, pa.timestamp("us")), parse_tz(path, tz), "time")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Coordinates
+# ------------------------------------------------------------------------------------------------------------------
+
+_AREA_MARGIN_DEG = 5.0
+
+
+def check_area(path: Path, lon: np.ndarray, lat: np.ndarray, store_crs: str, labels: Any = None,
+               min_inside: float = 1.0) -> None:
+    """Refuse coordinates that are not lon/lat or lie far outside the store CRS's area of use (wrong hemisphere,
+    swapped or mis-signed axes, wrong CRS); ``min_inside`` is the fraction of points that must be inside."""
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    bad = ok & ((np.abs(lat) > 90) | (np.abs(lon) > 180))
+    if bad.any():
+        i = int(np.argmax(bad))
+        who = f" ({labels[i]})" if labels is not None else ""
+        raise SourceError(path, f"coordinates lon={lon[i]}, lat={lat[i]}{who} are not valid longitude/latitude "
+                                "(swapped columns, or projected x/y given as lon/lat?)")
+    aou = pyproj.CRS.from_user_input(store_crs).area_of_use
+    if aou is None or not ok.any():
+        return
+    w, s, e, n = aou.bounds
+    if w > e:  # crosses the antimeridian: no simple box check
+        return
+    m = _AREA_MARGIN_DEG
+    inside = (lon >= w - m) & (lon <= e + m) & (lat >= s - m) & (lat <= n + m)
+    inside_frac = float(inside[ok].mean())
+    if inside_frac < min_inside:
+        i = int(np.argmax(ok & ~inside))
+        who = f" ({labels[i]})" if labels is not None else ""
+        raise SourceError(path, f"{int((ok & ~inside).sum())} of {int(ok.sum())} location(s) lie outside the area "
+                                f"of use of the store CRS {store_crs} ({aou.name}), e.g. lon={lon[i]:.5f}, "
+                                f"lat={lat[i]:.5f}{who}: wrong hemisphere, swapped or mis-signed coordinates, or "
+                                "the wrong CRS?")
+
+
+def to_wgs84(path: Path, lon: np.ndarray, lat: np.ndarray, coords: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """lon/lat converted from a declared web-map datum (``coords``: gcj02 / bd09) to WGS84; wgs84 passes through."""
+    c = (coords or "wgs84").strip().lower().replace("-", "").replace("_", "")
+    if c in ("wgs84", "epsg4326", "4326"):
+        return lon, lat
+    if hasattr(crs_mod, "web_coords"):
+        try:
+            c = crs_mod.web_coords(c)
+        except ValueError:
+            pass
+    fn = getattr(crs_mod, f"{c}_to_wgs84", None) if c in ("gcj02", "bd09") else None
+    if fn is None:
+        raise SourceError(path, f"coords={coords!r} is not supported here (known: wgs84"
+                                f"{', gcj02' if hasattr(crs_mod, 'gcj02_to_wgs84') else ''}"
+                                f"{', bd09' if hasattr(crs_mod, 'bd09_to_wgs84') else ''})")
+    out = fn(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
+    return np.asarray(out[0], np.float64), np.asarray(out[1], np.float64)
+
+
+def project(lon_or_x: np.ndarray, lat_or_y: np.ndarray, src: str, dst: str) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays of coordinates from ``src`` to ``dst`` (x/y order), vectorised."""
+    if normalise(src) == normalise(dst):
+        return np.asarray(lon_or_x, np.float64), np.asarray(lat_or_y, np.float64)
+    x, y = crs_mod.transformer(normalise(src), normalise(dst)).transform(lon_or_x, lat_or_y)
+    return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+
+@dataclass
+class Located:
+    """Positions read from a CSV: lon/lat WGS84, x/y in the store CRS, and the CRS the file's numbers were in."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    crs: str
+    columns: list[str]
+    file_xy: tuple[np.ndarray, np.ndarray]  # the numbers as given in the file, in ``crs``
+
+
+def locate(ctx: ReadContext, t: pa.Table, cols: Mapping[str, str], labels: Any = None,
+           min_inside: float = 1.0, path: Path | None = None) -> Located | None:
+    """Positions of the rows of ``t`` from lon/lat (WGS84, or the geographic --crs; gcj02 with ``coords``) or x/y
+    (CRS from a name hint like x_epsg4548, else --crs); None when the file has no coordinate columns. With both,
+    x/y (when its CRS is known) is used and the two are checked to agree within 50 m."""
+    path = path or ctx.path
+    has_ll, has_xy = "lon" in cols and "lat" in cols, "x" in cols and "y" in cols
+    if not has_ll and not has_xy:
+        if any(r in cols for r in ("lon", "lat", "x", "y")):
+            have = [cols[r] for r in ("lon", "lat", "x", "y") if r in cols]
+            raise SourceError(path, f"coordinates need both columns of a pair (lon+lat or x+y); found only {have}")
+        return None
+    user = normalise(ctx.crs) if ctx.crs else None
+    xy_crs = None
+    if has_xy:
+        hint = xy_crs_hint(cols["x"]) or xy_crs_hint(cols["y"])
+        if hint and user and pyproj.CRS(user).is_projected and normalise(hint) != user:
+            raise SourceError(path, f"column {cols['x']!r} declares {hint} but --crs says {user}")
+        xy_crs = normalise(hint) if hint else (user if user and pyproj.CRS(user).is_projected else None)
+        if xy_crs is None and not has_ll:
+            raise SourceError(path, f"columns {cols['x']!r}/{cols['y']!r} are x/y without a CRS; pass --crs (the CRS "
+                                    "is never guessed) or name them like x_epsg4548")
+    ll_crs = user if user and pyproj.CRS(user).is_geographic else "EPSG:4326"
+    out_lon = out_lat = None
+    if has_ll:
+        lon = to_float(path, t.column(cols["lon"]), f"column {cols['lon']!r}").to_numpy(zero_copy_only=False)
+        lat = to_float(path, t.column(cols["lat"]), f"column {cols['lat']!r}").to_numpy(zero_copy_only=False)
+        lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+        check_area(path, lon, lat, "EPSG:4326", labels)  # plain range check first
+        lon, lat = to_wgs84(path, lon, lat, ctx.options.get("coords"))
+        if ll_crs != "EPSG:4326":
+            lon, lat = project(lon, lat, ll_crs, "EPSG:4326")
+        out_lon, out_lat = lon, lat
+    if xy_crs is not None:
+        fx = np.asarray(to_float(path, t.column(cols["x"]), f"column {cols['x']!r}").to_numpy(zero_copy_only=False),
+                        np.float64)
+        fy = np.asarray(to_float(path, t.column(cols["y"]), f"column {cols['y']!r}").to_numpy(zero_copy_only=False),
+                        np.float64)
+        lon2, lat2 = project(fx, fy, xy_crs, "EPSG:4326")
+        if out_lon is not None:
+            gx, gy = project(out_lon, out_lat, "EPSG:4326", xy_crs)
+            d = np.hypot(gx - fx, gy - fy)
+            far = np.isfinite(d) & (d > 50.0)
+            if far.any():
+                i = int(np.argmax(far))
+                who = f" ({labels[i]})" if labels is not None else ""
+                raise SourceError(path, f"lon/lat and {cols['x']}/{cols['y']} disagree by {d[i]:.0f} m{who}: "
+                                        f"is {xy_crs} the right CRS for the x/y columns?")
+        check_area(path, lon2, lat2, ctx.store_crs, labels, min_inside)
+        x, y = project(fx, fy, xy_crs, ctx.store_crs)
+        return Located(lon2, lat2, x, y, xy_crs, [cols["x"], cols["y"]], (fx, fy))
+    check_area(path, out_lon, out_lat, ctx.store_crs, labels, min_inside)
+    x, y = project(out_lon, out_lat, "EPSG:4326", ctx.store_crs)
+    return Located(out_lon, out_lat, x, y, "EPSG:4326", [cols["lon"], cols["lat"]], (out_lon, out_lat))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Stations
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def sensor_ids(path: Path, col: pa.ChunkedArray | pa.Array, what: str = "station") -> tuple[pa.Array, list[str],
+                                                                                             pa.Array]:
+    """(sensor id per row 'sensor-<slug>', the distinct raw ids, each row's index into them); slugging is done on
+    the distinct ids only. Empty ids and ids that collide once slugged are errors."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = pc.utf8_trim_whitespace(arr)
+    if arr.null_count:
+        first = pc.index(pc.is_null(arr), True).as_py()
+        raise SourceError(path, f"{arr.null_count} row(s) have no {what} id (first at data row {first + 1})")
+    enc = pc.dictionary_encode(arr)
+    raw = [str(v) for v in enc.dictionary.to_pylist()]
+    slugs = [slug(v) for v in raw]
+    if any(not s for s in slugs):
+        raise SourceError(path, f"{what} id {raw[slugs.index('')]!r} has no letters or digits")
+    seen: dict[str, str] = {}
+    for r, s in zip(raw, slugs, strict=True):
+        if s in seen and seen[s] != r:
+            raise SourceError(path, f"{what} ids {seen[s]!r} and {r!r} both become 'sensor-{s}'; rename one")
+        seen[s] = r
+    ids = pa.array([f"sensor-{s}" for s in slugs], pa.string())
+    return pc.take(ids, enc.indices), raw, enc.indices
+
+
+@dataclass
+class Stations:
+    """A station list: raw ids, sensor ids, positions, names, kinds and extra attributes (one entry per station)."""
+
+    path: Path
+    raw: list[str]
+    ids: list[str]
+    where: Located
+    names: list[str | None]
+    kinds: list[str | None]
+    attributes: list[dict[str, Any]]
+
+    def index(self) -> dict[str, int]:
+        """Sensor id -> position in the lists."""
+        return {sid: i for i, sid in enumerate(self.ids)}
+
+
+def _attribute_columns(t: pa.Table, skip: set[str]) -> dict[str, list[Any]]:
+    """Other columns of a station list as attribute values: integers, then numbers, else text (per column)."""
+    out: dict[str, list[Any]] = {}
+    for name in t.column_names:
+        if name in skip or norm(name) in _IGNORED:
+            continue
+        col = pc.utf8_trim_whitespace(t.column(name))
+        if pc.all(pc.fill_null(pc.match_substring_regex(col, r"^-?(?:0|[1-9]\d{0,17})$"), True)).as_py() \
+                and col.null_count < len(col):
+            out[name] = pc.cast(col, pa.int64()).to_pylist()
+            continue
+        num = try_float(col)
+        out[name] = (num if num is not None else col).to_pylist()
+    return out
+
+
+def read_station_list(ctx: ReadContext, path: Path | None = None, table: pa.Table | None = None) -> Stations:
+    """A station list CSV (station id + coordinates, no time) as :class:`Stations` in the store CRS."""
+    path = path or ctx.path
+    t = table if table is not None else read_csv_strings(path, ctx.options)
+    # the mapping of a batch may be meant for its series: roles whose column is absent here are auto-detected
+    cols = resolve_columns(path, t.column_names, ctx.options, ROLES_SENSORS, skip_missing=ROLES_SENSORS)
+    if "station" not in cols:
+        raise SourceError(path, f"no station id column (looked for {', '.join(ALIASES['station'][:6])}, …); map one "
+                                "with --option columns=station=<column>")
+    row_ids, raw, idx = sensor_ids(path, t.column(cols["station"]))
+    if len(raw) != t.num_rows:
+        counts = np.bincount(idx.to_numpy(), minlength=len(raw))
+        dup = raw[int(np.argmax(counts))]
+        raise SourceError(path, f"station {dup!r} is listed {int(counts.max())} times")
+    labels = t.column(cols["station"]).to_pylist()
+    where = locate(ctx, t, cols, labels, path=path)
+    if where is None:
+        raise SourceError(path, "a station list needs coordinates: lon/lat columns (WGS84) or x/y with a CRS")
+    missing = ~(np.isfinite(where.x) & np.isfinite(where.y))
+    if missing.any():
+        raise SourceError(path, f"station {labels[int(np.argmax(missing))]!r} has no usable coordinates")
+    names = t.column(cols["name"]).to_pylist() if "name" in cols else [None] * t.num_rows
+    kinds = t.column(cols["kind"]).to_pylist() if "kind" in cols else [None] * t.num_rows
+    skip = {cols[r] for r in ("station", "name", "kind") if r in cols} | set(where.columns)
+    attrs = _attribute_columns(t, skip)
+    rows = [{k: v[i] for k, v in attrs.items() if v[i] is not None} for i in range(t.num_rows)]
+    return Stations(path, [str(v).strip() for v in labels], row_ids.to_pylist(), where, names, kinds, rows)
+
+
+def sensor_entities(ctx: ReadContext, st: Stations, rows: Iterable[int] | None = None,
+                    variables: Mapping[str, str | None] | None = None, method: str = "sensors-station-list"
+                    ) -> list[Sensor]:
+    """Sensor city objects for stations (all, or the given row indices), with provenance to this file's asset."""
+    default_kind = str(ctx.options.get("station_kind") or "unknown")
+    prov = [ctx.provenance(method)]
+    units = {k: (v or "") for k, v in (variables or {}).items()}
+    out = []
+    for i in range(len(st.ids)) if rows is None else rows:
+        attrs = {"station_id": st.raw[i], "lon_wgs84": round(float(st.where.lon[i]), 7),
+                 "lat_wgs84": round(float(st.where.lat[i]), 7), **st.attributes[i]}
+        kind = st.kinds[i].strip() if st.kinds[i] and st.kinds[i].strip() else default_kind
+        out.append(Sensor(
+            id=st.ids[i],
+            geometry={"type": "Point", "coordinates": [float(st.where.x[i]), float(st.where.y[i])]},
+            station_kind=kind, name=st.names[i], variables=list(units), units=units, attributes=attrs,
+            provenance=prov, classification=ctx.classification,
+        ))
+    return out
+
+
+def _bbox(x: np.ndarray, y: np.ndarray) -> list[float] | None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        return None
+    return [float(x[ok].min()), float(y[ok].min()), float(x[ok].max()), float(y[ok].max())]
+
+
+def resolve_path(ctx: ReadContext, value: str) -> Path:
+    """A path option: absolute, relative to the current folder, or relative to the file's folder."""
+    p = Path(value).expanduser()
+    for cand in ([p] if p.is_absolute() else [Path.cwd() / p, ctx.path.parent / p]):
+        if cand.is_file():
+            return cand
+    raise SourceError(ctx.path, f"option stations: no file {value!r} (looked relative to the current folder and "
+                                f"to {ctx.path.parent})")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Series
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _repeat_str(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), n)
+
+
+def _flags(value: pa.ChunkedArray | pa.Array, bad: pa.ChunkedArray | pa.Array | None = None) -> pa.ChunkedArray:
+    flag = pc.if_else(pc.is_null(value), ObservationFlag.missing.value, ObservationFlag.good.value)
+    if bad is not None:
+        flag = pc.if_else(bad, ObservationFlag.bad.value, flag)
+    return flag
+
+
+def _units_for(path: Path, options: Mapping[str, Any], names: list[str]) -> dict[str, str]:
+    """Units declared by the ``units`` option (keys: variable or column names) or a known-format profile."""
+    declared = option_map(options, "units", path)
+    keys = {norm(c) for c in names}
+    profile: dict[str, str] = {}
+    for _, signature, units in _PROFILES:
+        if signature <= keys:
+            profile = dict(units)
+    return {**profile, **{k: normalise_unit(v) or "" for k, v in declared.items()}}
+
+
+@dataclass
+class _Var:
+    column: str
+    name: str
+    unit: str | None
+
+
+def _wide_variables(path: Path, t: pa.Table, cols: Mapping[str, str], options: Mapping[str, Any]) -> list[_Var]:
+    used = {c for v in cols.values() for c in v.split("+")}
+    ignore = {norm(c) for c in option_list(options, "ignore")}
+    units = _units_for(path, options, t.column_names)
+    declared = option_list(options, "variables")
+    chosen: list[tuple[str, str | None]] = []
+    if declared:
+        lookup = {norm(n): n for n in t.column_names}
+        for item in declared:
+            colname, _, rename = item.partition("=")
+            c = lookup.get(norm(colname))
+            if c is None:
+                raise SourceError(path, f"option variables: no column {colname!r}; columns are "
+                                        f"{', '.join(t.column_names)}")
+            chosen.append((c, rename.strip() or None))
+    else:
+        chosen = [(c, None) for c in t.column_names if c not in used and norm(c) not in _IGNORED
+                  and norm(c) not in ignore]
+    out = []
+    for c, rename in chosen:
+        name, unit = variable_name(c)
+        name = rename or name
+        unit = units.get(c) or units.get(norm(c)) or units.get(name) or unit
+        out.append(_Var(c, name, unit))
+    names = [v.name for v in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SourceError(path, f"columns map to the same variable name(s) {dup}; rename with --option variables=")
+    return out
+
+
+def _concat(parts: list[pa.Array | pa.ChunkedArray], typ: pa.DataType) -> pa.ChunkedArray:
+    chunks = []
+    for p in parts:
+        chunks += p.chunks if isinstance(p, pa.ChunkedArray) else [p]
+    return pa.chunked_array(chunks, type=typ)
+
+
+def _series_table(asset: str, sensor: pa.Array, time: pa.Array, names: list[str],
+                  values: list[pa.ChunkedArray | pa.Array], units: list[str | None], text: bool = False,
+                  bad: list[Any] | None = None) -> pa.Table:
+    """Melt wide columns into long rows: sensor and time repeated once per variable, vectorised."""
+    n, k = len(sensor), len(names)
+    idx = pa.array(np.repeat(np.arange(k, dtype=np.int32), n))
+    cols: dict[str, Any] = {
+        "asset_id": _repeat_str(asset, n * k),
+        "sensor_id": _concat([sensor] * k, pa.string()),
+        "time": _concat([time] * k, UTC_TS),
+        "variable": pc.take(pa.array(names, pa.string()), idx),
+        "value": _concat(values, pa.string() if text else pa.float64()),
+    }
+    if not text:
+        cols["unit"] = pc.take(pa.array(units, pa.string()), idx)
+    cols["quality_flag"] = _concat([_flags(v, None if bad is None else bad[i]) for i, v in enumerate(values)],
+                                   pa.string())
+    return pa.table(cols, schema=OBSERVATIONS_TEXT if text else OBSERVATIONS)
+
+
+def _numeric_or_text(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray | None, pa.ChunkedArray | None]:
+    """(float values, rows that held a non-finite number) when the column is numeric, else (None, None)."""
+    try:
+        f = pc.cast(pc.utf8_trim_whitespace(col), pa.float64())
+    except pa.ArrowInvalid:
+        return None, None
+    finite = pc.is_finite(f)
+    bad = pc.fill_null(pc.and_(pc.invert(finite), pc.invert(pc.is_nan(f))), False)  # inf: a bad reading
+    return pc.if_else(finite, f, pa.scalar(None, pa.float64())), bad
+
+
+def _constant_per_station(t: pa.Table, station_col: str, col: str) -> bool:
+    g = pa.table({"s": t.column(station_col), "v": t.column(col)}).group_by("s").aggregate([("v", "count_distinct")])
+    return pc.max(g.column("v_count_distinct")).as_py() <= 1
+
+
+def _info_times(time: pa.Array) -> dict[str, Any]:
+    if len(time) == 0:
+        return {}
+    lo, hi = pc.min_max(time).values()
+    return {"start": lo.as_py().isoformat(), "end": hi.as_py().isoformat()}
+
+
+def _series_sensors(ctx: ReadContext, t: pa.Table, cols: Mapping[str, str], row_sensor: pa.Array, raw: list[str],
+                    idx: pa.Array, variables: dict[str, str | None]) -> tuple[list[Sensor], Located | None]:
+    """Sensors of a series that carries station coordinates (first row of each station)."""
+    first = np.unique(idx.to_numpy(zero_copy_only=False), return_index=True)[1]
+    sub = t.take(pa.array(first))
+    where = locate(ctx, sub, cols, [raw[i] for i in range(len(raw))])
+    if where is None:
+        return [], None
+    st = Stations(ctx.path, raw, pc.take(row_sensor, pa.array(first)).to_pylist(), where,
+                  sub.column(cols["name"]).to_pylist() if "name" in cols else [None] * len(raw),
+                  sub.column(cols["kind"]).to_pylist() if "kind" in cols else [None] * len(raw),
+                  [{} for _ in raw])
+    return sensor_entities(ctx, st, variables=variables, method="sensors-series"), where
+
+
+def read_series(ctx: ReadContext, t: pa.Table, cols: dict[str, str]) -> SourceRead:
+    """A time-series CSV (long or wide) as the observations tables (+ Sensors when it carries coordinates)."""
+    path = ctx.path
+    if "station" in cols:
+        station_col = t.column(cols["station"])
+    elif ctx.options.get("station"):
+        station_col = _repeat_str(str(ctx.options["station"]), t.num_rows)
+    else:
+        hint = " (lon/lat and a time per row: if these are GPS fixes, pass --kind trajectories)" \
+            if ("lon" in cols or "x" in cols) else ""
+        raise SourceError(path, f"no station column (looked for {', '.join(ALIASES['station'][:6])}, …); map one "
+                                "with --option columns=station=<column>, or name the one station of this file "
+                                f"with --option station=<id>{hint}")
+    sensor, raw, idx = sensor_ids(path, station_col)
+    tz = ctx.options.get("tz")
+    if "time" in cols:
+        time = parse_times(path, column_text(t, cols["time"]), tz, ctx.options.get("time_format"))
+    else:
+        time = times_from_parts(path, t, cols, tz)
+    info: dict[str, Any] = {"crs": None, "bbox": None}
+    tables: dict[str, pa.Table] = {}
+    long = "variable" in cols or "value" in cols
+    if long:
+        if not ("variable" in cols and "value" in cols):
+            have = "variable" if "variable" in cols else "value"
+            raise SourceError(path, f"a long-format series needs both a variable and a value column; found only "
+                                    f"{have} ({cols[have]!r})")
+        obs, text, variables = _long_tables(ctx, t, cols, sensor, time)
+        fmt = "csv-long"
+    else:
+        vars_ = _wide_variables(path, t, cols, ctx.options)
+        numeric, texts, station_attrs = [], [], []
+        for v in vars_:
+            f, bad = _numeric_or_text(t.column(v.column))
+            if f is not None:
+                numeric.append((v, f, bad))
+            elif "station" in cols and not option_list(ctx.options, "variables") and \
+                    _constant_per_station(t, cols["station"], v.column):
+                station_attrs.append(v.column)
+            else:
+                texts.append(v)
+        if not numeric and not texts:
+            raise SourceError(path, f"no variable columns: the columns {', '.join(t.column_names)} are all ids, "
+                                    "times or coordinates")
+        obs = _series_table(ctx.asset_id, sensor, time, [v.name for v, _, _ in numeric], [f for _, f, _ in numeric],
+                            [v.unit for v, _, _ in numeric], bad=[b for _, _, b in numeric]) if numeric else None
+        text = _series_table(ctx.asset_id, sensor, time, [v.name for v in texts],
+                             [pc.utf8_trim_whitespace(t.column(v.column)) for v in texts], [],
+                             text=True) if texts else None
+        variables = {v.name: v.unit for v, _, _ in numeric}
+        info["text_variables"] = [v.name for v in texts]
+        info["station_attributes"] = station_attrs
+        info["missing_values"] = {v.name: int(f.null_count) for v, f, _ in numeric}
+        fmt = "csv-wide"
+    if obs is not None and obs.num_rows:
+        tables["observations"] = obs
+    if text is not None and text.num_rows:
+        tables["observations_text"] = text
+    info.update(format=fmt, columns=dict(cols), rows=t.num_rows,
+                observations=obs.num_rows if obs is not None else 0,
+                text_observations=text.num_rows if text is not None else 0,
+                stations=len(raw), variables={k: v or "" for k, v in variables.items()}, **_info_times(time))
+    if len(raw) <= 50:
+        info["sensor_ids"] = sorted(set(pc.unique(sensor).to_pylist()))
+    entities: list[Sensor] = []
+    all_vars = {**variables, **{n: None for n in info.get("text_variables", [])}}
+    sensors, where = _series_sensors(ctx, t, cols, sensor, raw, idx, all_vars)
+    if sensors:
+        entities = sensors
+        info["crs"], info["bbox"] = where.crs, _bbox(*where.file_xy)
+    elif ctx.options.get("stations"):
+        st_path = resolve_path(ctx, str(ctx.options["stations"]))
+        st = read_station_list(ctx, st_path)
+        known = st.index()
+        firsts = np.unique(idx.to_numpy(zero_copy_only=False), return_index=True)[1]
+        ours = pc.take(sensor, pa.array(firsts)).to_pylist()
+        missing = [raw[i] for i, s in enumerate(ours) if s not in known]
+        if missing:
+            raise SourceError(path, f"station(s) {missing[:5]} have no location in {st_path.name} "
+                                    f"({len(missing)} of {len(raw)} unknown); station ids there: {st.raw[:8]}")
+        rows = [known[s] for s in ours]
+        fx, fy = st.where.file_xy
+        info["crs"], info["bbox"] = st.where.crs, _bbox(fx[rows], fy[rows])
+        info["stations_file"] = str(st_path)
+    return SourceRead(info=info, entities=entities, tables=tables)
+
+
+def _long_tables(ctx: ReadContext, t: pa.Table, cols: Mapping[str, str], sensor: pa.Array, time: pa.Array
+                 ) -> tuple[pa.Table | None, pa.Table | None, dict[str, str | None]]:
+    """Long rows (time, station, variable, value[, unit]) split into numeric and text tables by variable."""
+    path = ctx.path
+    var_col = pc.utf8_trim_whitespace(t.column(cols["variable"])).combine_chunks()
+    if var_col.null_count:
+        raise SourceError(path, f"{var_col.null_count} row(s) have no variable name in column {cols['variable']!r}")
+    enc = pc.dictionary_encode(var_col)
+    raw_names = [str(v) for v in enc.dictionary.to_pylist()]
+    parsed = [variable_name(n) for n in raw_names]
+    units_opt = _units_for(path, ctx.options, [])
+    names = pa.array([p[0] for p in parsed], pa.string())
+    variable = pc.take(names, enc.indices)
+    value_txt = pc.utf8_trim_whitespace(t.column(cols["value"])).combine_chunks()
+    is_num = pc.fill_null(pc.match_substring_regex(value_txt, _NUMBER_RE), True)
+    # a variable is numeric when every one of its non-empty values is a number
+    non_num = pa.table({"v": enc.indices, "bad": pc.cast(pc.invert(is_num), pa.int64())}).group_by("v").aggregate(
+        [("bad", "sum")])
+    text_codes = set(pc.filter(non_num.column("v"), pc.greater(non_num.column("bad_sum"), 0)).to_pylist())
+    row_text = pc.is_in(enc.indices, pa.array(sorted(text_codes), enc.indices.type)) if text_codes else None
+    if "unit" in cols:
+        u_enc = pc.dictionary_encode(pc.utf8_trim_whitespace(t.column(cols["unit"])).combine_chunks())
+        u_norm = pa.array([normalise_unit(u) for u in u_enc.dictionary.to_pylist()], pa.string())
+        unit = pc.take(u_norm, u_enc.indices)
+    else:
+        unit = pa.nulls(len(variable), pa.string())
+    # units declared by option / parsed from the variable name fill the rows that have none
+    fallback = pa.array([units_opt.get(raw) or units_opt.get(p[0]) or p[1] for raw, p in zip(raw_names, parsed,
+                                                                                             strict=True)], pa.string())
+    unit = pc.coalesce(unit, pc.take(fallback, enc.indices))
+    n = len(variable)
+    num_mask = pc.invert(row_text) if row_text is not None else pa.repeat(pa.scalar(True), n)
+    obs = text = None
+    variables: dict[str, str | None] = {}
+    if pc.any(num_mask).as_py():
+        f = pc.cast(pc.if_else(pc.fill_null(is_num, False), value_txt, pa.scalar(None, pa.string())), pa.float64())
+        finite = pc.is_finite(f)
+        bad = pc.fill_null(pc.and_(pc.invert(finite), pc.invert(pc.is_nan(f))), False)
+        f = pc.if_else(finite, f, pa.scalar(None, pa.float64()))
+        obs = pa.table({"asset_id": _repeat_str(ctx.asset_id, n), "sensor_id": sensor, "time": time,
+                        "variable": variable, "value": f, "unit": unit, "quality_flag": _flags(f, bad)},
+                       schema=OBSERVATIONS).filter(num_mask)
+        pairs = pa.table({"v": obs.column("variable"), "u": obs.column("unit")}).group_by(["v", "u"]).aggregate([])
+        for v, u in zip(pairs.column("v").to_pylist(), pairs.column("u").to_pylist(), strict=True):
+            if v in variables and variables[v] != u:
+                raise SourceError(path, f"variable {v!r} comes with two units ({variables[v]!r}, {u!r})")
+            variables[v] = u
+    if row_text is not None:
+        text = pa.table({"asset_id": _repeat_str(ctx.asset_id, n), "sensor_id": sensor, "time": time,
+                         "variable": variable, "value": value_txt,
+                         "quality_flag": _flags(value_txt)}, schema=OBSERVATIONS_TEXT).filter(row_text)
+    return obs, text, variables
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Entry points
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _looks_like_sensorthings(path: Path) -> bool:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return head.lstrip().startswith(("{", "[")) and any(
+        k in head for k in ("@iot.", '"Datastreams"', '"Datastream"', '"Things"', '"Observations"'))
+
+
+def read(ctx: ReadContext) -> SourceRead:
+    """Read a ground-sensor file: a station list or time series CSV, or SensorThings JSON (by content)."""
+    path = ctx.path
+    if not path.is_file() or path.stat().st_size == 0:
+        raise SourceError(path, "the file is empty" if path.is_file() else "no such file")
+    lower = path.name.lower()
+    if lower.endswith((".json", ".json.gz")) or _looks_like_sensorthings(path):
+        if not _looks_like_sensorthings(path):
+            raise SourceError(path, "a .json sensors file must be OGC SensorThings JSON (Things / Datastreams / "
+                                    "Observations with @iot.id); this one is not")
+        from twin.sources.sensorthings import read as read_sta
+
+        return read_sta(ctx)
+    t = read_csv_strings(path, ctx.options)
+    # leniently first: a batch's mapping may be meant for its series, and a station list lacks those columns
+    cols = resolve_columns(path, t.column_names, ctx.options, ROLES_SENSORS, skip_missing=ROLES_SENSORS)
+    is_series = "time" in cols or {"year", "month", "day"} <= set(cols)
+    station_list = not is_series and "station" in cols and any(r in cols for r in ("lon", "lat", "x", "y"))
+    if not station_list:  # then every mapped column must be there
+        cols = resolve_columns(path, t.column_names, ctx.options, ROLES_SENSORS)
+    if is_series:
+        return read_series(ctx, t, cols)
+    if "variable" in cols or "value" in cols or any(r in cols for r in ("year", "month", "day")):
+        raise SourceError(path, f"no time column: found {', '.join(t.column_names)}; a series needs a time column "
+                                "(or year/month/day columns) — map it with --option columns=time=<column>")
+    if not any(r in cols for r in ("lon", "lat", "x", "y")):
+        raise SourceError(path, f"neither a station list (no lon/lat or x/y columns) nor a time series (no time "
+                                f"column); columns are {', '.join(t.column_names)}")
+    st = read_station_list(ctx, table=t)
+    entities = sensor_entities(ctx, st)
+    fx, fy = st.where.file_xy
+    info = {"crs": st.where.crs, "bbox": _bbox(fx, fy), "format": "csv-stations", "stations": len(st.ids),
+            "columns": {k: v for k, v in cols.items() if k in ("station", "lon", "lat", "x", "y", "kind", "name")}}
+    return SourceRead(info=info, entities=entities)
+
+
+def to_observations(table: pa.Table) -> list[Observation]:
+    """Rows of an observations table as validated :class:`Observation` models (for small selections, e.g. an API
+    response); the table is the bulk form of the same record."""
+    cols = ["sensor_id", "time", "variable", "value", "unit", "quality_flag"]
+    rows = table.select([c for c in cols if c in table.column_names]).to_pylist()
+    return [Observation(**{**r, "unit": r.get("unit") or ""}) for r in rows]
