@@ -105,15 +105,45 @@ def kind_of(path: Path, declared: str | None = None) -> SourceKind:
     if name.endswith((".osm.bz2", ".osm.pbf")):
         return SourceKind.vector
     kind = _EXTENSIONS.get(path.suffix.lower())
-    if kind is None and path.suffix.lower() == ".json":
-        head = path.read_bytes()[:4096].decode("utf-8", "replace")
-        if '"CityJSON"' in head:
+    if path.suffix.lower() in (".json", ".gz"):
+        head = _head(path)
+        if '"CityJSON"' in head or '"CityObjects"' in head:
             return SourceKind.cityjson
         if '"FeatureCollection"' in head or '"Feature"' in head:
             return SourceKind.vector
+        if '"@iot.' in head or '"Datastreams"' in head:
+            return SourceKind.sensors
+    if path.suffix.lower() in (".csv", ".txt", ".gz") and _looks_like_tracks(_head(path).splitlines()[:1]):
+        return SourceKind.trajectories
     if kind is None:
         raise SourceError(path, f"cannot tell the kind of a '{path.suffix}' file; pass --kind")
     return kind
+
+
+def _head(path: Path, n: int = 4096) -> str:
+    """The first bytes of a file as text, decompressing gzip."""
+    import gzip
+
+    with (gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")) as f:
+        try:
+            return f.read(n).decode("utf-8", "replace")
+        except (OSError, EOFError):
+            return ""
+
+
+_TRACK_COLUMNS = {"uid", "track_id", "trip_id", "user_id", "vehicle_id"}
+
+
+def _looks_like_tracks(header: list[str]) -> bool:
+    """A CSV header with a track id column, or coordinates and a time but no station: GPS fixes."""
+    if not header:
+        return False
+    cols = {c.strip().strip('"').lower() for c in header[0].split(",")}
+    if cols & _TRACK_COLUMNS:
+        return True
+    has_xy = bool(cols & {"lat", "latitude"}) and bool(cols & {"lon", "lng", "longitude"})
+    has_time = bool(cols & {"time", "datetime", "timestamp"})
+    return has_xy and has_time and not any("station" in c for c in cols)
 
 
 def reader_for(kind: SourceKind):

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from data_models import Branch, ChangeSummary, Commit
@@ -345,7 +346,7 @@ class Store:
                     fname = f"{version:08d}.{name}.parquet"
                     written.append(self.root / "segments" / fname)
                     self._write_table(t, written[-1])
-                    assets = sorted({a for a in t.column("asset_id").to_pylist() if a is not None})
+                    assets = sorted(a for a in pc.unique(t.column("asset_id")).to_pylist() if a is not None)
                     table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": assets}
                 _fault("after_segment")
                 write_json_atomic(
@@ -437,7 +438,7 @@ class Store:
         if src is None:
             raise StoreError(f"no table {name!r} on branch {branch!r}; tables: {', '.join(self.table_names())}")
         sql = f"SELECT {columns} FROM {src} t" + (f" WHERE {where}" if where else "")
-        return self._con.execute(sql, params or []).fetch_arrow_table()
+        return self._con.execute(sql, params or []).to_arrow_table()
 
     def _current_digests(
         self, branch: str, collections: set[str], records: dict[tuple[str, str], Record], removals: list[str]
@@ -561,7 +562,7 @@ class Store:
         )
         if sql is None:
             return pa.table({"id": pa.array([], pa.string())})
-        return self._con.execute(sql, params).fetch_arrow_table()
+        return self._con.execute(sql, params).to_arrow_table()
 
     def get(self, entity_id: str, branch: str = MAIN, as_of: Any = None, collection: str = CITY) -> dict | None:
         """One live entity by id, or None."""
