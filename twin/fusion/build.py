@@ -16,7 +16,8 @@ import shapely
 
 from data_models import Provenance, Quality, parse_city_object
 from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE, footprint_heights
-from twin.sources import SourceError
+from twin.fusion.outlines import candidate_outlines
+from twin.sources.crs import reproject
 from twin.store import ASSETS, CITY, MAIN, Query, Store
 
 Progress = Callable[[str, float], None]
@@ -32,6 +33,7 @@ class BuildContext:
     assets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> model dict (edited in place)
     new: dict[str, Any] = field(default_factory=dict)  # id -> new entity (model or dict)
+    removed: set[str] = field(default_factory=set)  # ids to remove
     report: dict[str, Any] = field(default_factory=dict)  # what each step did, for the CLI and the commit message
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
@@ -50,24 +52,16 @@ class BuildContext:
         e["provenance"].append(prov.model_dump(mode="json"))
 
 
-def _cloud_assets(ctx: BuildContext) -> list[dict[str, Any]]:
-    clouds = ctx.assets.get("pointcloud", [])
-    other = [a["path"] for a in clouds if a.get("crs") != ctx.store.crs]
-    if other:
-        raise SourceError(other[0], f"point cloud CRS differs from the store CRS {ctx.store.crs}; reprojecting "
-                                    "point clouds is not supported by this build step")
-    return clouds
-
-
 def step_heights(ctx: BuildContext) -> None:
     """Building heights from LiDAR (roof p70 minus ground p10), with provenance per tile and point density."""
-    clouds = _cloud_assets(ctx)
+    clouds = ctx.assets.get("pointcloud", [])
     buildings = ctx.of_type("Building")
     if not buildings or not clouds:
         return
     geoms = [ctx.geometry(b) for b in buildings]
-    results = footprint_heights(geoms, [Path(a["path"]) for a in clouds])
-    tiles = [shapely.box(*a["extent"]["bbox"]) for a in clouds]
+    results = footprint_heights(geoms, [Path(a["path"]) for a in clouds], crs=ctx.store.crs,
+                                las_crs=[a.get("crs") for a in clouds])
+    tiles = [reproject(shapely.box(*a["extent"]["bbox"]), a["crs"], ctx.store.crs) for a in clouds]
     method = f"lidar-roof-p{ROOF_PERCENTILE}-ground-p{GROUND_PERCENTILE}"
     flagged = 0
     for b, g, r in zip(buildings, geoms, results, strict=True):
@@ -88,7 +82,32 @@ def step_heights(ctx: BuildContext) -> None:
     ctx.report["heights"] = {"buildings": len(buildings), "without_points": flagged}
 
 
+def step_outlines(ctx: BuildContext) -> None:
+    """Candidate buildings where building-class LiDAR points lie outside every known footprint.
+
+    Candidates from an earlier build that a real footprint now explains (or that the points no longer show)
+    are removed, so a footprint delivered later replaces its candidate.
+    """
+    clouds = ctx.assets.get("pointcloud", [])
+    if not clouds:
+        return
+    known = [b for b in ctx.of_type("Building") if not (b.get("attributes") or {}).get("candidate")]
+    found = candidate_outlines([Path(a["path"]) for a in clouds], [ctx.geometry(b) for b in known],
+                               crs=ctx.store.crs, las_crs=[a.get("crs") for a in clouds],
+                               asset_ids=[a["id"] for a in clouds],
+                               acquired=max((a["acquired"] for a in clouds if a.get("acquired")), default=None))
+    keep = {c.id for c in found}
+    for b in ctx.of_type("Building"):
+        if (b.get("attributes") or {}).get("candidate") and b["id"] not in keep:
+            ctx.removed.add(b["id"])
+    for c in found:
+        if c.id not in ctx.entities:
+            ctx.new[c.id] = c
+    ctx.report["outlines"] = {"candidates": len(found)}
+
+
 STEPS: dict[str, Callable[[BuildContext], None]] = {
+    "outlines": step_outlines,
     "heights": step_heights,
 }
 
@@ -111,8 +130,10 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
         progress(f"build: {name}", 0.0)
         STEPS[name](ctx)
         progress(f"build: {name}", 1.0)
-    put = [parse_city_object(e) for e in ctx.entities.values()] + list(ctx.new.values())
+    put = [parse_city_object(e) for e in ctx.entities.values() if e["id"] not in ctx.removed]
+    put += [e for k, e in ctx.new.items() if k not in ctx.removed]
     progress("build: committing", 0.0)
-    commit = store.commit(put, message=f"build: {', '.join(names)}", author=author, branch=branch)
+    commit = store.commit(put, remove=sorted(ctx.removed), message=f"build: {', '.join(names)}", author=author,
+                          branch=branch)
     progress("build: committing", 1.0)
     return commit

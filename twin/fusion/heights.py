@@ -4,19 +4,25 @@ Points are assigned to footprints through a label raster (rasterised footprints,
 per point instead of a point-in-polygon test, so the LAS streams through in chunks at millions of points/s.
 Conventions follow 3D BAG: roof height at the 70th percentile of roof points, ground at the 10th of nearby
 ground points; footprints with no points are flagged, never given an invented height.
+
+Units: everything is computed in metres. Footprints are in ``crs`` (default: the point clouds' own CRS); a CRS in
+feet is scaled to metres, points in another CRS are reprojected into the footprints' CRS, and z is scaled by the
+file's vertical unit, so heights, ground/roof z and point densities are metres and points per m² for any input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import shapely
 from rasterio import features
 from rasterio.transform import from_origin
 
-from twin.sources import pointcloud
+from twin.sources import SourceError, pointcloud
 
 ROOF_PERCENTILE = 70
 GROUND_PERCENTILE = 10
@@ -36,6 +42,7 @@ class HeightResult:
 
     @property
     def height(self) -> float | None:
+        """Roof minus ground (metres, never negative); None when either is missing."""
         if self.roof_z is None or self.ground_z is None:
             return None
         return max(self.roof_z - self.ground_z, 0.0)
@@ -61,6 +68,7 @@ class _Labels:
         self.ring = np.where(self.inside > 0, 0, ring)
 
     def lookup(self, grid: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The grid's label under each point (0 outside the grid), one array lookup per point."""
         col = np.floor((x - self.x0) / CELL_M).astype(np.int64)
         row = np.floor((self.y1 - y) / CELL_M).astype(np.int64)
         ok = (col >= 0) & (col < self.w) & (row >= 0) & (row < self.h)
@@ -76,16 +84,57 @@ def _group(labels: np.ndarray, z: np.ndarray, n: int) -> list[np.ndarray]:
     return [zs[bounds[i]:bounds[i + 1]] for i in range(n)]
 
 
-def footprint_heights(geoms: list[shapely.Geometry], las_files: list[Path]) -> list[HeightResult]:
-    """Roof, ground and height per footprint from the building (6) and ground (2) classes of the LAS files."""
+def per_file_crs(las_files: Sequence[Path], las_crs: str | Sequence[str | None] | None) -> list[str | None]:
+    """The declared CRS of each file (for files whose header has none): one for all, or one per file."""
+    if las_crs is None or isinstance(las_crs, str):
+        return [las_crs] * len(las_files)
+    if len(las_crs) != len(las_files):
+        raise ValueError(f"las_crs has {len(las_crs)} entries for {len(las_files)} files")
+    return list(las_crs)
+
+
+def metric_frame(las_files: Sequence[Path], crs: str | None, las_crs: Sequence[str | None]
+                 ) -> tuple[pyproj.CRS, float]:
+    """(frame CRS, metres per unit): the footprints' CRS, or the files' common CRS when none is given."""
+    if crs is not None:
+        frame = pointcloud.parse_user_crs(crs, las_files[0] if las_files else "footprints")
+    else:
+        crss = [pointcloud.crs_of(p, c) for p, c in zip(las_files, las_crs, strict=True)]
+        frame = crss[0]
+        for p, c in zip(las_files[1:], crss[1:], strict=True):
+            if not pointcloud.same_crs(frame, c):
+                raise SourceError(p, "the point clouds have different CRSs; pass crs= (the footprints' CRS)")
+    unit = pointcloud.xy_unit_m(frame)
+    if unit is None:
+        raise SourceError(las_files[0] if las_files else "footprints",
+                          f"footprint CRS {frame.name!r} is geographic; heights need a projected CRS")
+    return frame, unit
+
+
+def to_metres(geoms: Sequence[shapely.Geometry], unit: float) -> list[shapely.Geometry]:
+    """Geometries with coordinates multiplied by ``unit`` (metres per CRS unit); unchanged for metric CRSs."""
+    if unit == 1.0:
+        return list(geoms)
+    return list(shapely.transform(np.asarray(geoms, dtype=object), lambda c: c * unit))
+
+
+def footprint_heights(geoms: list[shapely.Geometry], las_files: list[Path], *, crs: str | None = None,
+                      las_crs: str | Sequence[str | None] | None = None) -> list[HeightResult]:
+    """Roof, ground and height (metres) per footprint from the building (6) and ground (2) classes of the files.
+
+    ``crs`` is the footprints' CRS (default: the files' common CRS); ``las_crs`` declares the CRS of files whose
+    header has none (one for all or one per file), as ``--crs`` does at ingest.
+    """
     if not geoms:
         return []
-    labels = _Labels(geoms)
+    declared = per_file_crs(las_files, las_crs)
+    frame, unit = metric_frame(las_files, crs, declared) if las_files else (None, 1.0)
+    labels = _Labels(to_metres(geoms, unit))
     n = len(geoms)
     roof_parts: list[tuple[np.ndarray, np.ndarray]] = []
     ground_parts: list[tuple[np.ndarray, np.ndarray]] = []
-    for path in las_files:
-        for c in pointcloud.iter_points(path):
+    for path, declared_crs in zip(las_files, declared, strict=True):
+        for c in pointcloud.iter_points(path, crs=declared_crs, to_crs=frame if crs is not None else None):
             b = c["classification"] == BUILDING_CLASS
             lab = labels.lookup(labels.inside, c["x"][b], c["y"][b])
             keep = lab > 0
@@ -102,7 +151,7 @@ def footprint_heights(geoms: list[shapely.Geometry], las_files: list[Path]) -> l
 
     roofs = _group(*cat(roof_parts), n)
     grounds = _group(*cat(ground_parts), n)
-    areas = shapely.area(np.asarray(geoms, dtype=object))
+    areas = shapely.area(np.asarray(geoms, dtype=object)) * unit * unit
     out = []
     for i in range(n):
         r, g = roofs[i], grounds[i]

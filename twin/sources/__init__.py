@@ -102,6 +102,8 @@ def kind_of(path: Path, declared: str | None = None) -> SourceKind:
     name = path.name.lower()
     if name.endswith((".city.json", ".cityjson")):
         return SourceKind.cityjson
+    if name.endswith(".pipeline.json"):
+        return SourceKind.pointcloud
     if name.endswith((".osm.bz2", ".osm.pbf")):
         return SourceKind.vector
     kind = _EXTENSIONS.get(path.suffix.lower())
