@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
+from rasterio import features as rfeatures
 
 from data_models import Provenance, Quality, parse_city_object
+from twin.fusion import change, indices, landcover
 from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE, footprint_heights
 from twin.fusion.outlines import candidate_outlines
 from twin.sources.crs import reproject
+from twin.sources.imagery import image_grid, read_bands
 from twin.store import ASSETS, CITY, MAIN, Query, Store
 
 Progress = Callable[[str, float], None]
@@ -31,8 +36,7 @@ class BuildContext:
     branch: str
     progress: Progress
     assets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> model dict (edited in place)
-    new: dict[str, Any] = field(default_factory=dict)  # id -> new entity (model or dict)
+    entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> model dict, edited in place; new too
     removed: set[str] = field(default_factory=set)  # ids to remove
     report: dict[str, Any] = field(default_factory=dict)  # what each step did, for the CLI and the commit message
 
@@ -55,7 +59,7 @@ class BuildContext:
 def step_heights(ctx: BuildContext) -> None:
     """Building heights from LiDAR (roof p70 minus ground p10), with provenance per tile and point density."""
     clouds = ctx.assets.get("pointcloud", [])
-    buildings = ctx.of_type("Building")
+    buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]  # LiDAR candidates included
     if not buildings or not clouds:
         return
     geoms = [ctx.geometry(b) for b in buildings]
@@ -102,13 +106,118 @@ def step_outlines(ctx: BuildContext) -> None:
             ctx.removed.add(b["id"])
     for c in found:
         if c.id not in ctx.entities:
-            ctx.new[c.id] = c
+            _put(ctx, c)
     ctx.report["outlines"] = {"candidates": len(found)}
+
+
+def _multispectral(ctx: BuildContext) -> list[dict[str, Any]]:
+    """Imagery assets with red and NIR bands and an acquisition time, oldest first."""
+    out = [a for a in ctx.assets.get("imagery", [])
+           if {"red", "nir"} <= set((a.get("properties") or {}).get("bands") or []) and a.get("acquired")]
+    return sorted(out, key=lambda a: a["acquired"])
+
+
+def _footprints(ctx: BuildContext) -> list[dict[str, Any]]:
+    """Buildings that stand in the model: not LiDAR candidates, not ended in valid time."""
+    return [b for b in ctx.of_type("Building")
+            if not (b.get("attributes") or {}).get("candidate") and not b.get("valid_to")]
+
+
+def _put(ctx: BuildContext, entity: Any) -> None:
+    """Add an entity, or replace the working copy with the same id (later steps see it either way)."""
+    ctx.entities[entity.id] = entity.model_dump(mode="json")
+
+
+def step_landcover(ctx: BuildContext) -> None:
+    """Land cover fused from the newest multispectral image, the LiDAR and the model's footprints, roads, water."""
+    images = _multispectral(ctx)
+    if not images:
+        return
+    img = images[-1]
+    clouds = ctx.assets.get("pointcloud", [])
+    feats = landcover.vector_features(_footprints(ctx), ctx.of_type("Road"), ctx.of_type("WaterBody"))
+    res = landcover.classify(img["path"], [a["path"] for a in clouds], feats, bands=img["properties"]["bands"],
+                             points_crs=clouds[0]["crs"] if clouds else None, features_crs=ctx.store.crs)
+    prov = [ctx_prov(img, "landcover-fusion:imagery")] + [ctx_prov(a, "landcover-fusion:lidar") for a in clouds]
+    ents = landcover.landcover_entities(res.classes, res.confidence, res.transform, res.crs, prov, 25.0,
+                                        store_crs=ctx.store.crs, valid_from=None)
+    keep = {e.id for e in ents}
+    for e in ctx.of_type("LandCover"):
+        if e["id"] not in keep and any(p.get("method", "").startswith("landcover-fusion")
+                                       for p in e.get("provenance", [])):
+            ctx.removed.add(e["id"])
+    for e in ents:
+        _put(ctx, e)
+    cell = abs(res.transform.a * res.transform.e)
+    codes, counts = np.unique(res.classes[res.classes > 0], return_counts=True)
+    ctx.report["landcover"] = {"image": img["id"], "polygons": len(ents),
+                               "area_m2": {int(c): float(n * cell) for c, n in zip(codes, counts, strict=True)}}
+
+
+def ctx_prov(asset: dict[str, Any], method: str, confidence: float = 1.0, attribute: str | None = None) -> Provenance:
+    """Provenance pointing at a catalog asset."""
+    return Provenance(source_asset_id=asset["id"], acquired=asset.get("acquired"), method=method,
+                      confidence=confidence, attribute=attribute)
+
+
+def step_greenness(ctx: BuildContext) -> None:
+    """Mean NDVI of each footprint from the newest multispectral image (green roofs, courtyard trees)."""
+    images = _multispectral(ctx)
+    buildings = _footprints(ctx)
+    if not images or not buildings:
+        return
+    img = images[-1]
+    transform, shape, crs = image_grid(img["path"])
+    bands = read_bands(img["path"], ["red", "nir"], bands_option=img["properties"]["bands"])
+    nd = indices.ndvi(bands)
+    geoms = reproject(np.asarray([ctx.geometry(b) for b in buildings], dtype=object), ctx.store.crs, crs)
+    labels = rfeatures.rasterize(((g, i + 1) for i, g in enumerate(geoms)), out_shape=shape, transform=transform,
+                                 dtype="int32", all_touched=False)
+    ok = (labels > 0) & ~np.ma.getmaskarray(nd)
+    n = len(buildings) + 1
+    count = np.bincount(labels[ok], minlength=n)
+    total = np.bincount(labels[ok], weights=np.ma.getdata(nd)[ok].astype(np.float64), minlength=n)
+    done = 0
+    for i, b in enumerate(buildings, start=1):
+        if count[i] == 0:
+            continue
+        prov = ctx_prov(img, "ndvi-mean-footprint", round(min(1.0, count[i] / 20.0), 3), "ndvi_mean")
+        ctx.set_attribute(b, "ndvi_mean", round(float(total[i] / count[i]), 4), prov)
+        done += 1
+    ctx.report["greenness"] = {"image": img["id"], "buildings": done}
+
+
+def step_changes(ctx: BuildContext) -> None:
+    """Built / demolished buildings between the two newest images, as new versions with their valid time."""
+    images = _multispectral(ctx)
+    if len(images) < 2:
+        return
+    before, after = images[-2], images[-1]
+    t = lambda a: datetime.fromisoformat(a["acquired"].replace("Z", "+00:00"))  # noqa: E731
+    clouds = ctx.assets.get("pointcloud", [])
+    vectors = [a for a in ctx.assets.get("vector", []) if a.get("acquired")]
+    cands = change.detect_changes(
+        before["path"], after["path"], t(before), t(after),
+        footprints=[(b["id"], ctx.geometry(b)) for b in _footprints(ctx)],
+        footprints_time=max((t(a) for a in vectors), default=None),
+        las_paths=[a["path"] for a in clouds], lidar_time=max((t(a) for a in clouds if a.get("acquired")),
+                                                              default=None),
+        bands=after["properties"]["bands"], store_crs=ctx.store.crs,
+    )
+    changed = change.apply_changes(ctx.of_type("Building"), cands, before_asset_id=before["id"],
+                                   after_asset_id=after["id"])
+    for b in changed:
+        _put(ctx, b)
+    ctx.report["changes"] = {"built": sum(c.kind == "built" for c in cands),
+                             "demolished": sum(c.kind == "demolished" for c in cands)}
 
 
 STEPS: dict[str, Callable[[BuildContext], None]] = {
     "outlines": step_outlines,
     "heights": step_heights,
+    "landcover": step_landcover,
+    "greenness": step_greenness,
+    "changes": step_changes,
 }
 
 
@@ -131,7 +240,6 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
         STEPS[name](ctx)
         progress(f"build: {name}", 1.0)
     put = [parse_city_object(e) for e in ctx.entities.values() if e["id"] not in ctx.removed]
-    put += [e for k, e in ctx.new.items() if k not in ctx.removed]
     progress("build: committing", 0.0)
     commit = store.commit(put, remove=sorted(ctx.removed), message=f"build: {', '.join(names)}", author=author,
                           branch=branch)

@@ -54,9 +54,11 @@ class _Labels:
     def __init__(self, geoms: list[shapely.Geometry]) -> None:
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
         pad = GROUND_RING_M + CELL_M
-        self.x0, self.y1 = minx - pad, maxy + pad
-        self.w = int(np.ceil((maxx - minx + 2 * pad) / CELL_M))
-        self.h = int(np.ceil((maxy - miny + 2 * pad) / CELL_M))
+        # cells snapped to a global CELL_M lattice: a footprint's cells do not depend on which others are present
+        self.x0 = np.floor((minx - pad) / CELL_M) * CELL_M
+        self.y1 = np.ceil((maxy + pad) / CELL_M) * CELL_M
+        self.w = int(np.ceil((maxx + pad - self.x0) / CELL_M))
+        self.h = int(np.ceil((self.y1 - (miny - pad)) / CELL_M))
         t = from_origin(self.x0, self.y1, CELL_M, CELL_M)
         shape = (self.h, self.w)
         self.inside = features.rasterize(
