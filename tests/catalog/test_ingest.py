@@ -51,7 +51,7 @@ def test_reprojects_into_the_store_crs(store: Store, tmp_path: Path) -> None:
 
 
 def test_missing_crs_is_never_guessed(store: Store, tmp_path: Path) -> None:
-    p = write_buildings_geojson(tmp_path / "nocrs" / "b.geojson", 3, x0=10.0, y0=10.0, crs=None)
+    p = write_buildings_geojson(tmp_path / "nocrs" / "b.geojson", 3, crs=None)
     # GeoJSON without a crs member is WGS84 by RFC 7946, so the coordinates are checked as degrees by GDAL;
     # a shapefile without .prj is the real 'no CRS' case
     shp = tmp_path / "nocrs" / "b.shp"

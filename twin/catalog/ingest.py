@@ -11,13 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import shapely
 
+from data_models import Building
 from twin.catalog.assets import asset_id, describe, parse_time, sha256_file
+from twin.fusion.conflation import conflate
 from twin.sources import ReadContext, SourceError, kind_of, reader_for
 from twin.sources.crs import reproject
-from twin.store import ASSETS, MAIN, Store
+from twin.store import ASSETS, MAIN, Query, Store
 
 Progress = Callable[[str, float], None]
 _SKIP_NAMES = {"manifest.json"}
@@ -107,9 +110,50 @@ def ingest_paths(
     progress("ingest: reading sources", 1.0)
     if not put:
         return None
+    progress("ingest: conflating footprints", 0.0)
+    put, remove, conflicts = _conflate(store, branch, put, (options or {}).get("priority"))
+    progress("ingest: conflating footprints", 1.0)
     progress("ingest: committing", 0.0)
     msg = message or f"ingest {len(names)} file(s): {', '.join(names[:5])}{' …' if len(names) > 5 else ''}"
+    if conflicts:
+        msg += f" ({len(conflicts)} footprint conflict(s) recorded)"
     merged = {name: pa.concat_tables(ts, promote_options="default") for name, ts in tables.items()}
-    commit = store.commit(put, message=msg, author=author, branch=branch, geometries=geoms, tables=merged)
+    commit = store.commit(put, remove, message=msg, author=author, branch=branch, geometries=geoms, tables=merged)
     progress("ingest: committing", 1.0)
     return commit
+
+
+# Which footprint source wins when several describe one building (higher wins): cadastral vectors, then CityJSON
+# models, then OpenStreetMap; LiDAR outline candidates (built by `twin build`) rank lowest and are replaced.
+DEFAULT_PRIORITY = {"vector-ingest": 10, "cityjson-ingest": 8, "osm-ingest": 5}
+
+
+def _conflate(store: Store, branch: str, put: list[Any], priority: Any) -> tuple[list[Any], list[str], list[dict]]:
+    """Conflate incoming buildings with new ids against the branch's buildings from other deliveries.
+
+    Buildings whose id the store already has are plain updates (a re-delivery of the same source). LiDAR outline
+    candidates that an incoming footprint now explains are removed: the delivered footprint takes their place.
+    """
+    incoming = [e for e in put if isinstance(e, Building) and e.type == "Building"]
+    if not incoming:
+        return put, [], []
+    existing = store.features(branch, query=Query(types=["Building"]))
+    known = {e["id"] for e in existing}
+    fresh = [b for b in incoming if b.id not in known]
+    if not fresh or not existing:
+        return put, [], []
+    candidates = [e for e in existing if (e.get("attributes") or {}).get("candidate")]
+    others = [e for e in existing if e not in candidates]
+    result = conflate(others, fresh, source_priority=dict(priority or DEFAULT_PRIORITY))
+    fresh_ids = {b.id for b in fresh}
+    out = [e for e in put if not (isinstance(e, Building) and e.id in fresh_ids)] + list(result.put)
+    remove: list[str] = []
+    if candidates:
+        new_geoms = np.asarray([b.geometry.to_shapely() for b in result.put], dtype=object)
+        cand_geoms = np.asarray([shapely.geometry.shape(c["geometry"]) for c in candidates], dtype=object)
+        if len(new_geoms):
+            hit_new, hit_cand = shapely.STRtree(new_geoms).query(cand_geoms, predicate="intersects")[::-1]
+            inter = shapely.area(shapely.intersection(new_geoms[hit_new], cand_geoms[hit_cand]))
+            union = shapely.area(shapely.union(new_geoms[hit_new], cand_geoms[hit_cand]))
+            remove = sorted({candidates[j]["id"] for j, r in zip(hit_cand, inter / union, strict=True) if r >= 0.3})
+    return out, remove, result.conflicts

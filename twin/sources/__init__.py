@@ -104,6 +104,8 @@ def kind_of(path: Path, declared: str | None = None) -> SourceKind:
         return SourceKind.cityjson
     if name.endswith(".pipeline.json"):
         return SourceKind.pointcloud
+    if name.endswith((".city.jsonl", ".cityjsonl")):
+        return SourceKind.cityjson
     if name.endswith((".osm.bz2", ".osm.pbf")):
         return SourceKind.vector
     kind = _EXTENSIONS.get(path.suffix.lower())
