@@ -21,6 +21,7 @@ top-of-atmosphere reflectance (thermal bands as brightness temperature in kelvin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -330,4 +331,24 @@ def read(ctx: ReadContext) -> SourceRead:
         raise ctx.fail(f"{info['count']} bands without names (no band descriptions); pass --bands with one name "
                        "per band in file order, e.g. --bands red,green,blue,nir")
     info["acquired"] = acquired_of(info)
+    if info["acquired"] is None:
+        info["acquired"] = date_in_name(ctx.path)
+        if info["acquired"] is not None:
+            info["acquired_from"] = "file name"
     return SourceRead(info=info)
+
+
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+
+
+def date_in_name(path: Path) -> datetime | None:
+    """An acquisition date written in the file name (YYYYMMDD or YYYY-MM-DD, as NAIP and most vendors do), at
+    00:00 UTC; None when the name has none or more than one distinct date."""
+    found = {m.groups() for m in _NAME_DATE.finditer(path.name)}
+    if len(found) != 1:
+        return None
+    y, m, d = (int(v) for v in found.pop())
+    try:
+        return datetime(y, m, d, tzinfo=UTC)
+    except ValueError:
+        return None
