@@ -118,6 +118,18 @@ def area_of_use(crs: str | pyproj.CRS) -> tuple[float, float, float, float] | No
     return None if aou is None else tuple(float(v) for v in aou.bounds)  # type: ignore[return-value]
 
 
+def lonlat_outside(lon: np.ndarray, lat: np.ndarray, crs: str | pyproj.CRS, margin_deg: float = 1.0) -> np.ndarray:
+    """Mask of lon/lat positions outside ``crs``'s area of use widened by ``margin_deg`` (all False when the CRS
+    states no area or its area crosses the antimeridian): the one test behind every reader's wrong-CRS check."""
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    aou = area_of_use(crs)
+    if aou is None or aou[0] > aou[2]:
+        return np.zeros(lon.shape, dtype=bool)
+    w, s, e, n = aou
+    m = margin_deg
+    return ~((lon >= w - m) & (lon <= e + m) & (lat >= s - m) & (lat <= n + m))
+
+
 def _crs_label(crs: str | pyproj.CRS) -> str:
     n = normalise(crs)
     return n if n.startswith("EPSG:") else parse(crs).name

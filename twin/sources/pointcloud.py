@@ -30,7 +30,7 @@ import pyproj
 from pyproj.database import get_units_map
 
 from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.crs import normalise
+from twin.sources.crs import area_of_use, lonlat_outside, normalise
 
 CHUNK = 1_000_000  # points per chunk: ~60-100 MB of decoded arrays whatever the file size
 AREA_MARGIN_DEG = 1.0  # tolerance around a CRS's area of use
@@ -199,15 +199,11 @@ def check_extent(path: Path, crs: pyproj.CRS, bbox: Sequence[float], what: str =
     lon, lat = np.asarray(lon), np.asarray(lat)
     if np.any(np.abs(lat) > 90) or np.any(np.abs(lon) > 360):
         raise SourceError(path, f"the {what} {b.tolist()} are impossible in {_label(crs)} (latitude beyond 90°)")
-    area = crs.area_of_use or h.area_of_use
-    if area is not None and area.west <= area.east:
-        m = AREA_MARGIN_DEG
-        inside = ((lon >= area.west - m) & (lon <= area.east + m) & (lat >= area.south - m) & (lat <= area.north + m))
-        if not np.all(inside):
-            raise SourceError(
-                path, f"the {what} (lon {lon.min():.3f}..{lon.max():.3f}, lat {lat.min():.3f}..{lat.max():.3f}) lie "
-                      f"outside the area of use of {_label(crs)} ({area.name}: lon {area.west}..{area.east}, "
-                      f"lat {area.south}..{area.north}); is the CRS right?")
+    if lonlat_outside(lon, lat, crs, AREA_MARGIN_DEG).any():
+        w, s, e, n = area_of_use(crs)
+        raise SourceError(
+            path, f"the {what} (lon {lon.min():.3f}..{lon.max():.3f}, lat {lat.min():.3f}..{lat.max():.3f}) lie "
+                  f"outside the area of use of {_label(crs)} (lon {w}..{e}, lat {s}..{n}); is the CRS right?")
 
 
 # ---------------------------------------------------------------------------------------------------- frames

@@ -33,7 +33,7 @@ import pyproj
 from data_models import Observation, ObservationFlag, Sensor
 from twin.sources import ReadContext, SourceError, SourceRead
 from twin.sources import crs as crs_mod
-from twin.sources.crs import normalise
+from twin.sources.crs import lonlat_outside, normalise
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 OBSERVATIONS = pa.schema(
@@ -461,20 +461,15 @@ def check_area(path: Path, lon: np.ndarray, lat: np.ndarray, store_crs: str, lab
         who = f" ({labels[i]})" if labels is not None else ""
         raise SourceError(path, f"coordinates lon={lon[i]}, lat={lat[i]}{who} are not valid longitude/latitude "
                                 "(swapped columns, or projected x/y given as lon/lat?)")
-    aou = pyproj.CRS.from_user_input(store_crs).area_of_use
-    if aou is None or not ok.any():
+    if not ok.any():
         return
-    w, s, e, n = aou.bounds
-    if w > e:  # crosses the antimeridian: no simple box check
-        return
-    m = _AREA_MARGIN_DEG
-    inside = (lon >= w - m) & (lon <= e + m) & (lat >= s - m) & (lat <= n + m)
+    inside = ~lonlat_outside(lon, lat, store_crs, _AREA_MARGIN_DEG)
     inside_frac = float(inside[ok].mean())
     if inside_frac < min_inside:
         i = int(np.argmax(ok & ~inside))
         who = f" ({labels[i]})" if labels is not None else ""
         raise SourceError(path, f"{int((ok & ~inside).sum())} of {int(ok.sum())} location(s) lie outside the area "
-                                f"of use of the store CRS {store_crs} ({aou.name}), e.g. lon={lon[i]:.5f}, "
+                                f"of use of the store CRS {store_crs}, e.g. lon={lon[i]:.5f}, "
                                 f"lat={lat[i]:.5f}{who}: wrong hemisphere, swapped or mis-signed coordinates, or "
                                 "the wrong CRS?")
 
