@@ -1,7 +1,7 @@
 """Versioned city store: commits, branches, as-of reads and spatial queries over DuckDB + Parquet."""
 
 from twin.store.files import StoreBusy
-from twin.store.records import ASSETS, CITY
+from twin.store.records import ASSETS, CITY, LAYERS
 from twin.store.store import MAIN, NotAStore, Query, Store, StoreError
 
-__all__ = ["ASSETS", "CITY", "MAIN", "NotAStore", "Query", "Store", "StoreBusy", "StoreError"]
+__all__ = ["ASSETS", "CITY", "LAYERS", "MAIN", "NotAStore", "Query", "Store", "StoreBusy", "StoreError"]

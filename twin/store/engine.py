@@ -41,4 +41,7 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
     )
     con.execute(f"LOAD '{spatial_extension_path()}'")
     con.execute("SET TimeZone = 'UTC'")
+    # Segments are GeoParquet on disk, but are read as plain WKB: one column type whatever a file holds (a
+    # segment whose rows have no geometry carries no GeoParquet metadata), and WKB is what readers want anyway.
+    con.execute("SET enable_geoparquet_conversion = false")
     return con

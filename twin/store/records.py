@@ -18,11 +18,12 @@ import pyarrow as pa
 import shapely
 from pydantic import BaseModel
 
-from data_models import SourceAsset, parse_city_object
+from data_models import LayerSpec, SourceAsset, parse_city_object
 
 CITY = "city"
 ASSETS = "assets"
-COLLECTIONS = (CITY, ASSETS)
+LAYERS = "layers"
+COLLECTIONS = (CITY, ASSETS, LAYERS)
 
 # Columns every segment file has, in order (geometry is added by DuckDB from ``wkb``).
 ROW_SCHEMA = pa.schema(
@@ -96,26 +97,32 @@ def _parse_time(v: Any) -> datetime | None:
 
 
 def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str, shapely.Geometry]) -> list[Record]:
-    """Validate city objects / source assets (models or dicts) and turn them into store records.
+    """Validate city objects, source assets or layer specs (models or dicts) and turn them into store records.
 
     ``geometries`` overrides footprints by id, e.g. an asset extent already transformed into the store CRS.
     Footprints are parsed in one vectorised GEOS call.
     """
-    dumped: list[tuple[bool, dict[str, Any]]] = []
+    dumped: list[tuple[str, dict[str, Any]]] = []
     for obj in objs:
         if isinstance(obj, dict):
             obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
-        dumped.append((isinstance(obj, SourceAsset), obj.model_dump(mode="json")))
-    todo = [i for i, (asset, d) in enumerate(dumped) if not asset and d["id"] not in geometries]
+        kind = ASSETS if isinstance(obj, SourceAsset) else LAYERS if isinstance(obj, LayerSpec) else CITY
+        data = obj.model_dump(mode="json")
+        if kind == LAYERS:
+            data["id"] = data["name"]  # a layer's id is its name
+        dumped.append((kind, data))
+    todo = [i for i, (kind, d) in enumerate(dumped) if kind == CITY and d["id"] not in geometries]
     parsed = shapely.from_geojson([json.dumps(dumped[i][1]["geometry"]) for i in todo]) if todo else []
     geom_of = dict(zip(todo, parsed, strict=True))
     out = []
-    for i, (asset, data) in enumerate(dumped):
-        if asset:
-            collection, type_ = ASSETS, "SourceAsset"
+    for i, (collection, data) in enumerate(dumped):
+        if collection == ASSETS:
+            type_ = "SourceAsset"
             valid_from, valid_to = _parse_time(data.get("acquired")), None
+        elif collection == LAYERS:
+            type_, valid_from, valid_to = "LayerSpec", None, None
         else:
-            collection, type_ = CITY, data["type"]
+            type_ = data["type"]
             valid_from, valid_to = _parse_time(data.get("valid_from")), _parse_time(data.get("valid_to"))
         out.append(
             Record(

@@ -321,6 +321,7 @@ class Store:
                     raise StoreError(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
                 rows.append(removal(remove_collection, eid, old[1]))
                 ops.append("remove")
+            tables, digests = self._changed_tables(branch, tables)
             if not rows and not tables:
                 return None
             self.refresh()
@@ -346,8 +347,8 @@ class Store:
                     fname = f"{version:08d}.{name}.parquet"
                     written.append(self.root / "segments" / fname)
                     self._write_table(t, written[-1])
-                    assets = sorted(a for a in pc.unique(t.column("asset_id")).to_pylist() if a is not None)
-                    table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": assets}
+                    table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": sorted(digests[name]),
+                                        "digests": digests[name]}
                 _fault("after_segment")
                 write_json_atomic(
                     self.root / "commits" / f"{version:08d}.json",
@@ -396,6 +397,38 @@ class Store:
         finally:
             con.unregister("_rows")
         publish(tmp, dst)
+
+    def _changed_tables(self, branch: str, tables: dict[str, pa.Table]
+                        ) -> tuple[dict[str, pa.Table], dict[str, dict[str, str]]]:
+        """Drop the rows of assets whose rows equal what the branch already holds (re-publishing is a no-op)."""
+        import hashlib
+
+        import pyarrow.ipc as ipc
+
+        head = self.head(branch)
+        visible = sorted(self._visible_versions(branch, head)) if head else []
+        out: dict[str, pa.Table] = {}
+        digests: dict[str, dict[str, str]] = {}
+        for name, t in sorted(tables.items()):
+            current: dict[str, str] = {}
+            for v in visible:
+                current.update(self._tables.get(v, {}).get(name, {}).get("digests", {}))
+            keep: dict[str, str] = {}
+            for a in pc.unique(t.column("asset_id")).to_pylist():
+                if a is None:
+                    raise StoreError(f"table {name!r} has rows without an asset_id")
+                part = t.filter(pc.equal(t.column("asset_id"), a))
+                sink = pa.BufferOutputStream()
+                with ipc.new_stream(sink, part.schema) as w:
+                    w.write_table(part)
+                d = hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16).hexdigest()
+                if current.get(a) != d:
+                    keep[a] = d
+            if keep:
+                mask = pc.is_in(t.column("asset_id"), pa.array(sorted(keep), pa.string()))
+                out[name] = t.filter(mask)
+                digests[name] = keep
+        return out, digests
 
     def _write_table(self, table: pa.Table, dst: Path) -> None:
         """Bulk rows as Parquet, sorted by asset and time-like first column for pruning."""
@@ -496,10 +529,10 @@ class Store:
             cand.append(f"c.id IN (SELECT id FROM {join_ids})")
         live = ["c.op <> 'remove'"]
         if q.polygon is not None:
-            live.append(f"ST_Intersects(c.geometry, ST_GeomFromText(?)::GEOMETRY({_sql_str(self.crs)}))")
+            live.append("ST_Intersects(ST_GeomFromWKB(c.geometry), ST_GeomFromText(?))")
             params.append(q.polygon.wkt)
         if q.bbox is not None:
-            live.append(f"ST_Intersects(c.geometry, ST_MakeEnvelope(?, ?, ?, ?)::GEOMETRY({_sql_str(self.crs)}))")
+            live.append("ST_Intersects(ST_GeomFromWKB(c.geometry), ST_MakeEnvelope(?, ?, ?, ?))")
             params += q.bbox
         if q.valid_at is not None:
             live.append("(c.valid_from IS NULL OR c.valid_from <= ?) AND (c.valid_to IS NULL OR c.valid_to > ?)")
@@ -536,7 +569,7 @@ class Store:
 
     # times leave DuckDB as epoch microseconds: converting TIMESTAMPTZ to Python would need pytz
     _ROW = ("collection, version, op, type, classification, epoch_us(valid_from) AS valid_from_us, "
-            "epoch_us(valid_to) AS valid_to_us, body, ST_AsWKB(geometry) AS wkb")
+            "epoch_us(valid_to) AS valid_to_us, body, geometry AS wkb")
 
     def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
         """Live entities matching ``query`` as JSON-ready dicts (model shape + ``_store`` metadata)."""
@@ -558,7 +591,7 @@ class Store:
         q = query or Query()
         sql, params = self._state_sql(
             branch, as_of, q, "type, classification, valid_from, valid_to, xmin, ymin, xmax, ymax, body, "
-            "ST_AsWKB(geometry) AS wkb", order=True,
+            "geometry AS wkb", order=True,
         )
         if sql is None:
             return pa.table({"id": pa.array([], pa.string())})

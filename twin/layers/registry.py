@@ -1,0 +1,227 @@
+"""The layer registry: layer specs and their values live in the store, versioned and per branch.
+
+A layer is published as one commit holding its ``LayerSpec`` (collection ``layers``) and its values at every
+declared resolution (bulk table ``layer_values``, ``asset_id`` = layer name), so ``as_of`` and branches work for
+layers exactly as for city objects, and re-publishing identical values is a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import h3
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from data_models import Aggregation, LayerSpec
+from twin.layers.values import VALUE_SCHEMA, aggregate, bucket_seconds, rollup
+from twin.store import LAYERS, MAIN, Query, Store, StoreError
+
+TABLE = "layer_values"
+MAX_CELLS = 500_000  # cells one query may touch; more would be a bulk export, not a query
+MAX_ROWS = 2_000_000
+
+
+class LayerError(StoreError):
+    """A layer request that cannot be answered (unknown layer, bad resolution or time range, too large)."""
+
+
+class LayerNotFound(LayerError):
+    pass
+
+
+def with_layer(values: pa.Table, name: str) -> pa.Table:
+    """Values plus the ``asset_id`` column the store keys bulk tables by."""
+    return values.append_column("asset_id", pa.array([name] * values.num_rows, pa.string()))
+
+
+class Layers:
+    """Publish, list and query layers of a store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -------------------------------------------------------------- writing
+    def prepare(self, spec: LayerSpec, finest: pa.Table) -> pa.Table:
+        """The rows to store for a layer: its finest values rolled up to every declared resolution."""
+        if finest.schema != VALUE_SCHEMA:
+            finest = finest.select(VALUE_SCHEMA.names).cast(VALUE_SCHEMA)
+        bad = pc.unique(finest["res"]).to_pylist()
+        if bad and bad != [max(spec.resolutions)]:
+            raise LayerError(f"layer {spec.name!r}: values must be at its finest resolution "
+                             f"{max(spec.resolutions)}, got {bad}")
+        return with_layer(rollup(finest, spec), spec.name)
+
+    def publish(self, spec: LayerSpec, finest: pa.Table, *, branch: str = MAIN, author: str = "twin",
+                message: str | None = None):
+        """Store a layer (spec + values at every resolution) as one commit; None when nothing changed."""
+        return self.store.commit([spec], message=message or f"layer {spec.name}", author=author, branch=branch,
+                                 tables={TABLE: self.prepare(spec, finest)})
+
+    # -------------------------------------------------------------- reading
+    def list(self, branch: str = MAIN, as_of: Any = None) -> list[LayerSpec]:
+        rows = self.store.features(branch, as_of, Query(collection=LAYERS))
+        return [_spec(r) for r in rows]
+
+    def spec(self, name: str, branch: str = MAIN, as_of: Any = None) -> LayerSpec:
+        row = self.store.get(name, branch, as_of, collection=LAYERS)
+        if row is None:
+            known = ", ".join(s.name for s in self.list(branch, as_of)) or "none"
+            raise LayerNotFound(f"unknown layer {name!r} on branch {branch!r}; layers: {known}")
+        return _spec(row)
+
+    def query(
+        self,
+        name: str,
+        *,
+        bbox: list[float] | None = None,
+        polygon: dict | shapely.Geometry | None = None,
+        cells: list[int] | np.ndarray | None = None,
+        res: int | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        bucket: str | None = None,
+        branch: str = MAIN,
+        as_of: Any = None,
+        compare_branch: str | None = None,
+        compare_as_of: Any = None,
+    ) -> pa.Table:
+        """Values of a layer in an area (WGS84 bbox/polygon, or explicit cells) and time range [start, end).
+
+        ``bucket`` re-aggregates to a longer time bucket; ``compare_*`` adds the other state's value and the
+        difference per cell (``value - other``), for scenario vs baseline or before vs after.
+        """
+        spec = self.spec(name, branch, as_of)
+        res = max(spec.resolutions) if res is None else int(res)
+        if res not in spec.resolutions:
+            raise LayerError(f"layer {name!r} has resolutions {spec.resolutions}, not {res}")
+        t0, t1 = _time(start, "start"), _time(end, "end")
+        if t0 and t1 and t1 <= t0:
+            raise LayerError(f"empty time range: end {t1.isoformat()} is not after start {t0.isoformat()}")
+        want = self._cells(bbox, polygon, cells, res)
+        rows = self._rows(name, spec, res, t0, t1, want, bucket, branch, as_of)
+        if compare_branch is None and compare_as_of is None:
+            return rows
+        other = self._rows(name, spec, res, t0, t1, want, bucket, compare_branch or branch, compare_as_of)
+        return _compare(rows, other)
+
+    def _cells(self, bbox, polygon, cells, res: int) -> np.ndarray | None:
+        given = sum(x is not None for x in (bbox, polygon, cells))
+        if given > 1:
+            raise LayerError("give one of bbox, polygon or cells")
+        if cells is not None:
+            arr = np.unique(np.asarray([int(c, 16) if isinstance(c, str) else int(c) for c in cells], np.uint64))
+            if len(arr) > MAX_CELLS:
+                raise LayerError(f"{len(arr):,} cells requested; the limit is {MAX_CELLS:,} per query")
+            bad = [int(c) for c in arr[:1000] if not h3.is_valid_cell(int(c)) or h3.get_resolution(int(c)) != res]
+            if bad:
+                raise LayerError(f"cell {h3.int_to_str(bad[0])} is not a valid H3 cell at resolution {res}")
+            return arr
+        if bbox is not None:
+            w, s, e, n = (float(v) for v in bbox)
+            if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
+                raise LayerError(f"bbox must be [west, south, east, north] in WGS84 degrees, got {list(bbox)}")
+            polygon = shapely.box(w, s, e, n)
+        if polygon is None:
+            return None
+        geom = polygon if isinstance(polygon, shapely.Geometry) else shapely.geometry.shape(polygon)
+        return polygon_cells(geom, res)
+
+    def _rows(self, name, spec, res, t0, t1, cells, bucket, branch, as_of) -> pa.Table:
+        src = self.store.table_sql(TABLE, branch, as_of)
+        if src is None:
+            return VALUE_SCHEMA.empty_table()
+        where, params = ["asset_id = ?", "res = ?"], [name, res]
+        if t0 is not None:
+            where.append("t >= ?")
+            params.append(t0)
+        if t1 is not None:
+            where.append("t < ?")
+            params.append(t1)
+        con = self.store._con
+        if cells is not None:
+            if len(cells) == 0:
+                return VALUE_SCHEMA.empty_table()
+            con.register("_cells", pa.table({"cell": pa.array(cells, pa.uint64())}))
+            # the range lets Parquet row-group statistics prune before the exact semi-join
+            where.append("cell BETWEEN ? AND ? AND cell IN (SELECT cell FROM _cells)")
+            params += [int(cells.min()), int(cells.max())]
+        sql = (f"SELECT cell, res, t, value, count, weight FROM {src} v WHERE {' AND '.join(where)} "
+               f"ORDER BY cell, t LIMIT {MAX_ROWS + 1}")
+        try:
+            out = con.execute(sql, params).to_arrow_table().cast(VALUE_SCHEMA)
+        finally:
+            if cells is not None:
+                con.unregister("_cells")
+        if out.num_rows > MAX_ROWS:
+            raise LayerError(f"more than {MAX_ROWS:,} rows match; narrow the area, time range or resolution")
+        if bucket:
+            b = bucket_seconds(bucket)
+            base = bucket_seconds(spec.time_bucket)
+            if base is None or b % base:
+                raise LayerError(f"bucket {bucket!r} must be a multiple of the layer's time bucket {spec.time_bucket}")
+            out = aggregate(out, Aggregation(spec.aggregation), bucket_s=b)
+        return out
+
+
+def polygon_cells(geom: shapely.Geometry, res: int) -> np.ndarray:
+    """H3 cells at ``res`` overlapping a WGS84 polygon, refusing before work when there would be too many."""
+    import pyproj
+
+    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
+        raise LayerError("the area must be a polygon in WGS84 lon/lat")
+    area_m2 = abs(pyproj.Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
+    estimate = area_m2 / h3.average_hexagon_area(res, unit="m^2")
+    if estimate > MAX_CELLS:
+        raise LayerError(f"the area would need about {estimate:,.0f} cells at resolution {res}; the limit is "
+                         f"{MAX_CELLS:,} per query: use a coarser resolution or a smaller area")
+    shape = h3.geo_to_h3shape(shapely.geometry.mapping(geom))
+    found = h3.h3shape_to_cells_experimental(shape, res, contain="overlap")
+    return np.unique(np.asarray([h3.str_to_int(c) for c in found], np.uint64))
+
+
+def _compare(a: pa.Table, b: pa.Table) -> pa.Table:
+    """Full outer join of two value tables on (cell, res, t) with the difference a - b."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("a", a)
+    con.register("b", b)
+    return con.execute(
+        "SELECT coalesce(a.cell, b.cell) AS cell, coalesce(a.res, b.res) AS res, coalesce(a.t, b.t) AS t, "
+        "a.value AS value, b.value AS other, a.value - b.value AS difference "
+        "FROM a FULL OUTER JOIN b ON a.cell = b.cell AND a.res = b.res AND a.t IS NOT DISTINCT FROM b.t "
+        "ORDER BY cell, t"
+    ).to_arrow_table()
+
+
+def _spec(row: dict[str, Any]) -> LayerSpec:
+    return LayerSpec.model_validate({k: v for k, v in row.items() if k not in ("id", "_store")})
+
+
+def _time(v: datetime | str | None, what: str) -> datetime | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        try:
+            v = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise LayerError(f"{what} must be an ISO 8601 time, got {v!r}") from None
+    return v if v.tzinfo else v.replace(tzinfo=UTC)
+
+
+def to_geojson(table: pa.Table) -> dict[str, Any]:
+    """Rows as a GeoJSON FeatureCollection of hexagons (WGS84), one feature per row."""
+    feats = []
+    cols = table.to_pydict()
+    for i, cell in enumerate(cols["cell"]):
+        ring = [[lng, lat] for lat, lng in h3.cell_to_boundary(h3.int_to_str(int(cell)))]
+        ring.append(ring[0])
+        props = {k: (v[i].isoformat() if isinstance(v[i], datetime) else v[i]) for k, v in cols.items()}
+        props["cell"] = h3.int_to_str(int(cell))
+        feats.append({"type": "Feature", "id": f"{props['cell']}@{props.get('t') or ''}",
+                      "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props})
+    return {"type": "FeatureCollection", "features": feats}
