@@ -8,7 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from twin import __version__
-from twin.api.routers import history, system
+from twin.api.routers import history, layers, system
+from twin.layers.registry import LayerNotFound
 from twin.store import Store, StoreError
 
 
@@ -23,8 +24,10 @@ def create_app(store_path: Path | str) -> FastAPI:
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"detail": str(exc)})
+        status = 404 if isinstance(exc, LayerNotFound) else 400
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     app.include_router(system.router)
     app.include_router(history.router)
+    app.include_router(layers.router)
     return app

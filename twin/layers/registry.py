@@ -113,7 +113,10 @@ class Layers:
         if given > 1:
             raise LayerError("give one of bbox, polygon or cells")
         if cells is not None:
-            arr = np.unique(np.asarray([int(c, 16) if isinstance(c, str) else int(c) for c in cells], np.uint64))
+            try:
+                arr = np.unique(np.asarray([int(c, 16) if isinstance(c, str) else int(c) for c in cells], np.uint64))
+            except (ValueError, OverflowError):
+                raise LayerError("cells must be H3 indexes (hex strings such as 8931aa42a6bffff)") from None
             if len(arr) > MAX_CELLS:
                 raise LayerError(f"{len(arr):,} cells requested; the limit is {MAX_CELLS:,} per query")
             bad = [int(c) for c in arr[:1000] if not h3.is_valid_cell(int(c)) or h3.get_resolution(int(c)) != res]
@@ -124,7 +127,9 @@ class Layers:
             w, s, e, n = (float(v) for v in bbox)
             if not (-180 <= w <= e <= 180 and -90 <= s <= n <= 90):
                 raise LayerError(f"bbox must be [west, south, east, north] in WGS84 degrees, got {list(bbox)}")
-            polygon = shapely.box(w, s, e, n)
+            # exact area of a lon/lat box on the sphere: geodesic edges of a box spanning the globe degenerate
+            area = 6_371_008.8**2 * np.radians(e - w) * (np.sin(np.radians(n)) - np.sin(np.radians(s)))
+            return polygon_cells(shapely.box(w, s, e, n), res, area_m2=float(area))
         if polygon is None:
             return None
         geom = polygon if isinstance(polygon, shapely.Geometry) else shapely.geometry.shape(polygon)
@@ -167,13 +172,14 @@ class Layers:
         return out
 
 
-def polygon_cells(geom: shapely.Geometry, res: int) -> np.ndarray:
+def polygon_cells(geom: shapely.Geometry, res: int, area_m2: float | None = None) -> np.ndarray:
     """H3 cells at ``res`` overlapping a WGS84 polygon, refusing before work when there would be too many."""
     import pyproj
 
     if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise LayerError("the area must be a polygon in WGS84 lon/lat")
-    area_m2 = abs(pyproj.Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
+    if area_m2 is None:
+        area_m2 = abs(pyproj.Geod(ellps="WGS84").geometry_area_perimeter(geom)[0])
     estimate = area_m2 / h3.average_hexagon_area(res, unit="m^2")
     if estimate > MAX_CELLS:
         raise LayerError(f"the area would need about {estimate:,.0f} cells at resolution {res}; the limit is "

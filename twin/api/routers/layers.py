@@ -1,0 +1,96 @@
+"""H3 layers over HTTP: list, describe, and query cell values as rows (JSON, CSV, Parquet) or GeoJSON hexagons."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+
+from data_models import LayerSpec
+from twin.api.deps import get_store
+from twin.layers.registry import LayerError, Layers, to_geojson
+from twin.store import MAIN, Store
+
+router = APIRouter(prefix="/layers", tags=["layers"])
+
+
+def _layers(store: Store = Depends(get_store)) -> Layers:
+    return Layers(store)
+
+
+@router.get("", response_model=list[LayerSpec])
+def list_layers(branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> list[LayerSpec]:
+    """Every layer of a branch (as of a version or time): name, variable, unit, aggregation, resolutions, lineage."""
+    return layers.list(branch, as_of)
+
+
+@router.get("/{name}", response_model=LayerSpec)
+def get_layer(name: str, branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> LayerSpec:
+    """One layer's declaration."""
+    return layers.spec(name, branch, as_of)
+
+
+def _floats(s: str | None, what: str, n: int | None = None) -> list[float] | None:
+    if s is None:
+        return None
+    try:
+        out = [float(v) for v in s.split(",")]
+    except ValueError:
+        raise LayerError(f"{what} must be comma-separated numbers, got {s!r}") from None
+    if n is not None and len(out) != n:
+        raise LayerError(f"{what} needs {n} numbers, got {len(out)}")
+    return out
+
+
+@router.get("/{name}/cells", responses={200: {"content": {
+    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}, "application/geo+json": {}}}})
+def layer_cells(
+    name: str,
+    bbox: str | None = Query(None, description="west,south,east,north in WGS84 degrees"),
+    cells: str | None = Query(None, description="comma-separated H3 cells (hex strings)"),
+    res: int | None = Query(None, ge=0, le=15, description="H3 resolution (default: the layer's finest)"),
+    start: datetime | None = Query(None, description="first time (inclusive), ISO 8601"),
+    end: datetime | None = Query(None, description="last time (exclusive), ISO 8601"),
+    bucket: str | None = Query(None, description="re-aggregate to a longer time bucket, e.g. 1d"),
+    branch: str = MAIN,
+    as_of: str | None = None,
+    compare_branch: str | None = Query(None, description="add the value on this branch and the difference"),
+    compare_as_of: str | None = Query(None, description="add the value as of this version/time and the difference"),
+    format: Literal["json", "csv", "parquet", "geojson"] = "json",
+    layers: Layers = Depends(_layers),
+) -> Response:
+    """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state."""
+    table = layers.query(
+        name, bbox=_floats(bbox, "bbox", 4), cells=cells.split(",") if cells else None, res=res, start=start,
+        end=end, bucket=bucket, branch=branch, as_of=as_of, compare_branch=compare_branch,
+        compare_as_of=compare_as_of,
+    )
+    if format == "geojson":
+        return JSONResponse(to_geojson(table), media_type="application/geo+json")
+    if format == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(_hex(table), buf)
+        return Response(buf.getvalue(), media_type="text/csv")
+    if format == "parquet":
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
+    rows = _hex(table).to_pylist()
+    for r in rows:
+        if r.get("t") is not None:
+            r["t"] = r["t"].isoformat()
+    return JSONResponse(rows)
+
+
+def _hex(table: pa.Table) -> pa.Table:
+    """Cells as H3 hex strings (what h3 libraries and clients use) instead of uint64."""
+    import h3
+
+    hexes = pa.array([h3.int_to_str(int(c)) for c in table.column("cell").to_pylist()], pa.string())
+    return table.set_column(table.schema.get_field_index("cell"), "cell", hexes)
