@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import shapely
 from rasterio import features as rfeatures
 
@@ -38,6 +39,7 @@ class BuildContext:
     assets: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> model dict, edited in place; new too
     removed: set[str] = field(default_factory=set)  # ids to remove
+    layers: list[tuple[Any, Any]] = field(default_factory=list)  # (LayerSpec, finest values) to publish
     report: dict[str, Any] = field(default_factory=dict)  # what each step did, for the CLI and the commit message
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
@@ -239,9 +241,16 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
         progress(f"build: {name}", 0.0)
         STEPS[name](ctx)
         progress(f"build: {name}", 1.0)
-    put = [parse_city_object(e) for e in ctx.entities.values() if e["id"] not in ctx.removed]
+    put: list[Any] = [parse_city_object(e) for e in ctx.entities.values() if e["id"] not in ctx.removed]
+    tables = {}
+    if ctx.layers:
+        from twin.layers.registry import TABLE, Layers
+
+        reg = Layers(store)
+        put += [spec for spec, _ in ctx.layers]
+        tables[TABLE] = pa.concat_tables([reg.prepare(spec, values) for spec, values in ctx.layers])
     progress("build: committing", 0.0)
     commit = store.commit(put, remove=sorted(ctx.removed), message=f"build: {', '.join(names)}", author=author,
-                          branch=branch)
+                          branch=branch, tables=tables)
     progress("build: committing", 1.0)
     return commit
