@@ -80,3 +80,41 @@ def test_build_records_changes_with_valid_time(built, city) -> None:
     assert lc and all(p["source_asset_id"].startswith("src-imagery-") for p in lc[0]["provenance"][:1])
     green = [b for b in buildings if "ndvi_mean" in b["attributes"]]
     assert len(green) > 0.9 * len(buildings) - n_demolished
+
+
+def test_build_publishes_the_standard_layers(built, city) -> None:
+    import csv
+
+    import pyarrow.compute as pc
+    import shapely
+
+    from twin.layers.registry import Layers
+
+    store, *_ = built
+    layers = Layers(store)
+    names = {s.name for s in layers.list()}
+    assert {"green-fraction", "impervious-fraction", "building-volume", "population", "pm25-hourly", "pm25-idw",
+            "traffic-hourly"} <= names
+    # extensive layers add up at every resolution to the entity totals they came from
+    standing = [b for b in store.features(query=Query(types=["Building"])) if b["height"] and not b["valid_to"]]
+    volume = sum(shapely.geometry.shape(b["geometry"]).area * b["height"] for b in standing)
+    for res in layers.spec("building-volume").resolutions:
+        got = pc.sum(layers.query("building-volume", res=res)["value"]).as_py()
+        assert abs(got - volume) / volume < 1e-6
+    # fractions stay fractions after roll-up
+    for name in ("green-fraction", "impervious-fraction"):
+        for res in layers.spec(name).resolutions:
+            v = layers.query(name, res=res)["value"]
+            assert 0 <= pc.min(v).as_py() and pc.max(v).as_py() <= 1
+    # hourly PM2.5 at a station's cell equals the mean of that station's readings in the CSV
+    rows = list(csv.DictReader(open(city["dir"] / "sources" / "sensors" / "air_quality_hourly.csv")))
+    first = [r for r in rows if r["timestamp"] == rows[0]["timestamp"] and r["pm25_ugm3"]]
+    q = layers.query("pm25-hourly", res=9, start="2000-01-01T00:00:00Z")
+    t0 = q["t"][0].as_py()
+    at_t0 = q.filter(pc.equal(q["t"], q["t"][0]))
+    assert t0.isoformat().startswith("2024-05-26T16:00")  # 00:00 +08:00 in UTC
+    weighted = pc.sum(pc.multiply(at_t0["value"], at_t0["count"])).as_py() / pc.sum(at_t0["count"]).as_py()
+    assert pc.sum(at_t0["count"]).as_py() == len(first)
+    assert abs(weighted - sum(float(r["pm25_ugm3"]) for r in first) / len(first)) < 1e-6
+    idw = layers.spec("pm25-idw")
+    assert "CV MAE" in idw.description and idw.time_bucket == "1h"

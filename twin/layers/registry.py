@@ -53,7 +53,13 @@ class Layers:
         if bad and bad != [max(spec.resolutions)]:
             raise LayerError(f"layer {spec.name!r}: values must be at its finest resolution "
                              f"{max(spec.resolutions)}, got {bad}")
-        return with_layer(rollup(finest, spec), spec.name)
+        rolled = rollup(finest, spec)
+        # 1e-9 rounding: values computed from geometry that went through a store round trip (GeoJSON/WKB parsing)
+        # differ in the last bits; rounded, an unchanged layer hashes the same and re-publishing is a no-op
+        for col in ("value", "weight"):
+            i = rolled.schema.get_field_index(col)
+            rolled = rolled.set_column(i, col, pc.round(rolled[col], 9))
+        return with_layer(rolled, spec.name)
 
     def publish(self, spec: LayerSpec, finest: pa.Table, *, branch: str = MAIN, author: str = "twin",
                 message: str | None = None):

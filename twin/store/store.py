@@ -442,6 +442,12 @@ class Store:
         self.refresh()
         return sorted({n for t in self._tables.values() for n in t})
 
+    def table_assets(self, name: str, branch: str = MAIN, as_of: Any = None) -> set[str]:
+        """Asset ids with rows in bulk table ``name`` on a branch."""
+        version = self.resolve_version(branch, as_of)
+        return {a for v in self._visible_versions(branch, version)
+                for a in self._tables.get(v, {}).get(name, {}).get("assets", [])}
+
     def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
         """A SQL subquery over table ``name`` as of a version on a branch (None when it has no rows there).
 
