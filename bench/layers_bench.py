@@ -66,6 +66,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--days", type=int, default=10)
     ap.add_argument("--queries", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=2, help="API worker processes (the machine has 2 cores)")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="twin-layers-bench-")) / "store"
     store = Store.init(root)
@@ -76,7 +77,8 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     twin = str(Path(sys.executable).with_name("twin"))
-    proc = subprocess.Popen([twin, "serve", "--port", str(port)], env={**os.environ, "TWIN_STORE": str(root)},
+    proc = subprocess.Popen([twin, "serve", "--port", str(port), "--workers", str(a.workers)],
+                            env={**os.environ, "TWIN_STORE": str(root)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -110,7 +112,7 @@ def main() -> None:
         proc.terminate()
         proc.wait(timeout=10)
     print(f"layer: {n:,} rows at res 11 (+ res 9 roll-up), published in {t_build:.1f} s; "
-          f"{a.queries} random 2 km² windows x 2, one day\n")
+          f"{a.queries} random 2 km² windows x 2, one day; `twin serve --workers {a.workers}`\n")
     print("| res | concurrent clients | rows per answer | HTTP p50 ms | HTTP p95 ms | Python API p50 ms (no HTTP) |")
     print("|---|---|---|---|---|---|")
     for res, clients, nrows, p50, p95, d50 in rows:

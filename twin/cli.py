@@ -136,17 +136,26 @@ def serve(
     store: Path = StoreOpt,
     host: str = typer.Option(None, help="bind address (default $TWIN_HOST, 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default $TWIN_PORT, 8000)"),
+    workers: int = typer.Option(1, min=1, help="worker processes (stateless; all read the same store)"),
 ):
     """Serve the API over the store; commits made meanwhile by other processes show up without a restart."""
+    import os
+
     import uvicorn
 
     from twin.api.app import create_app
 
     settings = get_settings()
     host, port = host or settings.host, port or settings.port
-    application = create_app(_store_path(store))
-    console.print(f"twin serving {_store_path(store)} at [bold]http://{host}:{port}/[/]  (Ctrl-C to stop)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    path = _store_path(store)
+    create_app(path)  # fail here, with a clear message, if the store cannot be opened
+    console.print(f"twin serving {path} at [bold]http://{host}:{port}/[/]  (Ctrl-C to stop)")
+    if workers > 1:
+        os.environ["TWIN_STORE"] = str(path.resolve())
+        uvicorn.run("twin.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning")
+    else:
+        uvicorn.run(create_app(path), host=host, port=port, log_level="warning")
 
 
 @app.command()
@@ -219,7 +228,7 @@ def demo(
         _report(c)
     console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: store {s.root}, version {s.head()}")
     if not no_serve:
-        serve(store=_store_path(store), host=host, port=port)
+        serve(store=_store_path(store), host=host, port=port, workers=1)
 
 
 def main() -> None:

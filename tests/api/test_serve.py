@@ -64,3 +64,23 @@ def test_server_sees_new_versions_from_another_process(tmp_path: Path, free_port
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_several_worker_processes_serve_one_store(tmp_path: Path, free_port: int) -> None:
+    store = tmp_path / "store"
+    env = {**os.environ, "TWIN_STORE": str(store)}
+    assert subprocess.run([TWIN, "init"], env=env, cwd=ROOT, capture_output=True).returncode == 0
+    subprocess.run([TWIN, "ingest", str(write_buildings_geojson(tmp_path / "a" / "b.geojson", 3))], env=env,
+                   cwd=ROOT, capture_output=True, check=True)
+    server = subprocess.Popen([TWIN, "serve", "--port", str(free_port), "--workers", "2"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        _wait(base + "/health", server)
+        assert {httpx.get(base + "/health").json()["store_version"] for _ in range(10)} == {1}
+        subprocess.run([TWIN, "ingest", str(write_buildings_geojson(tmp_path / "a" / "b.geojson", 4))], env=env,
+                       cwd=ROOT, capture_output=True, check=True)
+        assert {httpx.get(base + "/health").json()["store_version"] for _ in range(10)} == {2}
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=15)

@@ -31,3 +31,10 @@ def create_app(store_path: Path | str) -> FastAPI:
     app.include_router(history.router)
     app.include_router(layers.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App over ``$TWIN_STORE``: the factory uvicorn workers call, one independent process each (stateless)."""
+    from twin.config import get_settings
+
+    return create_app(get_settings().store)

@@ -73,24 +73,34 @@ def layer_cells(
     )
     if format == "geojson":
         return JSONResponse(to_geojson(table), media_type="application/geo+json")
-    if format == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(_hex(table), buf)
-        return Response(buf.getvalue(), media_type="text/csv")
     if format == "parquet":
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
-    rows = _hex(table).to_pylist()
-    for r in rows:
-        if r.get("t") is not None:
-            r["t"] = r["t"].isoformat()
-    return JSONResponse(rows)
+    if format == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(_rows_sql(table, "SELECT {cols} FROM _r ORDER BY cell, t").to_arrow_table(), buf)
+        return Response(buf.getvalue(), media_type="text/csv")
+    # JSON is assembled by DuckDB in one pass: building it row by row in Python dominated the response time
+    body = _rows_sql(table, "SELECT '[' || coalesce(string_agg(json_object({pairs})::VARCHAR, ',' ORDER BY cell, t), "
+                            "'') || ']' FROM _r").fetchone()[0]
+    return Response(body, media_type="application/json")
 
 
-def _hex(table: pa.Table) -> pa.Table:
-    """Cells as H3 hex strings (what h3 libraries and clients use) instead of uint64."""
-    import h3
+def _rows_sql(table: pa.Table, sql: str):
+    """Run ``sql`` over the rows with cells as H3 hex strings and times as ISO 8601 (``{cols}``/``{pairs}``)."""
+    import duckdb
 
-    hexes = pa.array([h3.int_to_str(int(c)) for c in table.column("cell").to_pylist()], pa.string())
-    return table.set_column(table.schema.get_field_index("cell"), "cell", hexes)
+    exprs = {}
+    for name in table.column_names:
+        if name == "cell":
+            exprs[name] = "printf('%x', cell)"
+        elif name == "t":
+            exprs[name] = "strftime(t AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
+        else:
+            exprs[name] = f'"{name}"'
+    con = duckdb.connect()
+    con.register("_r", table)
+    cols = ", ".join(f'{e} AS "{n}"' for n, e in exprs.items())
+    pairs = ", ".join(f"'{n}', {e}" for n, e in exprs.items())
+    return con.execute(sql.format(cols=cols, pairs=pairs))
