@@ -100,11 +100,10 @@ def main() -> None:
                 q = layers.query("pm25-surface", bbox=[float(v) for v in w.split(",")], res=res, **day)
                 direct.append(time.perf_counter() - tt)
             for clients in (1, 20):
-                with httpx.Client() as c:
-                    timed_get(c, url, {"bbox": ws[0], "res": res, **day})  # warm-up
                 params = [{"bbox": w, "res": res, **day} for w in ws * 2]
                 limits = httpx.Limits(max_connections=clients)
                 with ThreadPoolExecutor(clients) as pool, httpx.Client(limits=limits) as c:
+                    list(pool.map(lambda p, c=c: timed_get(c, url, p), params[: 2 * clients]))  # warm the workers
                     lat = list(pool.map(lambda p, c=c: timed_get(c, url, p), params))
                 rows.append((res, clients, q.num_rows, np.percentile(lat, 50) * 1e3, np.percentile(lat, 95) * 1e3,
                              np.percentile(direct, 50) * 1e3))

@@ -40,6 +40,11 @@ def connect(database: str = ":memory:", read_only: bool = False) -> duckdb.DuckD
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
     con.execute(f"LOAD '{spatial_extension_path()}'")
+    return session(con)
+
+
+def session(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Apply the per-connection settings twin relies on (also to cursors, which share the loaded extensions)."""
     con.execute("SET TimeZone = 'UTC'")
     # Segments are GeoParquet on disk, but are read as plain WKB: one column type whatever a file holds (a
     # segment whose rows have no geometry carries no GeoParquet metadata), and WKB is what readers want anyway.

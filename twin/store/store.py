@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import shapely
 
 from data_models import Branch, ChangeSummary, Commit
-from twin.store.engine import connect
+from twin.store.engine import connect, session
 from twin.store.files import StoreBusy, publish, tmp_path, write_json_atomic, writer_lock
 from twin.store.records import (
     CITY,
@@ -126,6 +126,7 @@ class Store:
         self._segments: dict[int, str] = {}
         self._tables: dict[int, dict[str, dict[str, Any]]] = {}  # version -> table name -> {file, assets}
         self._lock = threading.RLock()
+        self._base = None
         self._local = threading.local()
 
     # ------------------------------------------------------------------ setup
@@ -155,10 +156,14 @@ class Store:
 
     @property
     def _con(self):
-        """One DuckDB connection per thread (DuckDB connections are not shared across threads)."""
+        """One DuckDB cursor per thread, all on one database instance that loaded the spatial extension once:
+        a server's worker threads would otherwise each pay the extension load on their first request."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = self._local.con = connect()
+            with self._lock:
+                if self._base is None:
+                    self._base = connect()
+            con = self._local.con = session(self._base.cursor())
         return con
 
     # ------------------------------------------------------------------ commits and branches
