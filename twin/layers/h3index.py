@@ -321,15 +321,15 @@ def _fast_region(lat: np.ndarray, lng: np.ndarray, res: int, out: np.ndarray, st
     stats["keys"] = stats.get("keys", 0) + len(used)
     stats["bad_keys"] = stats.get("bad_keys", 0) + int(bad.sum())
     if codes_of_key is None:
-        table = np.zeros(n_keys, np.uint64)
-        table[used] = cells
-        res_cells = table[np.where(fast, keys, 0)]
+        # slot 0 of the table stands for key -1 (unresolved): one gather straight into ``out``
+        table = np.zeros(n_keys + 1, np.uint64)
+        table[used + 1] = cells
+        keys += 1
+        np.take(table, keys, out=out)
     else:
-        res_cells = np.zeros(n, np.uint64)
-        res_cells[fast] = cells[codes_of_key[1]]
-    res_cells[~fast] = 0
-    out[:] = res_cells
-    return np.flatnonzero(res_cells == 0)
+        out[:] = 0
+        out[fast] = cells[codes_of_key[1]]
+    return np.flatnonzero(out == 0)
 
 
 def _regions(lat: np.ndarray, lng: np.ndarray) -> list[np.ndarray]:
@@ -353,11 +353,17 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, res: int) -> np.ndarray:
     out = np.zeros(lat.shape, dtype=np.uint64)
     flat_out = out.reshape(-1)
     la, ln = lat.reshape(-1), lng.reshape(-1)
-    finite = np.isfinite(la) & np.isfinite(ln)
-    fast = finite & (np.abs(la) <= _MAX_ABS_LAT) & (np.abs(ln) <= 180.0)
-    stats = FastIndexStats(points=int(finite.sum()), table=0, rounded=0)
-    exact_idx = [np.flatnonzero(finite & ~fast)]
-    idx = np.flatnonzero(fast) if not fast.all() else None
+    if len(la) and -_MAX_ABS_LAT <= la.min() and la.max() <= _MAX_ABS_LAT and -180.0 <= ln.min() and ln.max() <= 180.0:
+        # the common case, decided by four reductions (NaN fails them): every point may take the fast path
+        stats = FastIndexStats(points=len(la), table=0, rounded=0)
+        exact_idx, idx = [np.zeros(0, np.int64)], None
+        fast = None
+    else:
+        finite = np.isfinite(la) & np.isfinite(ln)
+        fast = finite & (np.abs(la) <= _MAX_ABS_LAT) & (np.abs(ln) <= 180.0)
+        stats = FastIndexStats(points=int(finite.sum()), table=0, rounded=0)
+        exact_idx = [np.flatnonzero(finite & ~fast)]
+        idx = np.flatnonzero(fast)
     if res >= 1 and (len(la) if idx is None else len(idx)) >= _MIN_FAST:
         sla, sln = (la, ln) if idx is None else (la[idx], ln[idx])
         for grp in _regions(sla, sln):
@@ -373,7 +379,7 @@ def latlng_to_cells(lat: np.ndarray, lng: np.ndarray, res: int) -> np.ndarray:
                 flat_out[gidx] = part
             exact_idx.append(gidx[left])
     else:
-        exact_idx.append(np.flatnonzero(fast))
+        exact_idx.append(np.arange(len(la)) if fast is None else np.flatnonzero(fast))
     ex = np.concatenate(exact_idx)
     if len(ex):
         flat_out[ex] = _exact(la[ex], ln[ex], res)
