@@ -9,6 +9,7 @@ import subprocess
 import h3
 import httpx
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -110,6 +111,12 @@ def test_layers_over_http(server: str, layer_store) -> None:
     assert len(gj["features"]) == len(rows)
     ring = gj["features"][0]["geometry"]["coordinates"][0]
     assert ring[0] == ring[-1] and len(ring) == 7
+    arrow = pa.ipc.open_stream(httpx.get(url, params={**params, "format": "arrow"}).content).read_all()
+    assert arrow.num_rows == len(rows) and arrow.schema.field("cell").type == pa.uint64()
+    wkt = "POLYGON ((116.31 39.91, 116.33 39.91, 116.33 39.93, 116.31 39.93, 116.31 39.91))"
+    by_poly = httpx.get(url, params={k: v for k, v in params.items() if k != "bbox"} | {"polygon": wkt}).json()
+    assert by_poly == rows
+    assert httpx.get(url, params={"polygon": "POLYGON ((1 2"}).status_code == 400
     daily = httpx.get(url, params={**params, "bucket": "1d"}).json()
     assert sum(r["value"] for r in daily) == sum(r["value"] for r in rows) and {r["t"][:10] for r in daily} == {
         "2024-05-02"}

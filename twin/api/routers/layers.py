@@ -49,10 +49,12 @@ def _floats(s: str | None, what: str, n: int | None = None) -> list[float] | Non
 
 
 @router.get("/{name}/cells", responses={200: {"content": {
-    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {}, "application/geo+json": {}}}})
+    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {},
+    "application/vnd.apache.arrow.stream": {}, "application/geo+json": {}}}})
 def layer_cells(
     name: str,
     bbox: str | None = Query(None, description="west,south,east,north in WGS84 degrees"),
+    polygon: str | None = Query(None, description="area as WKT or GeoJSON geometry, WGS84 lon/lat"),
     cells: str | None = Query(None, description="comma-separated H3 cells (hex strings)"),
     res: int | None = Query(None, ge=0, le=15, description="H3 resolution (default: the layer's finest)"),
     start: datetime | None = Query(None, description="first time (inclusive), ISO 8601"),
@@ -62,12 +64,13 @@ def layer_cells(
     as_of: str | None = None,
     compare_branch: str | None = Query(None, description="add the value on this branch and the difference"),
     compare_as_of: str | None = Query(None, description="add the value as of this version/time and the difference"),
-    format: Literal["json", "csv", "parquet", "geojson"] = "json",
+    format: Literal["json", "csv", "parquet", "arrow", "geojson"] = "json",
     layers: Layers = Depends(_layers),
 ) -> Response:
     """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state."""
     table = layers.query(
-        name, bbox=_floats(bbox, "bbox", 4), cells=cells.split(",") if cells else None, res=res, start=start,
+        name, bbox=_floats(bbox, "bbox", 4), polygon=_polygon(polygon), cells=cells.split(",") if cells else None,
+        res=res, start=start,
         end=end, bucket=bucket, branch=branch, as_of=as_of, compare_branch=compare_branch,
         compare_as_of=compare_as_of,
     )
@@ -77,6 +80,11 @@ def layer_cells(
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
+    if format == "arrow":
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream")
     if format == "csv":
         buf = io.BytesIO()
         pacsv.write_csv(_rows_sql(table, "SELECT {cols} FROM _r ORDER BY cell, t").to_arrow_table(), buf)
@@ -85,6 +93,20 @@ def layer_cells(
     body = _rows_sql(table, "SELECT '[' || coalesce(string_agg(json_object({pairs})::VARCHAR, ',' ORDER BY cell, t), "
                             "'') || ']' FROM _r").fetchone()[0]
     return Response(body, media_type="application/json")
+
+
+def _polygon(text: str | None):
+    """A WGS84 polygon from WKT or a GeoJSON geometry string."""
+    import json
+
+    import shapely
+
+    if not text:
+        return None
+    try:
+        return shapely.from_geojson(text) if text.lstrip().startswith("{") else shapely.from_wkt(text)
+    except (shapely.errors.GEOSException, ValueError, json.JSONDecodeError) as exc:
+        raise LayerError(f"polygon is neither WKT nor GeoJSON: {exc}") from None
 
 
 def _rows_sql(table: pa.Table, sql: str):
