@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from data_models import Extent, SourceAsset, SourceKind
 from twin.sources import SourceError
 from twin.sources.crs import bbox_wgs84
+from twin.times import to_utc
 
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
@@ -28,13 +29,11 @@ def asset_id(path: Path) -> str:
 
 
 def parse_time(value: str | datetime | None, path: Path) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
+    """A declared acquisition time as aware UTC; bad text is an error naming the file."""
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return to_utc(value)
     except ValueError:
         raise SourceError(path, f"acquisition time {value!r} is not ISO 8601") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def describe(

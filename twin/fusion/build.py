@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from twin.fusion.outlines import candidate_outlines
 from twin.sources.crs import reproject
 from twin.sources.imagery import image_grid, read_bands
 from twin.store import ASSETS, CITY, MAIN, Query, Store
+from twin.times import to_utc
 
 Progress = Callable[[str, float], None]
 
@@ -196,7 +196,7 @@ def step_changes(ctx: BuildContext) -> None:
     if len(images) < 2:
         return
     before, after = images[-2], images[-1]
-    t = lambda a: datetime.fromisoformat(a["acquired"].replace("Z", "+00:00"))  # noqa: E731
+    t = lambda a: to_utc(a["acquired"])  # noqa: E731
     clouds = ctx.assets.get("pointcloud", [])
     vectors = [a for a in ctx.assets.get("vector", []) if a.get("acquired")]
     cands = change.detect_changes(

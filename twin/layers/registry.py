@@ -7,7 +7,7 @@ layers exactly as for city objects, and re-publishing identical values is a no-o
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import h3
@@ -19,6 +19,7 @@ import shapely
 from data_models import Aggregation, LayerSpec
 from twin.layers.values import VALUE_SCHEMA, aggregate, bucket_seconds, rollup
 from twin.store import LAYERS, MAIN, Query, Store, StoreError
+from twin.times import to_utc
 
 TABLE = "layer_values"
 MAX_CELLS = 500_000  # cells one query may touch; more would be a bulk export, not a query
@@ -215,14 +216,10 @@ def _spec(row: dict[str, Any]) -> LayerSpec:
 
 
 def _time(v: datetime | str | None, what: str) -> datetime | None:
-    if v is None or v == "":
-        return None
-    if isinstance(v, str):
-        try:
-            v = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise LayerError(f"{what} must be an ISO 8601 time, got {v!r}") from None
-    return v if v.tzinfo else v.replace(tzinfo=UTC)
+    try:
+        return to_utc(v)
+    except ValueError:
+        raise LayerError(f"{what} must be an ISO 8601 time, got {v!r}") from None
 
 
 def to_geojson(table: pa.Table) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import shapely
 from pydantic import BaseModel
 
 from data_models import LayerSpec, SourceAsset, parse_city_object
+from twin.times import to_utc
 
 CITY = "city"
 ASSETS = "assets"
@@ -90,11 +91,6 @@ def _from_us(us: int | None) -> datetime | None:
     return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
-def _parse_time(v: Any) -> datetime | None:
-    if v is None or isinstance(v, datetime):
-        return v
-    return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-
 
 def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str, shapely.Geometry]) -> list[Record]:
     """Validate city objects, source assets or layer specs (models or dicts) and turn them into store records.
@@ -118,12 +114,12 @@ def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str,
     for i, (collection, data) in enumerate(dumped):
         if collection == ASSETS:
             type_ = "SourceAsset"
-            valid_from, valid_to = _parse_time(data.get("acquired")), None
+            valid_from, valid_to = to_utc(data.get("acquired")), None
         elif collection == LAYERS:
             type_, valid_from, valid_to = "LayerSpec", None, None
         else:
             type_ = data["type"]
-            valid_from, valid_to = _parse_time(data.get("valid_from")), _parse_time(data.get("valid_to"))
+            valid_from, valid_to = to_utc(data.get("valid_from")), to_utc(data.get("valid_to"))
         out.append(
             Record(
                 collection=collection,

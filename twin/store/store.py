@@ -41,6 +41,7 @@ from twin.store.records import (
     row_to_feature,
     to_records,
 )
+from twin.times import to_utc
 
 FORMAT = "twin-store"
 FORMAT_VERSION = 1
@@ -105,9 +106,6 @@ class Query:
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 class Store:
@@ -244,14 +242,14 @@ class Store:
                 as_of = int(s)
             else:
                 try:
-                    as_of = datetime.fromisoformat(s.replace("Z", "+00:00"))
+                    as_of = to_utc(s)
                 except ValueError as exc:
                     raise StoreError(f"as_of must be a version number or an ISO 8601 time, got {s!r}") from exc
         if isinstance(as_of, int):
             if as_of < 0 or as_of > max(self._commits, default=0):
                 raise StoreError(f"version {as_of} does not exist (latest is {max(self._commits, default=0)})")
             return as_of
-        t = _utc(as_of)
+        t = to_utc(as_of)
         vs = [v for v in self._visible_versions(branch, None) if self._commits[v].time <= t]
         if vs:
             return max(vs)
@@ -270,7 +268,7 @@ class Store:
         return own + (self._visible_versions(b.base_branch, base_upto) if base_upto > 0 else [])
 
     def _created(self) -> datetime:
-        return datetime.fromisoformat(json.loads((self.root / "STORE.json").read_text())["created"])
+        return to_utc(json.loads((self.root / "STORE.json").read_text())["created"])
 
     # ------------------------------------------------------------------ writing
     def commit(
@@ -547,7 +545,7 @@ class Store:
             params += q.bbox
         if q.valid_at is not None:
             live.append("(c.valid_from IS NULL OR c.valid_from <= ?) AND (c.valid_to IS NULL OR c.valid_to > ?)")
-            params += [_utc(q.valid_at), _utc(q.valid_at)]
+            params += [to_utc(q.valid_at), to_utc(q.valid_at)]
         if q.classification_max is not None:
             from data_models import Classification
 
