@@ -118,3 +118,23 @@ def test_build_publishes_the_standard_layers(built, city) -> None:
     assert abs(weighted - sum(float(r["pm25_ugm3"]) for r in first) / len(first)) < 1e-6
     idw = layers.spec("pm25-idw")
     assert "CV MAE" in idw.description and idw.time_bucket == "1h"
+
+
+def test_build_reconstructs_lod1_solids_and_trees(built, city) -> None:
+    from data_models import Solid
+    from twin.reality3d.validity import validate_solid
+
+    store, *_ = built
+    standing = [b for b in store.features(query=Query(types=["Building"])) if not b["valid_to"]]
+    assert standing
+    for b in standing:
+        assert set(b["lods"]) >= {"1.2", "1.3"}, b["id"]
+        for lod in ("1.2", "1.3"):
+            ok, errors = validate_solid(Solid.model_validate(b["lods"][lod]))
+            assert ok, (b["id"], lod, errors)
+        assert b["quality"]["valid"] is True and "1.2" in b["quality"]["rmse"]
+        assert any(p["attribute"] == "lods" for p in b["provenance"])
+    trees = store.features(query=Query(types=["Vegetation"]))
+    truth = sum(1 for _ in open(city["dir"] / "truth" / "trees.csv")) - 1
+    assert 0.7 * truth <= len(trees) <= 1.05 * truth
+    assert all(t["height"] > 2.5 and t["provenance"][0]["source_asset_id"].startswith("src-lidar-") for t in trees)

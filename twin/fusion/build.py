@@ -215,6 +215,49 @@ def step_changes(ctx: BuildContext) -> None:
                              "demolished": sum(c.kind == "demolished" for c in cands)}
 
 
+LOD1_METHOD = "lod1-roof-p70-ground-p10"
+
+
+def step_reality3d(ctx: BuildContext) -> None:
+    """LoD1.2 / LoD1.3 solids with quality for every standing building, and individual trees, from the LiDAR."""
+    from twin.reality3d.buildings import building_points
+    from twin.reality3d.lod1 import reconstruct_lod1
+    from twin.reality3d.terrain import build_terrain
+    from twin.reality3d.trees import METHOD as TREE_METHOD
+    from twin.reality3d.trees import trees_from_terrain
+
+    clouds = ctx.assets.get("pointcloud", [])
+    if not clouds:
+        return
+    paths, las_crs = [Path(a["path"]) for a in clouds], [a.get("crs") for a in clouds]
+    acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
+    buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]
+    if buildings:
+        geoms = [ctx.geometry(b) for b in buildings]
+        prov = Provenance(source_asset_id=clouds[0]["id"], acquired=acquired, method=LOD1_METHOD, attribute="lods",
+                          confidence=1.0)
+        for b, g, bp in zip(buildings, geoms, building_points(geoms, paths, crs=ctx.store.crs, las_crs=las_crs),
+                            strict=True):
+            r = reconstruct_lod1(bp, g)
+            lods = {k: v for k, v in (b.get("lods") or {}).items() if k not in ("1.2", "1.3")}
+            lods.update({k: solid.model_dump(mode="json") for k, solid in r.lods.items()})
+            ctx.set_attribute(b, "lods", lods, prov, field_=True)
+            q = dict(b.get("quality") or {})
+            new = r.quality.model_dump(mode="json")
+            q.update({k: v for k, v in new.items() if k != "errors"})
+            q["errors"] = sorted(set(q.get("errors") or []) | set(new.get("errors") or []))
+            b["quality"] = Quality(**q).model_dump(mode="json")
+    terrain = build_terrain(paths, resolution=1.0, crs=las_crs[0], to_crs=ctx.store.crs)
+    trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
+    keep = {t.id for t in trees}
+    for v in ctx.of_type("Vegetation"):
+        if v["id"] not in keep and any(p.get("method") == TREE_METHOD for p in v.get("provenance", [])):
+            ctx.removed.add(v["id"])
+    for t in trees:
+        _put(ctx, t)
+    ctx.report["reality3d"] = {"buildings": len(buildings), "trees": len(trees)}
+
+
 GREEN_NDVI = 0.3  # NDVI at and above which a surface counts as green (vegetation)
 M2_PER_PERSON = 35.0  # residential floor area per inhabitant, Beijing urban average order of magnitude
 STOREY_M = 3.0
@@ -300,6 +343,7 @@ STEPS: dict[str, Callable[[BuildContext], None]] = {
     "landcover": step_landcover,
     "greenness": step_greenness,
     "changes": step_changes,
+    "reality3d": step_reality3d,
     "layers": step_layers,
 }
 
