@@ -195,6 +195,29 @@ def branch(
     console.print(f"created branch [bold]{b.name}[/] from {b.base_branch} at version {b.base_version or 0}")
 
 
+export_app = typer.Typer(no_args_is_help=True, help="Export the city model to standard formats.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("cityjson")
+def export_cityjson(
+    out: Path = typer.Argument(..., help="output .city.json file"),
+    store: Path = StoreOpt,
+    bbox: str = typer.Option(None, help="minx,miny,maxx,maxy in the store CRS"),
+    lod: list[str] = typer.Option(None, "--lod", help="LoD to include (repeatable; default all), e.g. 1.2"),
+    branch: str = typer.Option("main"),
+    as_of: str = typer.Option(None, help="version number or ISO time"),
+):
+    """Buildings with every LoD, semantic surfaces, quality and provenance as CityJSON 2.0."""
+    from twin.products.cityjson_export import export_cityjson as run_export
+
+    box = [float(v) for v in bbox.split(",")] if bbox else None
+    if box is not None and len(box) != 4:
+        raise typer.BadParameter("--bbox needs four numbers: minx,miny,maxx,maxy")
+    n = run_export(_open(store), out, bbox=box, lods=lod or None, branch=branch, as_of=as_of)
+    console.print(f"wrote {n['buildings']} buildings ({n['vertices']} vertices) to [bold]{out}[/]")
+
+
 @app.command()
 def demo(
     size: str = typer.Option("small", help="small (~300 buildings) | medium (~3,000) | large (100,000+)"),

@@ -1,0 +1,1 @@
+"""Thematic products and exports of the city model (formats, metadata, filters)."""
