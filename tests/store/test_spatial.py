@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data_models import Building
-from twin.store import Query, Store
+from twin.store import Query, Store, StoreError
 
 X0, Y0 = 448_000.0, 4_428_000.0
 
@@ -63,3 +64,21 @@ def _paging_store(factory) -> Store:
         _city(s)
         _PAGING["s"] = s
     return _PAGING["s"]
+
+
+def test_property_filters_compare_nested_quality_values(store: Store) -> None:
+    objs = [Building(id=f"q{i}", geometry=shapely.geometry.mapping(shapely.box(i * 20, 0, i * 20 + 10, 10)),
+                     use="office" if i % 2 else "residential",
+                     quality={"rmse": {"1.2": 0.2 * i}, "point_density": 10 + i, "valid": i != 3})
+            for i in range(8)]
+    store.commit(objs, message="quality")
+    ids = lambda *f, **w: [x["id"] for x in store.features(query=Query(filters=f, where=w or None))]  # noqa: E731
+    assert ids((("quality", "rmse", "1.2"), ">", 1.0)) == ["q6", "q7"]
+    assert ids(("quality.point_density", "<=", 11)) == ["q0", "q1"]
+    assert ids(("quality.valid", "=", False)) == ["q3"]
+    assert ids(("use", "=", "office"), (("quality", "rmse", "1.2"), ">=", 1.0)) == ["q5", "q7"]
+    assert ids(use="residential") == ["q0", "q2", "q4", "q6"]
+    with pytest.raises(StoreError, match="bad comparison"):
+        Query(filters=[("use", "LIKE", "x")])
+    with pytest.raises(StoreError, match="bad property path"):
+        Query(filters=[("use'; DROP", "=", "x")])

@@ -73,6 +73,7 @@ class Query:
         valid_at: datetime | None = None,
         classification_max: str | None = None,
         where: dict[str, Any] | None = None,
+        filters: Iterable[tuple[str | Sequence[str], str, Any]] = (),
         limit: int | None = None,
         offset: int = 0,
     ) -> None:
@@ -98,9 +99,27 @@ class Query:
         self.ids = sorted(set(ids)) if ids is not None else None
         self.valid_at = valid_at
         self.classification_max = classification_max
-        self.where = where or {}
+        self.filters = [_filter(k, "=", v) for k, v in sorted((where or {}).items())]
+        self.filters += [_filter(*f) for f in filters or ()]
         self.limit = limit
         self.offset = offset
+
+
+_OPS = {"=", "!=", "<", "<=", ">", ">="}
+
+
+def _filter(path: str | Sequence[str], op: str, value: Any) -> tuple[str, str, Any]:
+    """(JSON path into the body, operator, value) of a property filter, checked.
+
+    ``path`` is a dotted string (``"use"``, ``"attributes.cadastre_id"``) or a sequence of keys when a key holds a
+    dot (``("quality", "rmse", "1.2")``); numbers compare numerically, everything else as text.
+    """
+    keys = path.split(".") if isinstance(path, str) else list(path)
+    if not keys or any(not k or not re.fullmatch(r"[A-Za-z0-9_.:-]+", k) for k in keys):
+        raise StoreError(f"bad property path {path!r}")
+    if op not in _OPS:
+        raise StoreError(f"bad comparison {op!r}; use one of {', '.join(sorted(_OPS))}")
+    return "$." + ".".join(f'"{k}"' for k in keys), op, value
 
 
 def _sql_str(s: str) -> str:
@@ -552,11 +571,17 @@ class Store:
             allowed = [c.value for c in Classification if c.rank <= Classification.parse(q.classification_max).rank]
             live.append("c.classification IN (SELECT unnest(?::VARCHAR[]))")
             params.append(allowed)
-        for key, value in sorted(q.where.items()):
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise StoreError(f"bad property name {key!r}")
-            live.append(f"json_extract_string(c.body, '$.{key}') = ?")
-            params.append(str(value).lower() if isinstance(value, bool) else str(value))
+        for path, op, value in q.filters:
+            expr = f"json_extract_string(c.body, '{path}')"
+            if isinstance(value, bool):
+                live.append(f"{expr} {op} ?")
+                params.append(str(value).lower())
+            elif isinstance(value, int | float):
+                live.append(f"TRY_CAST({expr} AS DOUBLE) {op} ?")
+                params.append(float(value))
+            else:
+                live.append(f"{expr} {op} ?")
+                params.append(str(value))
         # A row is live when no newer row for its id exists in the lineage. Only segments after the oldest can hold
         # a newer row, so the usual shape (one big base, small edits) anti-joins against the small edits only.
         newer = "" if len(files) == 1 else (
