@@ -115,8 +115,12 @@ def build(
     from twin.fusion.build import build as run_build
 
     s = _open(store)
+    report: dict = {}
     with _progress() as p:
-        commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p), only=only)
+        commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p), only=only,
+                           report=report)
+    for step, what in report.items():
+        console.print(f"  {step}: {what}", highlight=False)
     _report(commit)
 
 

@@ -41,7 +41,7 @@ class BuildContext:
     removed: set[str] = field(default_factory=set)  # ids to remove
     layers: list[tuple[Any, Any]] = field(default_factory=list)  # (LayerSpec, finest values) to publish
     store_tables: dict[str, set[str]] = field(default_factory=dict)  # bulk table -> asset ids holding rows
-    report: dict[str, Any] = field(default_factory=dict)  # what each step did, for the CLI and the commit message
+    report: dict[str, Any] = field(default_factory=dict)  # what each step did (shown by `twin build`)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         return [e for e in self.entities.values() if e["type"] in types]
@@ -55,8 +55,9 @@ class BuildContext:
             e[key] = value
         else:
             e.setdefault("attributes", {})[key] = value
-        e["provenance"] = [p for p in e.get("provenance", []) if p.get("attribute") != key]
-        e["provenance"].append(prov.model_dump(mode="json"))
+        kept = [p for p in e.get("provenance", []) if p.get("attribute") != key] + [prov.model_dump(mode="json")]
+        # canonical order, so running steps in another order or alone changes nothing
+        e["provenance"] = sorted(kept, key=lambda p: (p.get("attribute") or "", p["method"], p["source_asset_id"]))
 
 
 def step_heights(ctx: BuildContext) -> None:
@@ -349,14 +350,17 @@ STEPS: dict[str, Callable[[BuildContext], None]] = {
 
 
 def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Progress | None = None,
-          only: list[str] | None = None):
-    """Run the build steps (all, or ``only`` those named) and commit; returns the Commit, or None if unchanged."""
+          only: list[str] | None = None, report: dict[str, Any] | None = None):
+    """Run the build steps (all, or ``only`` those named) and commit; returns the Commit, or None if unchanged.
+
+    ``report``, when given, is filled with what each step did (counts, images used, layers published).
+    """
     progress = progress or (lambda stage, frac: None)
     names = list(STEPS) if not only else only
     unknown = [n for n in names if n not in STEPS]
     if unknown:
         raise ValueError(f"unknown build step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
-    ctx = BuildContext(store=store, branch=branch, progress=progress)
+    ctx = BuildContext(store=store, branch=branch, progress=progress, report=report if report is not None else {})
     for a in store.features(branch, query=Query(collection=ASSETS)):
         ctx.assets.setdefault(a["kind"], []).append(a)
     for name in store.table_names():
