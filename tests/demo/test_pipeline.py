@@ -134,7 +134,18 @@ def test_build_reconstructs_lod1_solids_and_trees(built, city) -> None:
             assert ok, (b["id"], lod, errors)
         assert b["quality"]["valid"] is True and "1.2" in b["quality"]["rmse"]
         assert any(p["attribute"] == "lods" for p in b["provenance"])
+        if "2.2" in b["lods"]:
+            assert validate_solid(Solid.model_validate(b["lods"]["2.2"]))[0], b["id"]
+            assert b["quality"]["rmse"]["2.2"] <= 0.5
+        else:
+            assert "lod22_fallback_lod13" in b["quality"]["errors"], b["id"]
+    truth = {f["properties"]["cadastre_id"]: f["properties"] for f in json.loads(
+        (city["dir"] / "truth" / "buildings.geojson").read_text())["features"]}
+    lod22 = [b for b in standing if "2.2" in b["lods"] and "cadastre_id" in b["attributes"]]
+    assert len(lod22) > len(standing) / 2
+    right = sum(b["roof_type"] == truth[b["attributes"]["cadastre_id"]]["roof_type"] for b in lod22)
+    assert right >= 0.9 * len(lod22)
     trees = store.features(query=Query(types=["Vegetation"]))
-    truth = sum(1 for _ in open(city["dir"] / "truth" / "trees.csv")) - 1
-    assert 0.7 * truth <= len(trees) <= 1.05 * truth
+    n_true = sum(1 for _ in open(city["dir"] / "truth" / "trees.csv")) - 1
+    assert 0.7 * n_true <= len(trees) <= 1.05 * n_true
     assert all(t["height"] > 2.5 and t["provenance"][0]["source_asset_id"].startswith("src-lidar-") for t in trees)

@@ -220,9 +220,11 @@ LOD1_METHOD = "lod1-roof-p70-ground-p10"
 
 
 def step_reality3d(ctx: BuildContext) -> None:
-    """LoD1.2 / LoD1.3 solids with quality for every standing building, and individual trees, from the LiDAR."""
+    """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
+    individual trees, from the LiDAR."""
     from twin.reality3d.buildings import building_points
     from twin.reality3d.lod1 import reconstruct_lod1
+    from twin.reality3d.lod22 import reconstruct_lod22
     from twin.reality3d.terrain import build_terrain
     from twin.reality3d.trees import METHOD as TREE_METHOD
     from twin.reality3d.trees import trees_from_terrain
@@ -240,13 +242,23 @@ def step_reality3d(ctx: BuildContext) -> None:
         for b, g, bp in zip(buildings, geoms, building_points(geoms, paths, crs=ctx.store.crs, las_crs=las_crs),
                             strict=True):
             r = reconstruct_lod1(bp, g)
-            lods = {k: v for k, v in (b.get("lods") or {}).items() if k not in ("1.2", "1.3")}
+            lods = {k: v for k, v in (b.get("lods") or {}).items() if k not in ("1.2", "1.3", "2.2")}
             lods.update({k: solid.model_dump(mode="json") for k, solid in r.lods.items()})
-            ctx.set_attribute(b, "lods", lods, prov, field_=True)
             q = dict(b.get("quality") or {})
             new = r.quality.model_dump(mode="json")
             q.update({k: v for k, v in new.items() if k != "errors"})
-            q["errors"] = sorted(set(q.get("errors") or []) | set(new.get("errors") or []))
+            errors = set(q.get("errors") or []) | set(new.get("errors") or [])
+            if r.lods:
+                # LoD2.2 for simple roofs; otherwise no 2.2 geometry and the fallback said in the errors (3D BAG style)
+                s22 = reconstruct_lod22(bp, g, r)
+                if "lod22_fallback_lod13" in s22.flags or s22.solid is None:
+                    errors |= set(s22.flags)
+                else:
+                    lods["2.2"] = s22.solid.model_dump(mode="json")
+                    q["rmse"] = {**(q.get("rmse") or {}), "2.2": round(float(s22.rmse), 4)}
+                b["roof_type"] = s22.roof_type.value
+            ctx.set_attribute(b, "lods", lods, prov, field_=True)
+            q["errors"] = sorted(errors)
             b["quality"] = Quality(**q).model_dump(mode="json")
     terrain = build_terrain(paths, resolution=1.0, crs=las_crs[0], to_crs=ctx.store.crs)
     trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
