@@ -1,0 +1,126 @@
+"""Build steps on buildings from LiDAR: outline candidates, heights, and LoD1.2/1.3/2.2 solids with trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import shapely
+
+from data_models import Provenance, Quality
+from twin.fusion.context import BuildContext, put
+from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE, footprint_heights
+from twin.fusion.outlines import candidate_outlines
+from twin.sources.crs import reproject
+
+
+def step_outlines(ctx: BuildContext) -> None:
+    """Candidate buildings where building-class LiDAR points lie outside every known footprint.
+
+    Candidates from an earlier build that a real footprint now explains (or that the points no longer show)
+    are removed, so a footprint delivered later replaces its candidate.
+    """
+    clouds = ctx.assets.get("pointcloud", [])
+    if not clouds:
+        return
+    known = [b for b in ctx.of_type("Building") if not (b.get("attributes") or {}).get("candidate")]
+    found = candidate_outlines([Path(a["path"]) for a in clouds], [ctx.geometry(b) for b in known],
+                               crs=ctx.store.crs, las_crs=[a.get("crs") for a in clouds],
+                               asset_ids=[a["id"] for a in clouds],
+                               acquired=max((a["acquired"] for a in clouds if a.get("acquired")), default=None))
+    keep = {c.id for c in found}
+    for b in ctx.of_type("Building"):
+        if (b.get("attributes") or {}).get("candidate") and b["id"] not in keep:
+            ctx.removed.add(b["id"])
+    for c in found:
+        if c.id not in ctx.entities:
+            put(ctx, c)
+    ctx.report["outlines"] = {"candidates": len(found)}
+
+
+
+def step_heights(ctx: BuildContext) -> None:
+    """Building heights from LiDAR (roof p70 minus ground p10), with provenance per tile and point density."""
+    clouds = ctx.assets.get("pointcloud", [])
+    buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]  # LiDAR candidates included
+    if not buildings or not clouds:
+        return
+    geoms = [ctx.geometry(b) for b in buildings]
+    results = footprint_heights(geoms, [Path(a["path"]) for a in clouds], crs=ctx.store.crs,
+                                las_crs=[a.get("crs") for a in clouds])
+    tiles = [reproject(shapely.box(*a["extent"]["bbox"]), a["crs"], ctx.store.crs) for a in clouds]
+    method = f"lidar-roof-p{ROOF_PERCENTILE}-ground-p{GROUND_PERCENTILE}"
+    flagged = 0
+    for b, g, r in zip(buildings, geoms, results, strict=True):
+        c = g.representative_point()
+        src = next((a for a, t in zip(clouds, tiles, strict=True) if t.covers(c)), clouds[0])
+        if r.height is not None:
+            prov = Provenance(source_asset_id=src["id"], acquired=src.get("acquired"), method=method,
+                              confidence=round(min(1.0, r.point_density / 8.0), 3), attribute="height")
+            ctx.set_attribute(b, "height", round(r.height, 3), prov, field_=True)
+            b["attributes"]["ground_z"] = round(r.ground_z, 3)
+            b["attributes"]["roof_z"] = round(r.roof_z, 3)
+        else:
+            b["height"] = None
+            flagged += 1
+        q = dict(b.get("quality") or {})
+        q.update(point_density=round(r.point_density, 3), errors=r.flags)
+        b["quality"] = Quality(**q).model_dump(mode="json")
+    ctx.report["heights"] = {"buildings": len(buildings), "without_points": flagged}
+
+
+
+LOD1_METHOD = "lod1-roof-p70-ground-p10"
+
+
+
+def step_reality3d(ctx: BuildContext) -> None:
+    """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
+    individual trees, from the LiDAR."""
+    from twin.reality3d.buildings import building_points
+    from twin.reality3d.lod1 import reconstruct_lod1
+    from twin.reality3d.lod22 import reconstruct_lod22
+    from twin.reality3d.terrain import build_terrain
+    from twin.reality3d.trees import METHOD as TREE_METHOD
+    from twin.reality3d.trees import trees_from_terrain
+
+    clouds = ctx.assets.get("pointcloud", [])
+    if not clouds:
+        return
+    paths, las_crs = [Path(a["path"]) for a in clouds], [a.get("crs") for a in clouds]
+    acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
+    buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]
+    if buildings:
+        geoms = [ctx.geometry(b) for b in buildings]
+        prov = Provenance(source_asset_id=clouds[0]["id"], acquired=acquired, method=LOD1_METHOD, attribute="lods",
+                          confidence=1.0)
+        for b, g, bp in zip(buildings, geoms, building_points(geoms, paths, crs=ctx.store.crs, las_crs=las_crs),
+                            strict=True):
+            r = reconstruct_lod1(bp, g)
+            lods = {k: v for k, v in (b.get("lods") or {}).items() if k not in ("1.2", "1.3", "2.2")}
+            lods.update({k: solid.model_dump(mode="json") for k, solid in r.lods.items()})
+            q = dict(b.get("quality") or {})
+            new = r.quality.model_dump(mode="json")
+            q.update({k: v for k, v in new.items() if k != "errors"})
+            errors = set(q.get("errors") or []) | set(new.get("errors") or [])
+            if r.lods:
+                # LoD2.2 for simple roofs; otherwise no 2.2 geometry and the fallback said in the errors (3D BAG style)
+                s22 = reconstruct_lod22(bp, g, r)
+                if "lod22_fallback_lod13" in s22.flags or s22.solid is None:
+                    errors |= set(s22.flags)
+                else:
+                    lods["2.2"] = s22.solid.model_dump(mode="json")
+                    q["rmse"] = {**(q.get("rmse") or {}), "2.2": round(float(s22.rmse), 4)}
+                b["roof_type"] = s22.roof_type.value
+            ctx.set_attribute(b, "lods", lods, prov, field_=True)
+            q["errors"] = sorted(errors)
+            b["quality"] = Quality(**q).model_dump(mode="json")
+    terrain = build_terrain(paths, resolution=1.0, crs=las_crs[0], to_crs=ctx.store.crs)
+    trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
+    keep = {t.id for t in trees}
+    for v in ctx.of_type("Vegetation"):
+        if v["id"] not in keep and any(p.get("method") == TREE_METHOD for p in v.get("provenance", [])):
+            ctx.removed.add(v["id"])
+    for t in trees:
+        put(ctx, t)
+    ctx.report["reality3d"] = {"buildings": len(buildings), "trees": len(trees)}
+

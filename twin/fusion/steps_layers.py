@@ -1,0 +1,97 @@
+"""Build step publishing the standard H3 layers of what the store holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import shapely
+
+from twin.fusion import indices
+from twin.fusion.context import BuildContext, multispectral, standing_footprints
+from twin.sources.imagery import image_grid, read_bands
+
+GREEN_NDVI = 0.3  # NDVI at and above which a surface counts as green (vegetation)
+
+M2_PER_PERSON = 35.0  # residential floor area per inhabitant, Beijing urban average order of magnitude
+
+STOREY_M = 3.0
+
+STATIC_RES = [8, 9, 10, 11]
+
+SENSOR_RES = [7, 8, 9]
+
+
+
+def step_layers(ctx: BuildContext) -> None:
+    """The standard H3 layers of what the store holds: green and impervious fraction, building volume, a
+    population proxy, and hourly sensor layers (station cells and an interpolated PM2.5 surface)."""
+    from data_models import LayerSpec
+    from twin.layers import polygons, rasters, sensors
+    from twin.layers.interpolate import interpolate_surface
+
+    crs, top = ctx.store.crs, max(STATIC_RES)
+
+    def add(name: str, values: pa.Table, lineage: list[str], **spec: Any) -> None:
+        if values.num_rows:
+            ctx.layers.append((LayerSpec(name=name, lineage=sorted(set(lineage)), **spec), values))
+
+    images = multispectral(ctx)
+    if images:
+        img = images[-1]
+        transform, _, img_crs = image_grid(img["path"])
+        nd = indices.ndvi(read_bands(img["path"], ["red", "nir"], bands_option=img["properties"]["bands"]))
+        green = np.ma.MaskedArray((np.ma.getdata(nd) >= GREEN_NDVI).astype(np.uint8), mask=np.ma.getmaskarray(nd))
+        add("green-fraction", rasters.class_fraction_values(green, transform, img_crs, top, 1), [img["id"]],
+            variable="green_fraction", unit="1", kind="intensive", aggregation="area_weighted_mean",
+            resolutions=STATIC_RES, description=f"share of area with NDVI >= {GREEN_NDVI} in the newest image")
+    cover = ctx.of_type("LandCover")
+    if cover:
+        geoms = np.asarray([ctx.geometry(e) for e in cover], dtype=object)
+        imp = np.asarray([e["cover_class"] in ("building", "road", "impervious") for e in cover])
+        domain = polygons.candidate_cells(geoms, crs, top)
+        add("impervious-fraction", polygons.area_fraction(geoms[imp], crs, top, cells=domain),
+            [p["source_asset_id"] for e in cover[:1] for p in e.get("provenance", [])],
+            variable="impervious_fraction", unit="1", kind="intensive", aggregation="area_weighted_mean",
+            resolutions=STATIC_RES, description="share of area covered by buildings, roads and other sealed land")
+    standing = [b for b in standing_footprints(ctx) if b.get("height")]
+    if standing:
+        geoms = np.asarray([ctx.geometry(b) for b in standing], dtype=object)
+        height = np.asarray([b["height"] for b in standing], np.float64)
+        storeys = np.maximum(1.0, np.round(height / STOREY_M))
+        lineage = sorted({p["source_asset_id"] for b in standing for p in b.get("provenance", [])})
+        vals = polygons.building_values(geoms, crs, top, height=height)
+        add("building-volume", vals["volume"], lineage, variable="building_volume", unit="m3", kind="extensive",
+            aggregation="sum", resolutions=STATIC_RES, description="footprint area x LiDAR height, split by area")
+        resid = np.asarray([(b.get("use") or b.get("attributes", {}).get("use")) == "residential" for b in standing])
+        if resid.any():
+            people = polygons.sum_values(geoms[resid], shapely.area(geoms[resid]) * storeys[resid] / M2_PER_PERSON,
+                                         crs, top)
+            add("population", people, lineage, variable="population_proxy", unit="persons", kind="extensive",
+                aggregation="sum", resolutions=STATIC_RES,
+                description=f"residential floor area (height / {STOREY_M} m storeys) / {M2_PER_PERSON} m2 per person")
+    series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get("observations", ())]
+    stations = ctx.of_type("Sensor")
+    if series and stations:
+        obs = ctx.store.read_table("observations", ctx.branch)
+        have = set(obs.column("variable").unique().to_pylist())
+        lineage = [a["id"] for a in series]
+        if "pm25" in have:
+            add("pm25-hourly", sensors.station_values(obs, stations, crs, "pm25", max(SENSOR_RES), 3600), lineage,
+                variable="pm25", unit="ug/m3", kind="intensive", aggregation="mean", resolutions=SENSOR_RES,
+                time_bucket="1h", description="hourly mean PM2.5 at the monitoring stations' cells")
+            area = polygons.candidate_cells(np.asarray([ctx.geometry(e) for e in cover or standing_footprints(ctx)],
+                                                       dtype=object), crs, max(SENSOR_RES))
+            surface = interpolate_surface(sensors.station_series(obs, stations, crs, "pm25", 3600), area, "idw")
+            meta = surface.metadata
+            add("pm25-idw", surface.values, lineage, variable="pm25", unit="ug/m3", kind="intensive",
+                aggregation="mean", resolutions=SENSOR_RES, time_bucket="1h",
+                description=f"hourly PM2.5 interpolated by {meta['method']} over the city; leave-one-out CV MAE "
+                            f"{meta['cv_mae']:.2f} ug/m3, RMSE {meta['cv_rmse']:.2f}, {meta['n_stations']} stations")
+        if "vehicles" in have:
+            add("traffic-hourly", sensors.station_values(obs, stations, crs, "vehicles", max(SENSOR_RES), 3600),
+                lineage, variable="vehicles", unit="1/h", kind="intensive", aggregation="mean",
+                resolutions=SENSOR_RES, time_bucket="1h", description="hourly vehicle counts at the counting stations")
+    ctx.report["layers"] = [spec.name for spec, _ in ctx.layers]
+
