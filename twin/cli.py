@@ -110,6 +110,7 @@ def build(
     store: Path = StoreOpt,
     branch: str = typer.Option("main", help="branch to build"),
     only: list[str] = typer.Option(None, "--only", help="run only these steps (repeatable); default: all"),
+    workers: int = typer.Option(None, min=1, help="processes for per-tile work (default: all cores)"),
 ):
     """Fuse what the catalog and the store hold (heights, land cover, changes, …) and commit the results."""
     from twin.fusion.build import build as run_build
@@ -118,7 +119,7 @@ def build(
     report: dict = {}
     with _progress() as p:
         commit = run_build(s, branch=branch, author=get_settings().author, progress=_Stages(p), only=only,
-                           report=report)
+                           report=report, workers=workers)
     for step, what in report.items():
         console.print(f"  {step}: {what}", highlight=False)
     _report(commit)

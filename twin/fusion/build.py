@@ -31,17 +31,19 @@ STEPS: dict[str, Callable[[BuildContext], None]] = {
 
 
 def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Progress | None = None,
-          only: list[str] | None = None, report: dict[str, Any] | None = None):
+          only: list[str] | None = None, report: dict[str, Any] | None = None, workers: int | None = None):
     """Run the build steps (all, or ``only`` those named) and commit; returns the Commit, or None if unchanged.
 
-    ``report``, when given, is filled with what each step did (counts, images used, layers published).
+    ``report``, when given, is filled with what each step did (counts, images used, layers published);
+    ``workers`` caps the processes of per-tile work (default: all cores).
     """
     progress = progress or (lambda stage, frac: None)
     names = list(STEPS) if not only else only
     unknown = [n for n in names if n not in STEPS]
     if unknown:
         raise ValueError(f"unknown build step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
-    ctx = BuildContext(store=store, branch=branch, progress=progress, report=report if report is not None else {})
+    ctx = BuildContext(store=store, branch=branch, progress=progress, report=report if report is not None else {},
+                       workers=workers)
     for a in store.features(branch, query=Query(collection=ASSETS)):
         ctx.assets.setdefault(a["kind"], []).append(a)
     for name in store.table_names():

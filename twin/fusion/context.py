@@ -28,6 +28,7 @@ class BuildContext:
     layers: list[tuple[Any, Any]] = field(default_factory=list)  # (LayerSpec, finest values) to publish
     store_tables: dict[str, set[str]] = field(default_factory=dict)  # bulk table -> asset ids holding rows
     report: dict[str, Any] = field(default_factory=dict)  # what each step did (shown by `twin build`)
+    workers: int | None = None  # processes for per-tile work (None: all cores)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         return [e for e in self.entities.values() if e["type"] in types]

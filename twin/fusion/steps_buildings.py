@@ -72,14 +72,11 @@ def step_heights(ctx: BuildContext) -> None:
 LOD1_METHOD = "lod1-roof-p70-ground-p10"
 
 
-
 def step_reality3d(ctx: BuildContext) -> None:
     """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
     individual trees, from the LiDAR."""
-    from twin.reality3d.buildings import building_points
-    from twin.reality3d.lod1 import reconstruct_lod1
-    from twin.reality3d.lod22 import reconstruct_lod22
     from twin.reality3d.terrain import build_terrain
+    from twin.reality3d.tiles import reconstruct_by_tile
     from twin.reality3d.trees import METHOD as TREE_METHOD
     from twin.reality3d.trees import trees_from_terrain
 
@@ -87,32 +84,27 @@ def step_reality3d(ctx: BuildContext) -> None:
     if not clouds:
         return
     paths, las_crs = [Path(a["path"]) for a in clouds], [a.get("crs") for a in clouds]
-    acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
     buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]
     if buildings:
-        geoms = [ctx.geometry(b) for b in buildings]
-        prov = Provenance(source_asset_id=clouds[0]["id"], acquired=acquired, method=LOD1_METHOD, attribute="lods",
-                          confidence=1.0)
-        for b, g, bp in zip(buildings, geoms, building_points(geoms, paths, crs=ctx.store.crs, las_crs=las_crs),
-                            strict=True):
-            r = reconstruct_lod1(bp, g)
+        tiles = [dict(a, bbox_store=list(reproject(shapely.box(*a["extent"]["bbox"]), a["crs"], ctx.store.crs).bounds))
+                 for a in clouds]
+        by_id = {a["id"]: a for a in clouds}
+        results = reconstruct_by_tile([ctx.geometry(b) for b in buildings], tiles, ctx.store.crs, ctx.workers)
+        for b, (r, tile_id) in zip(buildings, results, strict=True):
+            tile = by_id[tile_id]
             lods = {k: v for k, v in (b.get("lods") or {}).items() if k not in ("1.2", "1.3", "2.2")}
-            lods.update({k: solid.model_dump(mode="json") for k, solid in r.lods.items()})
+            lods.update(r["lods"])
             q = dict(b.get("quality") or {})
-            new = r.quality.model_dump(mode="json")
-            q.update({k: v for k, v in new.items() if k != "errors"})
-            errors = set(q.get("errors") or []) | set(new.get("errors") or [])
-            if r.lods:
-                # LoD2.2 for simple roofs; otherwise no 2.2 geometry and the fallback said in the errors (3D BAG style)
-                s22 = reconstruct_lod22(bp, g, r)
-                if "lod22_fallback_lod13" in s22.flags or s22.solid is None:
-                    errors |= set(s22.flags)
-                else:
-                    lods["2.2"] = s22.solid.model_dump(mode="json")
-                    q["rmse"] = {**(q.get("rmse") or {}), "2.2": round(float(s22.rmse), 4)}
-                b["roof_type"] = s22.roof_type.value
+            q.update({k: v for k, v in r["quality"].items() if k != "errors"})
+            # no 2.2 geometry for a fallback: the reason goes to the errors instead (3D BAG style)
+            q["errors"] = sorted(set(q.get("errors") or []) | set(r["quality"].get("errors") or []) | set(r["flags22"]))
+            if r["rmse22"] is not None:
+                q["rmse"] = {**(q.get("rmse") or {}), "2.2": r["rmse22"]}
+            if r["roof_type"]:
+                b["roof_type"] = r["roof_type"]
+            prov = Provenance(source_asset_id=tile["id"], acquired=tile.get("acquired"), method=LOD1_METHOD,
+                              attribute="lods", confidence=1.0)
             ctx.set_attribute(b, "lods", lods, prov, field_=True)
-            q["errors"] = sorted(errors)
             b["quality"] = Quality(**q).model_dump(mode="json")
     terrain = build_terrain(paths, resolution=1.0, crs=las_crs[0], to_crs=ctx.store.crs)
     trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
