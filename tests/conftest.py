@@ -1,4 +1,4 @@
-"""Shared fixtures: temporary stores, small synthetic buildings, the real-data folder, a free port."""
+"""Shared fixtures: the small demo city, temporary stores, small synthetic buildings, real data, a free port."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from data_models import Building
+from twin.demo import generate
 from twin.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,17 @@ def make_buildings(n: int, x0: float = 448_000.0, y0: float = 4_428_000.0, spaci
                  height=10.0 + i % 50, use="residential")
         for i in range(n)
     ]
+
+
+@pytest.fixture(scope="session")
+def city(tmp_path_factory):
+    """The small demo city (seed 7; TWIN_DEMO_TEST_SEED overrides), generated once per session for every test
+    folder; read-only: tests write their stores and outputs elsewhere."""
+    seed = int(os.environ.get("TWIN_DEMO_TEST_SEED", "7"))
+    out = tmp_path_factory.mktemp("demo_small")
+    calls: list[tuple[str, float]] = []
+    manifest = generate(out, size="small", seed=seed, progress=lambda s, f: calls.append((s, f)))
+    return {"dir": out, "manifest": manifest, "progress": calls, "seed": seed}
 
 
 @pytest.fixture

@@ -9,16 +9,14 @@ import pytest
 import shapely
 
 from twin.catalog.ingest import ingest_paths
-from twin.demo import generate
 from twin.fusion.build import build
 from twin.store import Query, Store
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fusion_city")
-    generate(out, size="small", seed=7)
-    return out
+def demo(city) -> Path:
+    """The folder of the session's small demo city (read-only: edited deliveries are written to tmp_path)."""
+    return city["dir"]
 
 
 def _cadastre(demo: Path) -> dict:

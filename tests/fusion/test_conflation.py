@@ -17,7 +17,6 @@ from shapely import affinity
 
 from data_models import Building, Provenance
 from twin.catalog.ingest import ingest_paths
-from twin.demo import generate
 from twin.fusion.conflation import conflate, priority_of
 from twin.store import Query, Store
 
@@ -27,10 +26,9 @@ OSM_TIME = datetime(2024, 6, 5, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def city(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("conflation_city")
-    generate(out, size="small", seed=7)
-    return out
+def city_dir(city) -> Path:
+    """The folder of the session's small demo city."""
+    return city["dir"]
 
 
 def _osm_like(cadastre: list[dict], seed: int = 42) -> tuple[list[Building], dict]:
@@ -104,9 +102,9 @@ def _osm_like(cadastre: list[dict], seed: int = 42) -> tuple[list[Building], dic
 
 
 @pytest.fixture(scope="module")
-def scenario(city: Path, tmp_path_factory) -> dict:
+def scenario(city_dir: Path, tmp_path_factory) -> dict:
     store = Store.init(tmp_path_factory.mktemp("conflation_store") / "store", crs="EPSG:4548")
-    cad = city / "sources" / "cadastre" / "buildings.geojson"
+    cad = city_dir / "sources" / "cadastre" / "buildings.geojson"
     ingest_paths(store, [cad], acquired="2024-06-01T00:00:00+08:00")
     cadastre = json.loads(cad.read_text())["features"]
     incoming, facts = _osm_like(cadastre)
@@ -114,7 +112,7 @@ def scenario(city: Path, tmp_path_factory) -> dict:
     r1 = conflate(existing, incoming, source_priority=PRIORITY)
     store.commit(r1.put, message="conflate OSM")
     return {"store": store, "incoming": incoming, "facts": facts, "r1": r1, "existing": existing, "n": len(cadastre),
-            "truth": json.loads((city / "truth" / "buildings.geojson").read_text())["features"]}
+            "truth": json.loads((city_dir / "truth" / "buildings.geojson").read_text())["features"]}
 
 
 def test_every_true_building_is_exactly_one_entity(scenario: dict) -> None:

@@ -9,15 +9,13 @@ import pytest
 import shapely
 
 from data_models import Building
-from twin.demo import generate
 from twin.fusion.outlines import candidate_outlines
 
 
 @pytest.fixture(scope="module")
-def outline_city(tmp_path_factory) -> dict:
-    """The small demo city (seed 7): cadastre footprints, their truth shapes and the LiDAR tiles."""
-    out = tmp_path_factory.mktemp("outlines_city")
-    generate(out, size="small", seed=7)
+def outline_city(city) -> dict:
+    """The session's small demo city: cadastre footprints, their truth shapes and the LiDAR tiles."""
+    out = city["dir"]
     feats = json.loads((out / "sources/cadastre/buildings.geojson").read_text())["features"]
     truth = {f["properties"]["id"]: f["properties"]
              for f in json.loads((out / "truth/buildings.geojson").read_text())["features"]}

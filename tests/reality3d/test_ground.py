@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_data
-from twin.demo import generate
 from twin.reality3d.ground import agreement, classify_ground, ground_mask, max_filter, min_filter, trusts_existing
 
 
 @pytest.fixture(scope="module")
-def ground_city(tmp_path_factory):
-    """The small demo city (seed 7), generated once for this module."""
-    out = tmp_path_factory.mktemp("r3d_ground_city")
-    generate(out, size="small", seed=7)
-    return sorted((out / "sources" / "lidar").glob("*.laz"))
+def ground_city(city):
+    """The LiDAR tiles of the session's small demo city."""
+    return sorted((city["dir"] / "sources" / "lidar").glob("*.laz"))
 
 
 def test_min_max_filters_are_square_erosion_dilation():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import shapely
 from shapely.geometry import shape
 
 from tests.conftest import shared_data
-from twin.demo import generate
 from twin.demo.roofs import ROOF_CODES, local_uv, roof_height
 from twin.reality3d.buildings import BuildingPoints, building_points
 from twin.reality3d.lod1 import Lod1Result, reconstruct_lod1
@@ -20,18 +17,9 @@ from twin.reality3d.validity import validate_solid
 
 
 @pytest.fixture(scope="session")
-def lod1_city(tmp_path_factory) -> dict:
-    """The small demo city (seed 7; TWIN_DEMO_TEST_SEED overrides), reconstructed once at LoD1.2/1.3."""
-    seed = int(os.environ.get("TWIN_DEMO_TEST_SEED", "7"))
-    out = tmp_path_factory.mktemp("demo_lod1")
-    generate(out, size="small", seed=seed)
-    cad = json.loads((out / "sources/cadastre/buildings.geojson").read_text())["features"]
-    truth = {f["properties"]["id"]: f["properties"]
-             for f in json.loads((out / "truth/buildings.geojson").read_text())["features"]}
-    geoms = [shape(f["geometry"]) for f in cad]
-    bps = building_points(geoms, sorted((out / "sources/lidar").glob("*.laz")), crs="EPSG:4548")
-    res = [reconstruct_lod1(bp) for bp in bps]
-    return {"truth": [truth[f["properties"]["cadastre_id"]] for f in cad], "points": bps, "results": res}
+def lod1_city(city_buildings: dict) -> dict:
+    """The demo city's buildings reconstructed once at LoD1.2/1.3."""
+    return {**city_buildings, "results": [reconstruct_lod1(bp) for bp in city_buildings["points"]]}
 
 
 def truth_p70_height(t: dict, step: float = 0.25) -> float:

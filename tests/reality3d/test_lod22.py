@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 
 import numpy as np
@@ -12,9 +10,8 @@ import shapely
 from shapely.geometry import shape
 
 from data_models import RoofType
-from twin.demo import generate
 from twin.demo.roofs import ROOF_CODES, part_volume, roof_height
-from twin.reality3d.buildings import BuildingPoints, building_points
+from twin.reality3d.buildings import BuildingPoints
 from twin.reality3d.lod1 import reconstruct_lod1
 from twin.reality3d.lod22 import Frame, reconstruct_lod22, rectangle_frame, rectangle_roof_solid
 from twin.reality3d.roofs import classify_roof, detect_planes
@@ -24,20 +21,13 @@ SIMPLE = ("flat", "gable", "hip", "shed")
 
 
 @pytest.fixture(scope="session")
-def lod22_city(tmp_path_factory) -> dict:
-    """The small demo city (seed 7; TWIN_DEMO_TEST_SEED overrides), reconstructed once at LoD1.3 and LoD2.2."""
-    seed = int(os.environ.get("TWIN_DEMO_TEST_SEED", "7"))
-    out = tmp_path_factory.mktemp("demo_lod22")
-    generate(out, size="small", seed=seed)
-    cad = json.loads((out / "sources/cadastre/buildings.geojson").read_text())["features"]
-    truth = {f["properties"]["id"]: f["properties"]
-             for f in json.loads((out / "truth/buildings.geojson").read_text())["features"]}
-    geoms = [shape(f["geometry"]) for f in cad]
-    bps = building_points(geoms, sorted((out / "sources/lidar").glob("*.laz")), crs="EPSG:4548")
+def lod22_city(city_buildings: dict) -> dict:
+    """The demo city's buildings reconstructed once at LoD1.3 and LoD2.2."""
+    bps = city_buildings["points"]
     lod1 = [reconstruct_lod1(bp) for bp in bps]
     fits = [classify_roof(bp) for bp in bps]
     lod22 = [reconstruct_lod22(bp, None, r, fit) for bp, r, fit in zip(bps, lod1, fits, strict=True)]
-    return {"truth": [truth[f["properties"]["cadastre_id"]] for f in cad], "points": bps, "lod1": lod1,
+    return {"truth": city_buildings["truth"], "points": bps, "lod1": lod1,
             "fits": fits, "lod22": lod22}
 
 

@@ -11,15 +11,13 @@ import rasterio
 import shapely
 
 from tests.conftest import shared_data
-from twin.demo import generate
 from twin.reality3d.terrain import build_terrain, terrain_mesh, write_terrain
 
 
 @pytest.fixture(scope="module")
-def terrain_city(tmp_path_factory):
-    """The small demo city (seed 7) and its terrain at 1 m, built once for this module."""
-    out = tmp_path_factory.mktemp("r3d_terrain_city")
-    generate(out, size="small", seed=7)
+def terrain_city(city):
+    """The session's small demo city and its terrain at 1 m, built once for this module."""
+    out = city["dir"]
     laz = sorted((out / "sources" / "lidar").glob("*.laz"))
     return {"dir": out, "laz": laz, "terrain": build_terrain(laz, resolution=1.0)}
 

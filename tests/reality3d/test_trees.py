@@ -9,16 +9,14 @@ import pytest
 from affine import Affine
 
 from data_models import Vegetation
-from twin.demo import generate
 from twin.reality3d.terrain import build_terrain
 from twin.reality3d.trees import detect_trees, tree_id, trees_from_terrain
 
 
 @pytest.fixture(scope="module")
-def trees_city(tmp_path_factory):
-    """The small demo city (seed 7), its terrain at 1 m and its true trees, built once for this module."""
-    out = tmp_path_factory.mktemp("r3d_trees_city")
-    generate(out, size="small", seed=7)
+def trees_city(city):
+    """The session's small demo city, its terrain at 1 m and its true trees, built once for this module."""
+    out = city["dir"]
     terrain = build_terrain(sorted((out / "sources" / "lidar").glob("*.laz")), resolution=1.0)
     with (out / "truth" / "trees.csv").open() as fh:
         rows = list(csv.DictReader(fh))

@@ -209,13 +209,9 @@ def test_prsa_station_missing_from_the_location_file_is_refused(prsa_dir, prsa_f
 
 
 @pytest.fixture(scope="module")
-def sensor_demo(tmp_path_factory) -> Path:
-    """The small demo city (seed 7), generated once for this module; returns its sources/sensors folder."""
-    from twin.demo import generate
-
-    out = tmp_path_factory.mktemp("sensor_demo")
-    generate(out, size="small", seed=7)
-    return out / "sources" / "sensors"
+def sensor_demo(city) -> Path:
+    """The sources/sensors folder of the session's small demo city."""
+    return city["dir"] / "sources" / "sensors"
 
 
 def test_demo_stations(sensor_demo) -> None:
