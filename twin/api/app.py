@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from twin import __version__
-from twin.api.routers import history, layers, system
+from twin.api.routers import features, history, imagery, layers, system, tiles, viewer
 from twin.layers.registry import LayerNotFound
 from twin.store import Store, StoreError
 
@@ -30,6 +30,10 @@ def create_app(store_path: Path | str) -> FastAPI:
     app.include_router(system.router)
     app.include_router(history.router)
     app.include_router(layers.router)
+    app.include_router(features.router)
+    app.include_router(tiles.router)
+    app.include_router(imagery.router)
+    app.include_router(viewer.router)
     return app
 
 
