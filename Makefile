@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 SIZE ?= small
 
-.PHONY: demo test install lint schema bench clean check-python
+.PHONY: demo test install lint schema bench clean check-python sysdeps
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -18,7 +19,23 @@ $(STAMP): pyproject.toml | check-python
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# System packages: Chromium (viewer end-to-end test), GDAL's ogrinfo (OGC API Features test), Node/npm (viewer).
+SYSDEPS := chromium:chromium ogrinfo:gdal-bin npm:npm
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "twin needs these Debian packages:$$missing — run: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
+# npm packages (CesiumJS for the viewer, gltf-validator for the tests); re-installed when package.json changes.
+$(NODE_STAMP): package.json package-lock.json | sysdeps
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: install
 	$(VENV)/bin/twin demo --size $(SIZE)
@@ -38,4 +55,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) twin-store demo-city .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules twin-store demo-city .pytest_cache .ruff_cache
