@@ -52,6 +52,7 @@ test: install
 	$(VENV)/bin/pytest
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/run.py
 
 clean:
