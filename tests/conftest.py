@@ -64,3 +64,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def built_city(city, tmp_path_factory) -> dict:
+    """The small demo city ingested and built (all steps) into one store, shared read-only by the tiles, features,
+    imagery and viewer tests: tests that commit must copy it (``shutil.copytree``) first."""
+    from twin.catalog.ingest import ingest_paths
+    from twin.fusion.build import build
+
+    out = city["dir"]
+    root = tmp_path_factory.mktemp("built_city") / "store"
+    s = Store.init(root, city["manifest"].get("crs", "EPSG:4548"))
+    acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in city["manifest"]["files"]}
+    ingest_paths(s, [out / "sources"], acquired=acquired, message="ingest demo city (small)")
+    build(s)
+    return {"store": root, "dir": out, "manifest": city["manifest"]}
