@@ -19,6 +19,7 @@ class SourceKind(StrEnum):
     cityjson = "cityjson"
     sensors = "sensors"
     trajectories = "trajectories"
+    product = "product"  # a raster the build derived (DTM, DSM, nDSM), kept under the store's products/ folder
 
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")

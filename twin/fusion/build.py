@@ -7,6 +7,7 @@ so a failing step leaves the store as it was and a rebuild with nothing new is a
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -51,11 +52,23 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
     for e in store.features(branch, query=Query(collection=CITY)):
         e.pop("_store", None)
         ctx.entities[e["id"]] = e
+    try:
+        return _run(ctx, names, author)
+    except BaseException:
+        for folder in ctx.created:  # product files only this failed build referenced
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _run(ctx: BuildContext, names: list[str], author: str):
+    """Run the steps over the loaded context and commit what they changed."""
+    store, branch, progress = ctx.store, ctx.branch, ctx.progress
     for name in names:
         progress(f"build: {name}", 0.0)
         STEPS[name](ctx)
         progress(f"build: {name}", 1.0)
     put: list[Any] = [parse_city_object(e) for e in ctx.entities.values() if e["id"] not in ctx.removed]
+    put += ctx.products
     tables = {}
     if ctx.layers:
         from twin.layers.registry import TABLE, Layers

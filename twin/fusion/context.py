@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import shapely
@@ -29,6 +30,8 @@ class BuildContext:
     store_tables: dict[str, set[str]] = field(default_factory=dict)  # bulk table -> asset ids holding rows
     report: dict[str, Any] = field(default_factory=dict)  # what each step did (shown by `twin build`)
     workers: int | None = None  # processes for per-tile work (None: all cores)
+    products: list[Any] = field(default_factory=list)  # product assets (SourceAsset) to commit
+    created: list[Path] = field(default_factory=list)  # product folders this build wrote (removed if it fails)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         return [e for e in self.entities.values() if e["type"] in types]

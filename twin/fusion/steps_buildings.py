@@ -70,11 +70,13 @@ def step_heights(ctx: BuildContext) -> None:
 
 
 LOD1_METHOD = "lod1-roof-p70-ground-p10"
+TERRAIN_RESOLUTION = 1.0  # metres per DTM/DSM cell
 
 
 def step_reality3d(ctx: BuildContext) -> None:
     """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
     individual trees, from the LiDAR."""
+    from twin.fusion.products import write_terrain_products
     from twin.reality3d.terrain import build_terrain
     from twin.reality3d.tiles import reconstruct_by_tile
     from twin.reality3d.trees import METHOD as TREE_METHOD
@@ -106,7 +108,10 @@ def step_reality3d(ctx: BuildContext) -> None:
                               attribute="lods", confidence=1.0)
             ctx.set_attribute(b, "lods", lods, prov, field_=True)
             b["quality"] = Quality(**q).model_dump(mode="json")
-    terrain = build_terrain(paths, resolution=1.0, crs=las_crs[0], to_crs=ctx.store.crs)
+    terrain = build_terrain(paths, resolution=TERRAIN_RESOLUTION, crs=las_crs[0], to_crs=ctx.store.crs)
+    products, created = write_terrain_products(ctx.store.root, terrain, clouds, TERRAIN_RESOLUTION, ctx.store.crs)
+    ctx.products += products
+    ctx.created += [created] if created else []
     trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
     keep = {t.id for t in trees}
     for v in ctx.of_type("Vegetation"):
@@ -114,5 +119,6 @@ def step_reality3d(ctx: BuildContext) -> None:
             ctx.removed.add(v["id"])
     for t in trees:
         put(ctx, t)
-    ctx.report["reality3d"] = {"buildings": len(buildings), "trees": len(trees)}
+    ctx.report["reality3d"] = {"buildings": len(buildings), "trees": len(trees),
+                               "terrain": {p.id: p.path for p in products}}
 

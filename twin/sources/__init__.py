@@ -95,9 +95,12 @@ def kind_of(path: Path, declared: str | None = None) -> SourceKind:
     """The kind of a source file: as declared, else from its extension; unknown extensions are an error."""
     if declared:
         try:
-            return SourceKind(declared)
+            kind = SourceKind(declared)
+            if kind is SourceKind.product:
+                raise ValueError(declared)
+            return kind
         except ValueError:
-            known = ", ".join(k.value for k in SourceKind)
+            known = ", ".join(k.value for k in SourceKind if k is not SourceKind.product)
             raise SourceError(path, f"unknown kind {declared!r}; known kinds: {known}") from None
     name = path.name.lower()
     if name.endswith((".city.json", ".cityjson")):

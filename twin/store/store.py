@@ -649,6 +649,11 @@ class Store:
         names = [d[0] for d in cur.description]
         return [row_to_feature(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
 
+    def asset_path(self, asset: dict[str, Any]) -> Path:
+        """The file of an asset record: source paths are absolute, build products are relative to the store root."""
+        p = Path(asset["path"])
+        return p if p.is_absolute() else self.root / p
+
     def changelog(self, version: int) -> list[dict[str, str]]:
         """The entity ids a commit touched and how (add / modify / remove)."""
         self.refresh()

@@ -1,0 +1,70 @@
+"""Raster products of the build (DTM, DSM, nDSM as COGs) kept in the store and catalogued as assets.
+
+Files go to ``<store>/products/terrain/<digest>/`` where the digest covers the input clouds' checksums, the
+resolution and the CRS: a rebuild over the same clouds reuses the folder and commits nothing new, a re-flown area
+gives a new folder (older versions keep pointing at theirs). The asset ``path`` is relative to the store root
+(:meth:`twin.store.Store.asset_path` resolves it), so a copied or moved store stays whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from data_models import Classification, Extent, SourceAsset, SourceKind
+from twin.catalog.assets import sha256_file
+from twin.sources.crs import bbox_wgs84
+
+TERRAIN_PRODUCTS = ("dtm", "dsm", "ndsm")
+PRODUCT_IDS = {name: f"prd-{name}" for name in TERRAIN_PRODUCTS}
+_DESCRIPTIONS = {"dtm": "digital terrain model (ground, gaps filled)", "dsm": "digital surface model (highest point)",
+                 "ndsm": "normalised heights above ground (DSM − DTM)"}
+
+
+def terrain_digest(clouds: list[dict[str, Any]], resolution: float, crs: str, method: str) -> str:
+    """A short digest of what the terrain rasters are made from."""
+    key = {"clouds": sorted((a["id"], a["checksum"]) for a in clouds), "resolution": resolution, "crs": crs,
+           "method": method, "format": 1}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_terrain_products(store_root: Path, terrain: Any, clouds: list[dict[str, Any]], resolution: float,
+                           crs: str) -> tuple[list[SourceAsset], Path | None]:
+    """Write the DTM/DSM/nDSM COGs (unless that exact set exists) and describe them as product assets.
+
+    Returns the assets and the folder when this call created it (the caller removes it if the commit fails)."""
+    from twin.reality3d.terrain import write_terrain
+
+    method = f"terrain-{terrain.ground_method}"
+    digest = terrain_digest(clouds, resolution, crs, method)
+    rel = Path("products") / "terrain" / digest
+    folder = store_root / rel
+    created = None
+    if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
+        tmp = store_root / "tmp" / f"terrain-{digest}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_terrain(terrain, tmp)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        created = folder
+    acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
+    ingested = max(a["ingested"] for a in clouds)
+    bbox = list(terrain.bounds)
+    assets = [
+        SourceAsset(
+            id=PRODUCT_IDS[name], kind=SourceKind.product, path=str(rel / f"{name}.tif"), crs=crs,
+            extent=Extent(bbox=bbox, bbox_wgs84=bbox_wgs84(bbox, crs)), acquired=acquired,
+            checksum=sha256_file(folder / f"{name}.tif"), size_bytes=(folder / f"{name}.tif").stat().st_size,
+            classification=max(Classification(a.get("classification", "public")) for a in clouds),
+            producer="twin build", ingested=ingested,
+            properties={"product": name, "description": _DESCRIPTIONS[name], "resolution": resolution,
+                        "method": method, "sources": sorted(a["id"] for a in clouds), "units": "m"},
+        )
+        for name in TERRAIN_PRODUCTS
+    ]
+    return assets, created
+
