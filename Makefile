@@ -53,7 +53,7 @@ test: install
 
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) node_modules twin-store demo-city .pytest_cache .ruff_cache
