@@ -155,6 +155,7 @@ def serve(
     path = _store_path(store)
     create_app(path)  # fail here, with a clear message, if the store cannot be opened
     console.print(f"twin serving {path} at [bold]http://{host}:{port}/[/]  (Ctrl-C to stop)")
+    console.print(f"3D viewer: [bold]http://{host}:{port}/viewer/[/]")
     if workers > 1:
         os.environ["TWIN_STORE"] = str(path.resolve())
         uvicorn.run("twin.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -1,7 +1,118 @@
-"""The web 3D viewer (CesiumJS, bundled at install time) at /viewer/."""
+"""The web 3D viewer at /viewer/: our page (twin/api/viewer/) and CesiumJS's prebuilt files at /viewer/cesium/….
+
+CesiumJS comes from npm (``make install`` runs ``npm ci``; ``node_modules/cesium/Build/Cesium``); nothing is fetched
+from a CDN or Cesium ion, so the viewer works offline. ``TWIN_CESIUM_DIR`` points at another build of Cesium
+(a folder holding ``Cesium.js``, ``index.js``, ``Workers/``, ``Assets/``, ``Widgets/``, ``ThirdParty/``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import os
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 router = APIRouter(tags=["viewer"])
+
+VIEWER_DIR = Path(__file__).resolve().parents[1] / "viewer"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CESIUM_ENV = "TWIN_CESIUM_DIR"
+CESIUM_SUBDIR = Path("node_modules") / "cesium" / "Build" / "Cesium"
+
+# explicit types: the system's mime.types is not always installed (slim containers), and Cesium needs these right
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".cjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8", ".json": "application/json", ".map": "application/json",
+    ".wasm": "application/wasm", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".svg": "image/svg+xml", ".ico": "image/x-icon", ".webp": "image/webp",
+    ".ktx2": "image/ktx2", ".glb": "model/gltf-binary", ".gltf": "model/gltf+json", ".bin": "application/octet-stream",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".txt": "text/plain; charset=utf-8",
+    ".md": "text/plain; charset=utf-8", ".xml": "application/xml", ".kml": "application/vnd.google-earth.kml+xml",
+}
+# Cesium's files only change with the npm package version: a day of caching, revalidated by ETag afterwards
+CESIUM_CACHE = "public, max-age=86400"
+# our page changes with the code; browsers revalidate it (cheap: ETag / Last-Modified from FileResponse)
+PAGE_CACHE = "no-cache"
+
+
+def cesium_dir() -> Path | None:
+    """The folder of CesiumJS's prebuilt files: ``$TWIN_CESIUM_DIR``, else ``node_modules`` at the repository root or
+    the working directory; None when none of them holds ``Cesium.js``."""
+    env = os.environ.get(CESIUM_ENV)
+    candidates = [Path(env)] if env else [REPO_ROOT / CESIUM_SUBDIR, Path.cwd() / CESIUM_SUBDIR]
+    for c in candidates:
+        if (c / "Cesium.js").is_file():
+            return c.resolve()
+    return None
+
+
+def _safe_file(root: Path, rel: str) -> Path:
+    """``root/rel`` when it is a file inside ``root``; 404 for anything else (``..``, absolute paths, links out)."""
+    if not rel or "\x00" in rel or "\\" in rel:
+        raise HTTPException(404, "not found")
+    parts = Path(rel).parts
+    if Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
+        raise HTTPException(404, "not found")
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise HTTPException(404, "not found")
+    return path
+
+
+def _file(request: Request, path: Path, cache: str) -> Response:
+    """The file with its media type, cache policy, ETag and Last-Modified; 304 when the client's copy is current."""
+    media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+    resp = FileResponse(path, media_type=media, headers=headers, stat_result=path.stat())
+    etag = resp.headers["etag"]
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={**headers, "ETag": etag})
+    return resp
+
+
+MISSING_CESIUM = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>twin viewer: CesiumJS missing</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:50rem}}</style></head><body>
+<h1>The 3D viewer needs CesiumJS</h1>
+<p>CesiumJS's prebuilt files were not found ({where}). Install them with <code>make install</code> (runs
+<code>npm ci</code> at the repository root; nothing is downloaded at run time), or point <code>{env}</code> at a
+folder that holds <code>Cesium.js</code>, <code>Workers/</code>, <code>Assets/</code> and <code>Widgets/</code>,
+then reload.</p>
+<p>The API itself works: <a href="/docs">/docs</a>.</p></body></html>"""
+
+
+def _missing() -> HTMLResponse:
+    env = os.environ.get(CESIUM_ENV)
+    where = f"{CESIUM_ENV}={env}" if env else f"looked in {REPO_ROOT / CESIUM_SUBDIR}"
+    import html
+
+    return HTMLResponse(MISSING_CESIUM.format(where=html.escape(where), env=CESIUM_ENV), status_code=503,
+                        headers={"Cache-Control": "no-store", "Retry-After": "3600"})
+
+
+@router.get("/viewer", include_in_schema=False)
+def viewer_redirect() -> RedirectResponse:
+    return RedirectResponse("/viewer/", status_code=307)
+
+
+@router.get("/viewer/", response_class=HTMLResponse, summary="The web 3D viewer (CesiumJS, offline, no ion)")
+def viewer_page(request: Request) -> Response:
+    """The viewer page; a 503 page naming ``make install`` when CesiumJS is not installed."""
+    if cesium_dir() is None:
+        return _missing()
+    return _file(request, VIEWER_DIR / "index.html", PAGE_CACHE)
+
+
+@router.get("/viewer/cesium/{path:path}", include_in_schema=False)
+def cesium_file(path: str, request: Request) -> Response:
+    root = cesium_dir()
+    if root is None:
+        return _missing()
+    return _file(request, _safe_file(root, path), CESIUM_CACHE)
+
+
+@router.get("/viewer/{path:path}", include_in_schema=False)
+def viewer_file(path: str, request: Request) -> Response:
+    return _file(request, _safe_file(VIEWER_DIR, path), PAGE_CACHE)

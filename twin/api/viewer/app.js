@@ -1,0 +1,815 @@
+// twin's web 3D viewer: CesiumJS (served by twin from node_modules, no Cesium ion) over twin's own API.
+//
+// Tilesets   /tiles/{branch}/{version}/{buildings|terrain|pointcloud}/tileset.json (3D Tiles 1.1)
+// Buildings  /collections/buildings/items/{id}?branch=&as_of=  (OGC API Features; id from the picked feature)
+// Imagery    /imagery/tilejson.json, /imagery/{z}/{x}/{y}.png  (Web Mercator XYZ)
+// Layers     /layers, /layers/{name}, /layers/{name}/cells?format=geojson|json&res=&start=&end=&branch=&as_of=
+// History    /branches, /commits?branch=
+//
+// URL parameters: branch, version (integer or latest), colorBy (none|height|roof_type|rmse|valid|marker),
+// layer, res, pointcloud=0, test=1 (small canvas, no animations, buildings in the marker colour, see docs/viewer.md).
+// Test hooks: window.twin (documented in docs/viewer.md).
+import * as Cesium from "./cesium/index.js";
+
+const params = new URLSearchParams(location.search);
+const TEST = params.get("test") === "1";
+const MARKER = "#ff00ff"; // the test colour of buildings: magenta does not occur in imagery or terrain
+const KINDS = ["terrain", "buildings", "pointcloud"];
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  branch: params.get("branch") || "main",
+  version: params.get("version") || "latest",
+  colorBy: params.get("colorBy") || (TEST ? "marker" : "none"),
+  tilesets: {}, // kind -> Cesium3DTileset
+  tilesetErrors: {}, // kind -> message
+  selected: null, // {id, feature, record}
+  layer: null, // {spec, res, buckets, values, cells, primitive, index}
+  errors: [],
+  generation: 0, // bumped on every branch/version switch; stale async results are dropped
+  imagery: null,
+};
+
+// ---------------------------------------------------------------- errors, fetch
+
+function showError(message) {
+  const text = String(message);
+  state.errors.push(text);
+  const li = document.createElement("li");
+  li.textContent = text;
+  $("errors").append(li);
+  while ($("errors").children.length > 5) $("errors").firstElementChild.remove();
+  setTimeout(() => li.remove(), TEST ? 600_000 : 15_000);
+}
+
+window.addEventListener("error", (e) => showError(`error: ${e.message}`));
+window.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault(); // shown in the page instead of an unhandled rejection in the console
+  showError(`error: ${e.reason?.message ?? e.reason}`);
+});
+
+class HttpError extends Error {
+  constructor(url, status, detail) {
+    super(`${url}: HTTP ${status}${detail ? ` — ${detail}` : ""}`);
+    this.status = status;
+  }
+}
+
+async function getJSON(url) {
+  let r;
+  try {
+    r = await fetch(url, { headers: { Accept: "application/json, application/geo+json" } });
+  } catch (e) {
+    throw new Error(`${url}: ${e.message}`);
+  }
+  if (!r.ok) {
+    let detail = "";
+    try {
+      detail = (await r.json()).detail ?? "";
+    } catch {
+      /* not JSON */
+    }
+    throw new HttpError(url, r.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return r.json();
+}
+
+function query(extra = {}) {
+  const q = new URLSearchParams({ branch: state.branch });
+  if (state.version !== "latest") q.set("as_of", state.version);
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== null) q.set(k, v);
+  return q.toString();
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+function syncUrl() {
+  const q = new URLSearchParams(location.search);
+  q.set("branch", state.branch);
+  q.set("version", state.version);
+  q.set("colorBy", state.colorBy);
+  if (state.layer) q.set("layer", state.layer.spec.name);
+  else q.delete("layer");
+  history.replaceState(null, "", `${location.pathname}?${q}`);
+}
+
+// ---------------------------------------------------------------- the Cesium viewer (offline: no ion anywhere)
+
+if (TEST) document.body.classList.add("test");
+const viewer = new Cesium.Viewer("cesium", {
+  baseLayer: false, // no ion world imagery: our own imagery is added below
+  baseLayerPicker: false,
+  geocoder: false,
+  homeButton: false,
+  sceneModePicker: false,
+  navigationHelpButton: false,
+  animation: false,
+  timeline: false,
+  fullscreenButton: false,
+  infoBox: false,
+  selectionIndicator: false,
+  requestRenderMode: true, // render only when something changed: idle viewers cost no CPU/GPU
+  maximumRenderTimeChange: Infinity,
+  msaaSamples: TEST ? 1 : 4,
+});
+const scene = viewer.scene;
+scene.globe.baseColor = Cesium.Color.fromCssColorString("#3a4048");
+scene.globe.depthTestAgainstTerrain = false;
+scene.globe.enableLighting = false;
+if (TEST) {
+  scene.skyAtmosphere.show = false;
+  scene.skyBox.show = false;
+  scene.sun.show = false;
+  scene.moon.show = false;
+  scene.fog.enabled = false;
+  scene.globe.showGroundAtmosphere = false;
+  scene.postProcessStages.fxaa.enabled = false;
+}
+viewer.cesiumWidget.creditContainer.style.display = TEST ? "none" : "";
+
+// a render error stops Cesium's loop: report it in the page (Cesium also shows its own panel)
+scene.renderError.addEventListener((_, err) => showError(`render error: ${err?.message ?? err}`));
+
+// ---------------------------------------------------------------- imagery base map
+
+async function loadImagery() {
+  try {
+    const tj = await getJSON("/imagery/tilejson.json");
+    const [w, s, e, n] = tj.bounds ?? [-180, -85.05, 180, 85.05];
+    const provider = new Cesium.UrlTemplateImageryProvider({
+      url: new URL(tj.tiles?.[0] ?? "/imagery/{z}/{x}/{y}.png", location.href).href,
+      tilingScheme: new Cesium.WebMercatorTilingScheme(),
+      rectangle: Cesium.Rectangle.fromDegrees(w, s, e, n),
+      minimumLevel: tj.minzoom ?? 0,
+      maximumLevel: tj.maxzoom ?? 19,
+      credit: new Cesium.Credit(tj.attribution || "twin imagery"),
+    });
+    const layer = viewer.imageryLayers.addImageryProvider(provider);
+    layer.errorEvent?.addEventListener((err) => showError(`imagery: ${err?.message ?? err}`));
+    provider.errorEvent.addEventListener((err) => {
+      // a missing tile at the edge is not worth a message each time; report the first few
+      if ((state.imageryFailures = (state.imageryFailures ?? 0) + 1) <= 3) showError(`imagery tile: ${err.message}`);
+    });
+    state.imagery = { tilejson: tj, rectangle: Cesium.Rectangle.fromDegrees(w, s, e, n) };
+  } catch (e) {
+    showError(`imagery: ${e.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- tilesets
+
+function tilesetUrl(kind) {
+  const b = encodeURIComponent(state.branch);
+  return `/tiles/${b}/${encodeURIComponent(state.version)}/${kind}/tileset.json`;
+}
+
+async function loadTileset(kind, generation) {
+  const url = tilesetUrl(kind);
+  try {
+    const ts = await Cesium.Cesium3DTileset.fromUrl(url, {
+      maximumScreenSpaceError: kind === "pointcloud" ? 8 : 16,
+      showCreditsOnScreen: false,
+    });
+    if (generation !== state.generation) return; // the user switched branch/version meanwhile
+    ts.tileFailed.addEventListener((e) => showError(`${kind} tile ${e.url}: ${e.message}`));
+    if (kind === "pointcloud") {
+      ts.style = new Cesium.Cesium3DTileStyle({ pointSize: TEST ? 2 : 3 });
+    }
+    ts.show = $(`show-${kind}`).checked;
+    scene.primitives.add(ts);
+    state.tilesets[kind] = ts;
+    delete state.tilesetErrors[kind];
+    if (kind === "buildings") applyBuildingStyle();
+  } catch (e) {
+    const msg = e?.statusCode ? `HTTP ${e.statusCode}` : e?.message ?? String(e);
+    state.tilesetErrors[kind] = msg;
+    showError(`${kind} tileset ${url}: ${msg}`);
+  }
+}
+
+async function loadTilesets() {
+  const generation = ++state.generation;
+  for (const ts of Object.values(state.tilesets)) scene.primitives.remove(ts); // destroys them
+  state.tilesets = {};
+  state.tilesetErrors = {};
+  clearSelection();
+  await Promise.all(KINDS.map((k) => loadTileset(k, generation)));
+  scene.requestRender();
+}
+
+function flyToCity(duration) {
+  const ts = state.tilesets.buildings ?? state.tilesets.terrain ?? state.tilesets.pointcloud;
+  if (ts) {
+    const bs = ts.boundingSphere;
+    const range = Math.max(bs.radius * (TEST ? 1.9 : 2.4), 200);
+    viewer.camera.flyToBoundingSphere(bs, {
+      offset: new Cesium.HeadingPitchRange(Cesium.Math.toRadians(20), Cesium.Math.toRadians(-50), range),
+      duration,
+    });
+  } else if (state.imagery) {
+    viewer.camera.flyTo({ destination: state.imagery.rectangle, duration });
+  }
+}
+
+// ---------------------------------------------------------------- building colours
+
+const RAMP5 = ["#2c7bb6", "#abd9e9", "#ffffbf", "#fdae61", "#d7191c"];
+const NODATA = "#9e9e9e";
+const ROOF_COLOURS = {
+  flat: "#8dd3c7", gable: "#fb8072", hip: "#80b1d3", shed: "#fdb462", mansard: "#bc80bd", dome: "#ffed6f",
+  complex: "#b3de69", unknown: "#d9d9d9",
+};
+
+function binned(prop, edges, unit) {
+  // conditions are evaluated in order and stop at the first true one: missing values never reach the comparisons
+  const conditions = [[`\${${prop}} === undefined || \${${prop}} === null || isNaN(\${${prop}})`, `color('${NODATA}')`]];
+  const legend = [];
+  for (let i = edges.length; i >= 0; i--) {
+    const lo = i > 0 ? edges[i - 1] : null;
+    const cond = lo === null ? "true" : `\${${prop}} >= ${lo}`;
+    conditions.push([cond, `color('${RAMP5[i]}')`]);
+  }
+  for (let i = 0; i <= edges.length; i++) {
+    const lo = i > 0 ? edges[i - 1] : null;
+    const hi = i < edges.length ? edges[i] : null;
+    const label = lo === null ? `< ${hi} ${unit}` : hi === null ? `≥ ${lo} ${unit}` : `${lo}–${hi} ${unit}`;
+    legend.push([RAMP5[i], label]);
+  }
+  legend.push([NODATA, "no value"]);
+  return { conditions, legend };
+}
+
+function buildingStyle(by) {
+  switch (by) {
+    case "height":
+      return binned("height", [10, 20, 35, 60], "m");
+    case "rmse":
+      return binned("rmse", [0.25, 0.5, 1, 2], "m");
+    case "roof_type": {
+      const conditions = Object.entries(ROOF_COLOURS).map(([k, c]) => [`\${roof_type} === '${k}'`, `color('${c}')`]);
+      conditions.push(["true", `color('${NODATA}')`]);
+      return { conditions, legend: [...Object.entries(ROOF_COLOURS), [NODATA, "no value"]] };
+    }
+    case "valid":
+      return {
+        conditions: [
+          ["${valid} === true || ${valid} === 1 || ${valid} === 'true'", "color('#4caf50')"],
+          ["${valid} === false || ${valid} === 0 || ${valid} === 'false'", "color('#e53935')"],
+          ["true", `color('${NODATA}')`],
+        ],
+        legend: [["#4caf50", "valid solid"], ["#e53935", "invalid"], [NODATA, "not checked"]],
+      };
+    case "marker":
+      return { conditions: [["true", `color('${MARKER}')`]], legend: [[MARKER, "all buildings (test colour)"]] };
+    default:
+      return { conditions: [["true", "color('#e3ddd0')"]], legend: [] };
+  }
+}
+
+function applyBuildingStyle() {
+  const { conditions, legend } = buildingStyle(state.colorBy);
+  const ts = state.tilesets.buildings;
+  if (ts) ts.style = new Cesium.Cesium3DTileStyle({ color: { conditions } });
+  const ul = $("legend");
+  ul.replaceChildren(
+    ...legend.map(([c, label]) => {
+      const li = document.createElement("li");
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = c;
+      li.append(sw, document.createTextNode(label));
+      return li;
+    }),
+  );
+  if (state.selected?.feature) highlight(state.selected.feature);
+  scene.requestRender();
+}
+
+// ---------------------------------------------------------------- picking and the building panel
+
+function pickedBuildingId(position) {
+  const picked = scene.pick(position);
+  const ts = state.tilesets.buildings;
+  if (!(picked instanceof Cesium.Cesium3DTileFeature) || !ts || picked.tileset !== ts) return null;
+  const id = picked.getProperty("id");
+  return id === undefined || id === null ? null : { id: String(id), feature: picked };
+}
+
+function highlight(feature) {
+  try {
+    feature.color = Cesium.Color.YELLOW;
+  } catch {
+    /* the feature's tile was unloaded */
+  }
+}
+
+function clearSelection() {
+  const f = state.selected?.feature;
+  state.selected = null;
+  if (f) {
+    try {
+      const ts = state.tilesets.buildings;
+      if (ts) ts.makeStyleDirty();
+    } catch {
+      /* destroyed */
+    }
+  }
+  $("details").hidden = true;
+  scene.requestRender();
+}
+
+function cell(v) {
+  if (v === null || v === undefined || v === "") return "—";
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3).replace(/\.?0+$/, "");
+  if (typeof v === "object") return JSON.stringify(v);
+  return String(v);
+}
+
+function table(rows) {
+  const t = document.createElement("table");
+  for (const [k, v, cls] of rows) {
+    const tr = t.insertRow();
+    const th = document.createElement("th");
+    th.textContent = k;
+    const td = tr.insertCell();
+    td.textContent = cell(v);
+    if (cls) td.className = cls;
+    tr.prepend(th);
+  }
+  return t;
+}
+
+function heading(text) {
+  const h = document.createElement("h3");
+  h.textContent = text;
+  return h;
+}
+
+async function showBuilding(id, feature) {
+  if (state.selected?.feature) clearSelection();
+  state.selected = { id, feature, record: null, loading: true };
+  if (feature) highlight(feature);
+  scene.requestRender();
+  $("details").hidden = false;
+  $("building-id").textContent = id;
+  const body = $("building-body");
+  body.replaceChildren(document.createTextNode("loading…"));
+  const url = `/collections/buildings/items/${encodeURIComponent(id)}?${query()}`;
+  const generation = state.generation;
+  try {
+    const rec = await getJSON(url);
+    if (state.selected?.id !== id || generation !== state.generation) return;
+    state.selected.record = rec;
+    renderBuilding(rec, body);
+  } catch (e) {
+    if (state.selected?.id !== id) return;
+    body.replaceChildren(document.createTextNode(`could not load the record: ${e.message}`));
+    showError(`building ${id}: ${e.message}`);
+  } finally {
+    if (state.selected?.id === id) state.selected.loading = false;
+  }
+}
+
+function renderBuilding(rec, body) {
+  const p = rec.properties ?? {};
+  const attrs = p.attributes ?? {};
+  const q = p.quality ?? {};
+  const parts = [];
+  parts.push(
+    table([
+      ["type", p.type ?? p.feature_type ?? "Building"],
+      ["height", p.height != null ? `${cell(p.height)} m` : null],
+      ["roof type", p.roof_type ?? attrs.roof_type],
+      ["use", p.use ?? attrs.use],
+      ["storeys", p.storeys ?? attrs.storeys],
+      ["LoD", p.lod ?? (Array.isArray(p.lods) ? p.lods.join(", ") : undefined)],
+      ["classification", p.classification],
+      ["valid from", p.valid_from],
+      ["version", p._store?.version ?? p.version],
+    ].filter(([, v]) => v !== undefined)),
+  );
+  parts.push(heading("quality"));
+  const qrows = [
+    ["RMSE", q.rmse != null ? `${cell(q.rmse)} m` : null],
+    ["valid", q.valid, q.valid === true ? "good" : q.valid === false ? "bad" : ""],
+    ["point density", q.point_density != null ? `${cell(q.point_density)} /m²` : null],
+    ["flags", Array.isArray(q.flags) ? q.flags.join(", ") || "none" : q.flags],
+  ];
+  for (const [k, v] of Object.entries(q)) if (!["rmse", "valid", "point_density", "flags"].includes(k)) qrows.push([k, v]);
+  parts.push(table(qrows));
+  parts.push(heading("provenance"));
+  const prov = Array.isArray(p.provenance) ? p.provenance : [];
+  if (!prov.length) parts.push(document.createTextNode("none recorded"));
+  else {
+    const t = document.createElement("table");
+    t.className = "provenance";
+    const hr = t.insertRow();
+    for (const h of ["attribute", "method", "source", "acquired"]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      hr.append(th);
+    }
+    for (const pr of prov) {
+      const tr = t.insertRow();
+      for (const v of [pr.attribute, pr.method, pr.source_asset_id, pr.acquired]) tr.insertCell().textContent = cell(v);
+    }
+    parts.push(t);
+  }
+  const links = document.createElement("p");
+  const hist = document.createElement("a");
+  hist.href = `/entities/${encodeURIComponent(rec.id)}/history?branch=${encodeURIComponent(state.branch)}`;
+  hist.textContent = "history (JSON)";
+  hist.target = "_blank";
+  links.append(hist);
+  parts.push(links);
+  const det = document.createElement("details");
+  const sum = document.createElement("summary");
+  sum.textContent = "full record";
+  const pre = document.createElement("pre");
+  pre.textContent = JSON.stringify(rec, null, 1);
+  det.append(sum, pre);
+  parts.push(det);
+  body.replaceChildren(...parts);
+}
+
+const handler = new Cesium.ScreenSpaceEventHandler(scene.canvas);
+handler.setInputAction((click) => {
+  const hit = pickedBuildingId(click.position);
+  if (hit) showBuilding(hit.id, hit.feature);
+  else clearSelection();
+}, Cesium.ScreenSpaceEventType.LEFT_CLICK);
+$("close-details").addEventListener("click", clearSelection);
+
+// ---------------------------------------------------------------- H3 layer drape with a time slider
+
+const VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
+const VIRIDIS_RGB = VIRIDIS.map((c) => Cesium.Color.fromCssColorString(c));
+const LAYER_ALPHA = 0.6;
+
+function rampColour(v, lo, hi) {
+  const t = hi > lo ? Math.min(1, Math.max(0, (v - lo) / (hi - lo))) : 0.5;
+  const x = t * (VIRIDIS_RGB.length - 1);
+  const i = Math.min(VIRIDIS_RGB.length - 2, Math.floor(x));
+  const c = Cesium.Color.lerp(VIRIDIS_RGB[i], VIRIDIS_RGB[i + 1], x - i, new Cesium.Color());
+  c.alpha = LAYER_ALPHA;
+  return c;
+}
+
+async function loadLayerList() {
+  const sel = $("layer");
+  const keep = state.layer?.spec.name ?? params.get("layer") ?? "";
+  try {
+    const layers = await getJSON(`/layers?${query()}`);
+    sel.replaceChildren(new Option("— none —", ""));
+    for (const l of layers) {
+      const label = `${l.name}${l.time_bucket ? ` (${l.time_bucket})` : ""}`;
+      sel.append(new Option(label, l.name));
+    }
+    sel.value = layers.some((l) => l.name === keep) ? keep : "";
+  } catch (e) {
+    showError(`layers: ${e.message}`);
+  }
+  return sel.value;
+}
+
+function removeLayer() {
+  stopPlay();
+  if (state.layer?.primitive) scene.primitives.remove(state.layer.primitive);
+  state.layer = null;
+  $("time-row").hidden = true;
+  $("layer-legend").hidden = true;
+  $("layer-info").textContent = "";
+  $("layer-res").disabled = true;
+  scene.requestRender();
+}
+
+async function loadLayer(name, res) {
+  removeLayer();
+  syncUrl();
+  if (!name) return;
+  const generation = state.generation;
+  const info = $("layer-info");
+  info.textContent = "loading…";
+  try {
+    const spec = await getJSON(`/layers/${encodeURIComponent(name)}?${query()}`);
+    const resolutions = spec.resolutions;
+    if (!resolutions.includes(res)) res = resolutions[resolutions.length - 1];
+    const rs = $("layer-res");
+    rs.replaceChildren(...resolutions.map((r) => new Option(String(r), String(r))));
+    rs.value = String(res);
+    rs.disabled = false;
+    const base = `/layers/${encodeURIComponent(name)}/cells?`;
+    // polygons once per cell: a time layer is re-aggregated to one long bucket (or read whole if refused)
+    let geo;
+    if (spec.time_bucket) {
+      try {
+        geo = await getJSON(base + query({ res, format: "geojson", bucket: "52w" }));
+      } catch {
+        geo = await getJSON(base + query({ res, format: "geojson" }));
+      }
+    } else geo = await getJSON(base + query({ res, format: "geojson" }));
+    const rows = spec.time_bucket ? await getJSON(base + query({ res, format: "json" })) : null;
+    if (generation !== state.generation) return;
+    const rings = new Map();
+    for (const f of geo.features) if (!rings.has(f.properties.cell)) rings.set(f.properties.cell, f.geometry.coordinates[0]);
+    const values = new Map(); // t ("" for static) -> Map(cell -> value)
+    const add = (t, c, v) => {
+      if (!values.has(t)) values.set(t, new Map());
+      if (v !== null && v !== undefined && Number.isFinite(v)) values.get(t).set(c, v);
+    };
+    if (rows) for (const r of rows) add(r.t ?? "", r.cell, r.value);
+    else for (const f of geo.features) add(f.properties.t ?? "", f.properties.cell, f.properties.value);
+    const buckets = [...values.keys()].sort();
+    const all = [...values.values()].flatMap((m) => [...m.values()]).sort((a, b) => a - b);
+    // the colour domain: 2nd–98th percentile over every bucket, so one outlier does not wash the ramp out
+    const pct = (p) => (all.length ? all[Math.min(all.length - 1, Math.max(0, Math.round(p * (all.length - 1))))] : 0);
+    const lo = pct(0.02);
+    const hi = pct(0.98);
+    const instances = [...rings.entries()].map(
+      ([c, ring]) =>
+        new Cesium.GeometryInstance({
+          id: c,
+          geometry: new Cesium.PolygonGeometry({
+            polygonHierarchy: new Cesium.PolygonHierarchy(Cesium.Cartesian3.fromDegreesArray(ring.flat())),
+          }),
+          attributes: { color: Cesium.ColorGeometryInstanceAttribute.fromColor(Cesium.Color.TRANSPARENT) },
+        }),
+    );
+    const primitive = instances.length
+      ? new Cesium.GroundPrimitive({
+          geometryInstances: instances,
+          appearance: new Cesium.PerInstanceColorAppearance({ flat: true, translucent: true }),
+          classificationType: Cesium.ClassificationType.BOTH, // drapes over the terrain tileset and the globe
+        })
+      : null;
+    if (primitive) scene.primitives.add(primitive);
+    state.layer = { spec, res, buckets, values, cells: [...rings.keys()], primitive, index: 0, lo, hi, applied: -1 };
+    $("layer-min").textContent = cell(lo);
+    $("layer-max").textContent = cell(hi);
+    $("layer-unit").textContent = spec.unit === "1" ? "" : spec.unit;
+    $("layer-legend").hidden = false;
+    const slider = $("time");
+    slider.max = String(Math.max(0, buckets.length - 1));
+    slider.value = "0";
+    $("time-row").hidden = !spec.time_bucket;
+    info.textContent = `${spec.variable}: ${rings.size} cells at res ${res}` +
+      (spec.time_bucket ? `, ${buckets.length} × ${spec.time_bucket}` : "") + (spec.description ? ` — ${spec.description}` : "");
+    setBucket(0);
+    syncUrl();
+  } catch (e) {
+    info.textContent = "";
+    showError(`layer ${name}: ${e.message}`);
+  }
+}
+
+function setBucket(i) {
+  const L = state.layer;
+  if (!L) return;
+  L.index = Math.max(0, Math.min(L.buckets.length - 1, i));
+  $("time").value = String(L.index);
+  const t = L.buckets[L.index];
+  $("time-label").textContent = t ? t.replace("T", " ").replace(":00Z", " UTC") : "";
+  colourLayer();
+}
+
+function colourLayer() {
+  const L = state.layer;
+  if (!L?.primitive) return;
+  if (!L.primitive.ready) {
+    // per-instance attributes exist once the primitive is built: colour it after the next frame
+    if (!L.waiting) {
+      L.waiting = true;
+      const off = scene.postRender.addEventListener(() => {
+        if (state.layer !== L) return off();
+        if (L.primitive.ready) {
+          off();
+          L.waiting = false;
+          colourLayer();
+        } else scene.requestRender();
+      });
+    }
+    scene.requestRender();
+    return;
+  }
+  const vals = L.values.get(L.buckets[L.index]) ?? new Map();
+  for (const c of L.cells) {
+    const a = L.primitive.getGeometryInstanceAttributes(c);
+    if (!a) continue;
+    const v = vals.get(c);
+    const col = v === undefined ? Cesium.Color.TRANSPARENT : rampColour(v, L.lo, L.hi);
+    a.color = Cesium.ColorGeometryInstanceAttribute.toValue(col, a.color);
+  }
+  L.applied = L.index;
+  scene.requestRender();
+}
+
+let playTimer = null;
+function stopPlay() {
+  if (playTimer) clearInterval(playTimer);
+  playTimer = null;
+  $("play").textContent = "▶";
+  $("play").setAttribute("aria-label", "play");
+}
+function togglePlay() {
+  if (playTimer) return stopPlay();
+  const L = state.layer;
+  if (!L || L.buckets.length < 2) return;
+  $("play").textContent = "⏸";
+  $("play").setAttribute("aria-label", "pause");
+  playTimer = setInterval(() => {
+    if (!state.layer) return stopPlay();
+    setBucket((state.layer.index + 1) % state.layer.buckets.length);
+  }, TEST ? 250 : 600);
+}
+
+// ---------------------------------------------------------------- branch / version switcher
+
+async function loadBranches() {
+  try {
+    const branches = await getJSON("/branches");
+    const sel = $("branch");
+    sel.replaceChildren(...branches.map((b) => new Option(b.name, b.name)));
+    if (!branches.some((b) => b.name === state.branch)) {
+      if (branches.length) showError(`branch ${state.branch} does not exist; showing ${branches[0].name}`);
+      state.branch = branches[0]?.name ?? "main";
+    }
+    sel.value = state.branch;
+  } catch (e) {
+    showError(`branches: ${e.message}`);
+  }
+}
+
+async function loadVersions() {
+  const sel = $("version");
+  try {
+    const commits = await getJSON(`/commits?branch=${encodeURIComponent(state.branch)}`);
+    sel.replaceChildren(new Option("latest", "latest"));
+    for (const c of commits) {
+      const when = String(c.time).slice(0, 16).replace("T", " ");
+      sel.append(new Option(`v${c.version} ${when} — ${c.message}`.slice(0, 70), String(c.version)));
+    }
+    if (![...sel.options].some((o) => o.value === state.version)) state.version = "latest";
+    sel.value = state.version;
+  } catch (e) {
+    showError(`commits: ${e.message}`);
+  }
+}
+
+async function switchTo(branch, version) {
+  state.branch = branch;
+  state.version = version;
+  if (branch !== $("branch").value) $("branch").value = branch;
+  await loadVersions();
+  syncUrl();
+  const layerName = state.layer?.spec.name ?? "";
+  const res = state.layer?.res;
+  await loadTilesets();
+  await loadLayerList();
+  if (layerName) await loadLayer($("layer").value === layerName ? layerName : "", res);
+  setStatus(statusText());
+}
+
+function statusText() {
+  const n = Object.keys(state.tilesets).length;
+  return `${state.branch} @ ${state.version}: ${n}/${KINDS.length} tilesets`;
+}
+
+// ---------------------------------------------------------------- controls
+
+for (const kind of KINDS) {
+  $(`show-${kind}`).addEventListener("change", (e) => {
+    const ts = state.tilesets[kind];
+    if (ts) ts.show = e.target.checked;
+    scene.requestRender();
+  });
+}
+$("color-by").addEventListener("change", (e) => {
+  state.colorBy = e.target.value;
+  applyBuildingStyle();
+  syncUrl();
+});
+$("branch").addEventListener("change", (e) => switchTo(e.target.value, "latest"));
+$("version").addEventListener("change", (e) => switchTo(state.branch, e.target.value));
+$("layer").addEventListener("change", (e) => loadLayer(e.target.value));
+$("layer-res").addEventListener("change", (e) => loadLayer(state.layer?.spec.name ?? $("layer").value, Number(e.target.value)));
+$("time").addEventListener("input", (e) => setBucket(Number(e.target.value)));
+$("play").addEventListener("click", togglePlay);
+
+if (TEST || state.colorBy === "marker") $("color-by").append(new Option("test colour (marker)", "marker"));
+$("color-by").value = state.colorBy;
+if (params.get("pointcloud") === "0") $("show-pointcloud").checked = false;
+
+// ---------------------------------------------------------------- start
+
+async function screenPositionOf(id) {
+  // the building's footprint centre from the features API, at heights between the ground and its roof; the first
+  // window position where a pick returns this id (null when it is off screen or hidden behind something)
+  const rec = await getJSON(`/collections/buildings/items/${encodeURIComponent(id)}?${query()}`);
+  const g = rec.geometry;
+  const ring = g.type === "Polygon" ? g.coordinates[0] : g.type === "MultiPolygon" ? g.coordinates[0][0] : null;
+  if (!ring) return null;
+  const pts = ring.slice(0, -1);
+  const lon = pts.reduce((s, p) => s + p[0], 0) / pts.length;
+  const lat = pts.reduce((s, p) => s + p[1], 0) / pts.length;
+  const ts = state.tilesets.buildings;
+  const region = ts?.root?.boundingVolume;
+  const ground = Number.isFinite(region?.minimumHeight) ? region.minimumHeight : 0;
+  const h = Number(rec.properties?.height) || 10;
+  for (const f of [1, 0.6, 0.3, 0.9, 0]) {
+    const win = Cesium.SceneTransforms.worldToWindowCoordinates(scene, Cesium.Cartesian3.fromDegrees(lon, lat, ground + f * h));
+    if (!win) continue;
+    const hit = pickedBuildingId(win);
+    if (hit?.id === id) return { x: win.x, y: win.y };
+  }
+  return null;
+}
+
+function loadedBuildingIds(limit = 1000) {
+  // ids of building features in the tiles currently loaded (for tests and debugging)
+  const ids = new Set();
+  const ts = state.tilesets.buildings;
+  if (!ts) return [];
+  const visit = (tile) => {
+    const c = tile.content;
+    if (c?.featuresLength) {
+      for (let i = 0; i < c.featuresLength && ids.size < limit; i++) {
+        const v = c.getFeature(i).getProperty("id");
+        if (v !== undefined && v !== null) ids.add(String(v));
+      }
+    }
+    for (const ch of tile.children) visit(ch);
+  };
+  visit(ts.root);
+  return [...ids];
+}
+
+let resolveReady;
+// Test hooks (docs/viewer.md): harmless in normal use, they only read state or do what a click would do.
+window.twin = {
+  ready: new Promise((r) => (resolveReady = r)),
+  viewer,
+  test: TEST,
+  state,
+  errors: state.errors,
+  tilesLoaded() {
+    scene.requestRender();
+    const sets = Object.values(state.tilesets).filter((ts) => ts.show);
+    return scene.globe.tilesLoaded && sets.every((ts) => ts.tilesLoaded);
+  },
+  tilesets() {
+    return Object.fromEntries(
+      KINDS.map((k) => [k, state.tilesets[k] ? { show: state.tilesets[k].show, loaded: state.tilesets[k].tilesLoaded } : { error: state.tilesetErrors[k] ?? "not loaded" }]),
+    );
+  },
+  pickAt(x, y) {
+    return pickedBuildingId(new Cesium.Cartesian2(x, y))?.id ?? null;
+  },
+  screenPositionOf,
+  loadedBuildingIds,
+  selected() {
+    return state.selected ? { id: state.selected.id, loaded: !!state.selected.record, loading: !!state.selected.loading } : null;
+  },
+  layer() {
+    const L = state.layer;
+    if (!L) return null;
+    return {
+      name: L.spec.name, res: L.res, buckets: L.buckets.length, index: L.index, t: L.buckets[L.index] ?? null,
+      cells: L.cells.length, shown: (L.values.get(L.buckets[L.index]) ?? new Map()).size,
+      ready: !!L.primitive?.ready && L.applied === L.index, min: L.lo, max: L.hi,
+    };
+  },
+  setLayer: (name, res) => { $("layer").value = name; return loadLayer(name, res); },
+  setBucket,
+  setColorBy(by) {
+    state.colorBy = by;
+    $("color-by").value = by;
+    applyBuildingStyle();
+  },
+  switchTo,
+  flyToCity: () => flyToCity(0),
+  render() {
+    scene.render();
+  },
+};
+
+async function start() {
+  await loadBranches();
+  await loadVersions();
+  syncUrl();
+  const imagery = loadImagery();
+  await loadTilesets();
+  await imagery;
+  applyBuildingStyle();
+  flyToCity(TEST ? 0 : 2);
+  const layerName = await loadLayerList();
+  if (layerName) await loadLayer(layerName, params.get("res") ? Number(params.get("res")) : undefined);
+  setStatus(statusText());
+  resolveReady();
+}
+
+start().catch((e) => {
+  showError(`viewer: ${e.message}`);
+  resolveReady();
+});
