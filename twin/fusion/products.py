@@ -31,29 +31,36 @@ def terrain_digest(clouds: list[dict[str, Any]], resolution: float, crs: str, me
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_terrain_products(store_root: Path, terrain: Any, clouds: list[dict[str, Any]], resolution: float,
-                           crs: str) -> tuple[list[SourceAsset], Path | None]:
-    """Write the DTM/DSM/nDSM COGs (unless that exact set exists) and describe them as product assets.
+def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds: list[list[float]], crs: str,
+                     resolution: float, workers: int | None, progress: Any = None) -> tuple[list[SourceAsset], Any,
+                                                                                            Path | None]:
+    """DTM/DSM/nDSM COGs and treetops of ``clouds`` by block (:mod:`twin.reality3d.terrain_tiles`).
 
-    Returns the assets and the folder when this call created it (the caller removes it if the commit fails)."""
-    from twin.reality3d.terrain import write_terrain
+    The rasters land in the content-addressed folder unless that exact set is there already; returns the product
+    assets, the :class:`TiledTerrain` and the folder when this call created it (removed by the build if it fails)."""
+    from twin.reality3d.terrain_tiles import terrain_by_tile
 
-    method = f"terrain-{terrain.ground_method}"
-    digest = terrain_digest(clouds, resolution, crs, method)
+    method_key = "terrain-tiled"
+    digest = terrain_digest(clouds, resolution, crs, method_key)
     rel = Path("products") / "terrain" / digest
     folder = store_root / rel
-    created = None
-    if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
-        tmp = store_root / "tmp" / f"terrain-{digest}"
+    tmp = store_root / "tmp" / f"terrain-{digest}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tt = terrain_by_tile([Path(a["path"]) for a in clouds], tmp, resolution=resolution,
+                             crs=clouds[0].get("crs"), to_crs=crs, las_bounds=las_bounds, workers=workers,
+                             progress=progress)
+        created = None
+        if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+            created = folder
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        write_terrain(terrain, tmp)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        created = folder
     acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)
     ingested = max(a["ingested"] for a in clouds)
-    bbox = list(terrain.bounds)
+    bbox = [float(v) for v in tt.bounds]
     assets = [
         SourceAsset(
             id=PRODUCT_IDS[name], kind=SourceKind.product, path=str(rel / f"{name}.tif"), crs=crs,
@@ -62,9 +69,10 @@ def write_terrain_products(store_root: Path, terrain: Any, clouds: list[dict[str
             classification=max(Classification(a.get("classification", "public")) for a in clouds),
             producer="twin build", ingested=ingested,
             properties={"product": name, "description": _DESCRIPTIONS[name], "resolution": resolution,
-                        "method": method, "sources": sorted(a["id"] for a in clouds), "units": "m"},
+                        "method": f"terrain-{tt.ground_method}", "blocks": tt.blocks,
+                        "nodata_fraction": round(tt.nodata_fraction, 4),
+                        "sources": sorted(a["id"] for a in clouds), "units": "m"},
         )
         for name in TERRAIN_PRODUCTS
     ]
-    return assets, created
-
+    return assets, tt, created

@@ -76,20 +76,18 @@ TERRAIN_RESOLUTION = 1.0  # metres per DTM/DSM cell
 def step_reality3d(ctx: BuildContext) -> None:
     """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
     individual trees, from the LiDAR."""
-    from twin.fusion.products import write_terrain_products
-    from twin.reality3d.terrain import build_terrain
+    from twin.fusion.products import terrain_products
     from twin.reality3d.tiles import reconstruct_by_tile
     from twin.reality3d.trees import METHOD as TREE_METHOD
-    from twin.reality3d.trees import trees_from_terrain
+    from twin.reality3d.trees import to_entities
 
     clouds = ctx.assets.get("pointcloud", [])
     if not clouds:
         return
-    paths, las_crs = [Path(a["path"]) for a in clouds], [a.get("crs") for a in clouds]
+    las_bounds = [list(reproject(shapely.box(*a["extent"]["bbox"]), a["crs"], ctx.store.crs).bounds) for a in clouds]
     buildings = [b for b in ctx.of_type("Building") if not b.get("valid_to")]
     if buildings:
-        tiles = [dict(a, bbox_store=list(reproject(shapely.box(*a["extent"]["bbox"]), a["crs"], ctx.store.crs).bounds))
-                 for a in clouds]
+        tiles = [dict(a, bbox_store=box) for a, box in zip(clouds, las_bounds, strict=True)]
         by_id = {a["id"]: a for a in clouds}
         results = reconstruct_by_tile([ctx.geometry(b) for b in buildings], tiles, ctx.store.crs, ctx.workers)
         for b, (r, tile_id) in zip(buildings, results, strict=True):
@@ -108,11 +106,12 @@ def step_reality3d(ctx: BuildContext) -> None:
                               attribute="lods", confidence=1.0)
             ctx.set_attribute(b, "lods", lods, prov, field_=True)
             b["quality"] = Quality(**q).model_dump(mode="json")
-    terrain = build_terrain(paths, resolution=TERRAIN_RESOLUTION, crs=las_crs[0], to_crs=ctx.store.crs)
-    products, created = write_terrain_products(ctx.store.root, terrain, clouds, TERRAIN_RESOLUTION, ctx.store.crs)
+    products, terrain, created = terrain_products(
+        ctx.store.root, clouds, las_bounds, ctx.store.crs, TERRAIN_RESOLUTION, ctx.workers,
+        progress=lambda f: ctx.progress("build: reality3d (terrain, trees)", f))
     ctx.products += products
     ctx.created += [created] if created else []
-    trees = trees_from_terrain(terrain, asset_ids=[a["id"] for a in clouds])
+    trees = to_entities(terrain.trees, asset_ids=[a["id"] for a in clouds], xy_m=terrain.xy_m)
     keep = {t.id for t in trees}
     for v in ctx.of_type("Vegetation"):
         if v["id"] not in keep and any(p.get("method") == TREE_METHOD for p in v.get("provenance", [])):
