@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import html
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi import Query as Q
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from twin import __version__
+from twin.api import ogc
 from twin.api.deps import get_store
 from twin.store import CITY, Query, Store
 
@@ -20,8 +22,40 @@ def health(store: Store = Depends(get_store)) -> dict:
     return {"status": "ok", "version": __version__, "store_version": store.head()}
 
 
-@router.get("/", response_class=HTMLResponse)
-def landing(store: Store = Depends(get_store)) -> str:
+def _wants_json(request: Request, f: str | None) -> bool:
+    """``?f=json`` or an Accept header that prefers JSON over HTML (browsers send text/html; */* gets HTML)."""
+    if f is not None:
+        return f in ("json", "application/json")
+    best: dict[str, float] = {}
+    for part in request.headers.get("accept", "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        best[media.lower()] = max(q, best.get(media.lower(), 0.0))
+    json_q = max(best.get("application/json", 0.0), best.get("application/geo+json", 0.0))
+    html_q = max(best.get("text/html", 0.0), best.get("*/*", 0.0) * 0.99)
+    return json_q > 0 and json_q >= html_q
+
+
+@router.get("/", response_class=HTMLResponse, responses={200: {"content": {"application/json": {}}, "description":
+            "the OGC API landing page: HTML for browsers, JSON for ?f=json or Accept: application/json"}})
+def landing(request: Request, f: str | None = Q(None, description="json or html (default: from the Accept header)"),
+            store: Store = Depends(get_store)) -> Response:
+    """The landing page: the OGC API Features landing document as JSON, or a human page for browsers."""
+    if f is not None and f not in ("json", "html", "application/json", "text/html"):
+        return JSONResponse({"detail": f"f: unsupported format {f!r}; use json or html"}, status_code=400)
+    if _wants_json(request, f):
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(ogc.landing(base, "twin", request.app.description))
+    return HTMLResponse(_landing_html(store))
+
+
+def _landing_html(store: Store) -> str:
     """A human landing page: the store, its latest commit and where to go next."""
     log = store.log()
     latest = log[0] if log else None
@@ -47,6 +81,9 @@ table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3r
 latest commit: <span id="latest">{head}</span>.</p>
 <p><a href="/docs">API documentation</a> · <a href="/commits/latest">latest commit (JSON)</a> ·
 <a href="/commits">commits</a> · <a href="/branches">branches</a> · <a href="/health">health</a></p>
+<p>OGC API Features: <a href="/collections">collections</a> · <a href="/conformance">conformance</a> ·
+<a href="/?f=json">landing page (JSON)</a> · imagery tiles: <a href="/imagery">images</a> ·
+<a href="/imagery/tilejson.json">TileJSON</a></p>
 <h2>Recent commits</h2>
 <table><tr><th>version</th><th>branch</th><th>time (UTC)</th><th>author</th><th>message</th><th>changes</th></tr>
 {rows}</table>
