@@ -250,7 +250,7 @@ function buildingStyle(by) {
     case "roof_type": {
       const conditions = Object.entries(ROOF_COLOURS).map(([k, c]) => [`\${roof_type} === '${k}'`, `color('${c}')`]);
       conditions.push(["true", `color('${NODATA}')`]);
-      return { conditions, legend: [...Object.entries(ROOF_COLOURS), [NODATA, "no value"]] };
+      return { conditions, legend: [...Object.entries(ROOF_COLOURS).map(([k, c]) => [c, k]), [NODATA, "no value"]] };
     }
     case "valid":
       return {
@@ -264,14 +264,19 @@ function buildingStyle(by) {
     case "marker":
       return { conditions: [["true", `color('${MARKER}')`]], legend: [[MARKER, "all buildings (test colour)"]] };
     default:
-      return { conditions: [["true", "color('#e3ddd0')"]], legend: [] };
+      return { conditions: [], legend: [] };
   }
 }
 
 function applyBuildingStyle() {
   const { conditions, legend } = buildingStyle(state.colorBy);
   const ts = state.tilesets.buildings;
-  if (ts) ts.style = new Cesium.Cesium3DTileStyle({ color: { conditions } });
+  if (ts) {
+    // plain: the tiles' own materials (walls, terracotta roofs); by attribute: the class colour replaces them
+    const plain = state.colorBy === "none";
+    ts.colorBlendMode = plain ? Cesium.Cesium3DTileColorBlendMode.HIGHLIGHT : Cesium.Cesium3DTileColorBlendMode.REPLACE;
+    ts.style = plain ? undefined : new Cesium.Cesium3DTileStyle({ color: { conditions } });
+  }
   const ul = $("legend");
   ul.replaceChildren(
     ...legend.map(([c, label]) => {
@@ -283,7 +288,15 @@ function applyBuildingStyle() {
       return li;
     }),
   );
-  if (state.selected?.feature) highlight(state.selected.feature);
+  if (state.selected?.feature) {
+    // the new style colours every feature again (the selection included) on the next frame: highlight after it
+    const sel = state.selected;
+    const off = scene.postRender.addEventListener(() => {
+      off();
+      if (state.selected === sel) highlight(sel.feature);
+      scene.requestRender();
+    });
+  }
   scene.requestRender();
 }
 
@@ -299,6 +312,7 @@ function pickedBuildingId(position) {
 
 function highlight(feature) {
   try {
+    if (state.selected && state.selected.feature === feature) state.selected.colour = Cesium.Color.clone(feature.color);
     feature.color = Cesium.Color.YELLOW;
   } catch {
     /* the feature's tile was unloaded */
@@ -307,13 +321,13 @@ function highlight(feature) {
 
 function clearSelection() {
   const f = state.selected?.feature;
+  const colour = state.selected?.colour;
   state.selected = null;
-  if (f) {
+  if (f && colour) {
     try {
-      const ts = state.tilesets.buildings;
-      if (ts) ts.makeStyleDirty();
+      f.color = colour; // back to its style colour (or the plain white that keeps the material)
     } catch {
-      /* destroyed */
+      /* its tile was unloaded or the tileset destroyed */
     }
   }
   $("details").hidden = true;
@@ -323,7 +337,10 @@ function clearSelection() {
 function cell(v) {
   if (v === null || v === undefined || v === "") return "—";
   if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(3).replace(/\.?0+$/, "");
-  if (typeof v === "object") return JSON.stringify(v);
+  if (Array.isArray(v)) return v.map(cell).join(", ") || "—";
+  if (typeof v === "object") return Object.entries(v).map(([k, x]) => `${k}: ${cell(x)}`).join(", ");
+  const iso = typeof v === "string" && v.match(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?$/);
+  if (iso) return `${iso[1]} ${iso[2]}${iso[5] === "Z" ? " UTC" : iso[5] ? ` ${iso[5]}` : ""}`;
   return String(v);
 }
 
@@ -482,6 +499,7 @@ function removeLayer() {
   $("layer-legend").hidden = true;
   $("layer-info").textContent = "";
   $("layer-res").disabled = true;
+  $("res-label").hidden = true;
   scene.requestRender();
 }
 
@@ -500,6 +518,7 @@ async function loadLayer(name, res) {
     rs.replaceChildren(...resolutions.map((r) => new Option(String(r), String(r))));
     rs.value = String(res);
     rs.disabled = false;
+    $("res-label").hidden = false;
     const base = `/layers/${encodeURIComponent(name)}/cells?`;
     // polygons once per cell: a time layer is re-aggregated to one long bucket (or read whole if refused)
     let geo;
