@@ -224,6 +224,46 @@ def export_cityjson(
     console.print(f"wrote {n['buildings']} buildings ({n['vertices']} vertices) to [bold]{out}[/]")
 
 
+tiles_app = typer.Typer(no_args_is_help=True, help="3D Tiles 1.1 tilesets (also built on first request by the API).")
+app.add_typer(tiles_app, name="tiles")
+
+
+@tiles_app.command("build")
+def tiles_build(
+    store: Path = StoreOpt,
+    branch: str = typer.Option("main", help="branch"),
+    version: str = typer.Option("latest", help="version number or 'latest'"),
+    only: list[str] = typer.Option(None, "--only", help="buildings | terrain | pointcloud (repeatable; default all)"),
+    workers: int = typer.Option(1, min=1, help="processes for encoding tiles"),
+):
+    """Build the tilesets of a branch and version ahead of the first request, into <store>/tiles/."""
+    from twin.tiles.cache import KINDS, TileCache, TileNotFound
+
+    kinds = only or list(KINDS)
+    for k in kinds:
+        if k not in KINDS:
+            raise typer.BadParameter(f"--only takes one of {', '.join(KINDS)}, got {k!r}")
+    cache = TileCache(_open(store), workers=workers)
+    try:
+        v = cache.version(branch, version)
+    except TileNotFound as exc:
+        raise ValueError(str(exc)) from None
+    with _progress() as p:
+        stages = _Stages(p)
+        for kind in kinds:
+            t0 = time.perf_counter()
+            try:
+                path = cache.tileset(kind, branch, v, progress=stages)
+            except TileNotFound as exc:
+                console.print(f"  {kind}: skipped ({exc})", highlight=False)
+                continue
+            extra = ""
+            if kind == "buildings" and cache.last_build is not None:
+                r = cache.last_build
+                extra = f" ({r.buildings} buildings, {r.tiles} tiles, {len(r.encoded)} encoded, {r.reused} reused)"
+            console.print(f"  {kind}: {path}{extra} in {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
 @app.command()
 def demo(
     size: str = typer.Option("small", help="small (~300 buildings) | medium (~3,000) | large (100,000+)"),
