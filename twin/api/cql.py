@@ -79,14 +79,15 @@ def parse(text: str) -> list[Filter]:
     if not text.strip():
         raise CQLError("the filter is empty")
     toks = _tokens(text)
+    for kind, val in toks:
+        if kind == "path" and val.upper() in _UNSUPPORTED:
+            raise CQLError(f"{val.upper()} is not supported; this server evaluates comparisons joined by AND")
     out: list[Filter] = []
     depth = 0
     i = 0
     expect_term = True
     while i < len(toks):
         kind, val = toks[i]
-        if kind == "path" and val.upper() in _UNSUPPORTED:
-            raise CQLError(f"{val.upper()} is not supported; this server evaluates comparisons joined by AND")
         if expect_term:
             if kind == "paren" and val == "(":
                 depth += 1
@@ -96,9 +97,6 @@ def parse(text: str) -> list[Filter]:
                 rest = " ".join(v for _, v in toks[i:])
                 raise CQLError(f"incomplete comparison {rest!r}: expected <property> <operator> <literal>")
             (k1, v1), (k2, v2), (k3, v3) = toks[i:i + 3]
-            for k, v in ((k1, v1), (k3, v3)):
-                if k == "path" and v.upper() in _UNSUPPORTED:
-                    raise CQLError(f"{v.upper()} is not supported; this server evaluates comparisons joined by AND")
             if k2 != "op":
                 raise CQLError(f"expected a comparison operator after {v1!r}, got {v2!r}")
             op = "!=" if v2 == "<>" else v2

@@ -289,8 +289,10 @@ def transformer(src: str, dst: str) -> pyproj.Transformer:
 def _xy_fn(t: pyproj.Transformer | None, swap: bool):
     def fn(xy: np.ndarray) -> np.ndarray:
         if t is not None:
-            x, y = t.transform(xy[:, 0], xy[:, 1])
-            xy = np.column_stack([x, y])
+            n = len(xy)
+            pad = xy if n != 1 else np.vstack([xy, xy])  # one point would take pyproj's deprecated scalar path
+            x, y = t.transform(pad[:, 0], pad[:, 1])
+            xy = np.column_stack([x, y])[:n]
         return xy[:, ::-1] if swap else xy
 
     return fn
@@ -430,10 +432,10 @@ def interval_ids(store: Store, branch: str, version: int, q: StoreQuery,
     keep = pa.array(np.ones(table.num_rows, dtype=bool))
     if end is not None:
         vf = table["valid_from"]
-        keep = pc.and_(keep, pc.or_(pc.is_null(vf), pc.less_equal(vf, pa.scalar(end, vf.type))))
+        keep = pc.and_(keep, pc.fill_null(pc.less_equal(vf, pa.scalar(end, vf.type)), True))  # null: open
     if start is not None:
         vt = table["valid_to"]
-        keep = pc.and_(keep, pc.or_(pc.is_null(vt), pc.greater(vt, pa.scalar(start, vt.type))))
+        keep = pc.and_(keep, pc.fill_null(pc.greater(vt, pa.scalar(start, vt.type)), True))
     return sorted(table.filter(keep)["id"].to_pylist())
 
 

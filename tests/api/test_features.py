@@ -1,0 +1,363 @@
+"""OGC API Features over the built demo city: structure, CRS84 geometry, filters, paging, versions and errors."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pyproj
+import pytest
+import shapely
+import shapely.geometry
+from fastapi.testclient import TestClient
+
+from twin.api.app import create_app
+from twin.store import Query, Store
+
+COLLECTION_TYPES = {"buildings": "Building", "building_parts": "BuildingPart", "roads": "Road",
+                    "landcover": "LandCover", "water": "WaterBody", "vegetation": "Vegetation", "sensors": "Sensor"}
+
+
+@pytest.fixture(scope="module")
+def api(built_city) -> TestClient:
+    return TestClient(create_app(built_city["store"]))
+
+
+@pytest.fixture(scope="module")
+def store(built_city) -> Store:
+    return Store(built_city["store"])
+
+
+@pytest.fixture(scope="module")
+def buildings(store: Store) -> list[dict]:
+    return store.features(query=Query(types=["Building"]))
+
+
+def _to_crs84(store: Store):
+    t = pyproj.Transformer.from_crs(store.crs, "OGC:CRS84", always_xy=True)
+
+    def fn(xy: np.ndarray) -> np.ndarray:
+        return np.array([t.transform(float(x), float(y)) for x, y in xy])  # point by point: independent of the API
+
+    return lambda g: shapely.transform(shapely.geometry.shape(g), fn)
+
+
+def _all(api: TestClient, url: str, skipped: int = 0) -> list[dict]:
+    """Every feature of a query from ``url`` on (``skipped`` already read), following the next links and checking
+    the paging bookkeeping on the way."""
+    out: list[dict] = []
+    while url:
+        r = api.get(url)
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["numberReturned"] == len(doc["features"])
+        out += doc["features"]
+        nxt = [lk for lk in doc["links"] if lk["rel"] == "next"]
+        assert skipped + len(out) == doc["numberMatched"] or nxt, "a page short of numberMatched must link the next one"
+        url = nxt[0]["href"] if nxt else None
+    return out
+
+
+def test_landing_page_json_links_resolve_and_html_stays_for_browsers(api: TestClient) -> None:
+    doc = api.get("/?f=json").json()
+    rels = {lk["rel"]: lk for lk in doc["links"]}
+    assert {"self", "service-desc", "service-doc", "conformance", "data"} <= set(rels)
+    assert rels["service-desc"]["type"].startswith("application/vnd.oai.openapi+json")
+    for rel in ("service-desc", "service-doc", "conformance", "data"):
+        assert api.get(rels[rel]["href"]).status_code == 200, rel
+    assert api.get("/", headers={"Accept": "application/json"}).json()["links"] == doc["links"]
+    browser = api.get("/", headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
+    assert browser.headers["content-type"].startswith("text/html") and "/collections" in browser.text
+    assert api.get("/").headers["content-type"].startswith("text/html")  # */* (curl, httpx) keeps the page
+    assert api.get("/?f=xml").status_code == 400
+
+
+def test_conformance_and_collections_with_extents_from_the_data(api: TestClient, store: Store,
+                                                               buildings: list[dict]) -> None:
+    conf = set(api.get("/conformance").json()["conformsTo"])
+    for c in ("core", "geojson", "oas30"):
+        assert f"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/{c}" in conf
+    doc = api.get("/collections").json()
+    cols = {c["id"]: c for c in doc["collections"]}
+    assert set(cols) == set(COLLECTION_TYPES)
+    for cid, c in cols.items():
+        assert {lk["rel"] for lk in c["links"]} >= {"self", "items"}
+        items = next(lk for lk in c["links"] if lk["rel"] == "items")
+        assert items["type"] == "application/geo+json" and items["href"].endswith(f"/collections/{cid}/items")
+        assert c["storageCrs"] == f"http://www.opengis.net/def/crs/EPSG/0/{store.crs.split(':')[1]}"
+        assert api.get(f"/collections/{cid}").json()["id"] == cid
+    # the buildings' CRS84 extent is the tight box around every building's reprojected footprint
+    to84 = _to_crs84(store)
+    bounds = np.array([to84(b["geometry"]).bounds for b in buildings])
+    expect = [bounds[:, 0].min(), bounds[:, 1].min(), bounds[:, 2].max(), bounds[:, 3].max()]
+    got = cols["buildings"]["extent"]["spatial"]["bbox"][0]
+    assert np.all(np.isfinite(got)) and cols["buildings"]["extent"]["spatial"]["crs"].endswith("CRS84")
+    assert got[0] <= expect[0] and got[1] <= expect[1] and got[2] >= expect[2] and got[3] >= expect[3]
+    assert np.allclose(got, expect, atol=2e-5)  # within ~2 m: the box of the projected bbox
+    assert cols["buildings"]["numberOfFeatures"] == len(buildings)
+    # temporal extent: demolished/new buildings have validity, most are open-ended, so the interval is open
+    assert cols["buildings"]["extent"]["temporal"]["interval"] == [[None, None]]
+    assert "extent" not in cols["building_parts"]  # no building parts in the demo city
+
+
+def test_items_are_the_store_geometry_reprojected_to_crs84(api: TestClient, store: Store) -> None:
+    to84 = _to_crs84(store)
+    for cid in ("buildings", "roads", "sensors", "vegetation", "water", "landcover"):
+        r = api.get(f"/collections/{cid}/items?limit=25")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+        assert r.headers["content-crs"] == "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
+        doc = r.json()
+        assert doc["type"] == "FeatureCollection" and doc["numberReturned"] == len(doc["features"]) > 0
+        assert doc["numberMatched"] == store.count(query=Query(types=[COLLECTION_TYPES[cid]]))
+        datetime.fromisoformat(doc["timeStamp"].replace("Z", "+00:00"))
+        for f in doc["features"]:
+            ref = store.get(f["id"])
+            assert ref["type"] == COLLECTION_TYPES[cid] == f["properties"]["type"]
+            want = shapely.get_coordinates(to84(ref["geometry"]))
+            got = shapely.get_coordinates(shapely.geometry.shape(f["geometry"]))
+            assert got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-9), f["id"]
+    b = api.get("/collections/buildings/items?limit=5").json()["features"]
+    for f in b:
+        ref = store.get(f["id"])
+        p = f["properties"]
+        assert "lods" not in p and p["height"] == ref["height"] and p["quality"] == ref["quality"]
+        assert p["attributes"] == ref["attributes"] and p["provenance"] == ref["provenance"]
+        assert p["store_version"] == ref["_store"]["version"]
+    # lods only when asked for, and then exactly the store's solids
+    f = api.get("/collections/buildings/items?limit=1&properties=lods,height").json()["features"][0]
+    assert set(f["properties"]) == {"lods", "height"} and f["properties"]["lods"] == store.get(f["id"])["lods"]
+
+
+def test_crs_parameter_returns_storage_and_lat_lon_axis_orders(api: TestClient, store: Store) -> None:
+    fid = store.features(query=Query(types=["Building"], limit=1))[0]["id"]
+    ref = shapely.get_coordinates(shapely.geometry.shape(store.get(fid)["geometry"]))
+    native = api.get(f"/collections/buildings/items/{fid}?crs=http://www.opengis.net/def/crs/EPSG/0/4548")
+    assert native.headers["content-crs"] == "<http://www.opengis.net/def/crs/EPSG/0/4548>"
+    got = shapely.get_coordinates(shapely.geometry.shape(native.json()["geometry"]))
+    assert np.allclose(got[:, ::-1], ref, atol=1e-9)  # EPSG:4548 axis order is northing, easting
+    lonlat = shapely.get_coordinates(shapely.geometry.shape(api.get(f"/collections/buildings/items/{fid}").json()
+                                                            ["geometry"]))
+    latlon = shapely.get_coordinates(shapely.geometry.shape(api.get(f"/collections/buildings/items/{fid}?crs=EPSG:4326")
+                                                            .json()["geometry"]))
+    assert np.allclose(latlon[:, ::-1], lonlat, atol=1e-12)
+    # a bbox in the storage CRS (northing, easting order) selects the same buildings as the CRS84 box around it
+    x0, y0 = ref.min(axis=0)
+    box = f"{y0 - 1},{x0 - 1},{y0 + 50},{x0 + 50}"
+    ids = {f["id"] for f in api.get(f"/collections/buildings/items?bbox={box}&bbox-crs=EPSG:4548&limit=1000")
+           .json()["features"]}
+    want = {b["id"] for b in store.features(query=Query(types=["Building"], bbox=[x0 - 1, y0 - 1, x0 + 50, y0 + 50]))}
+    assert fid in ids and ids == want
+
+
+def test_bbox_selects_the_features_intersecting_the_crs84_box(api: TestClient, store: Store,
+                                                              buildings: list[dict]) -> None:
+    to84 = _to_crs84(store)
+    geoms = {b["id"]: to84(b["geometry"]) for b in buildings}
+    allb = shapely.union_all(list(geoms.values())).bounds
+    box = (allb[0] + 0.3 * (allb[2] - allb[0]), allb[1] + 0.2 * (allb[3] - allb[1]),
+           allb[0] + 0.6 * (allb[2] - allb[0]), allb[1] + 0.7 * (allb[3] - allb[1]))
+    want = {i for i, g in geoms.items() if g.intersects(shapely.box(*box))}
+    assert 10 < len(want) < len(geoms)
+    got = _all(api, "/collections/buildings/items?limit=40&bbox=" + ",".join(f"{v:.10f}" for v in box))
+    assert {f["id"] for f in got} == want and len(got) == len(want)
+    # 6 numbers (with heights) are the same box; a world-wide box is everything; a box elsewhere is nothing
+    six = f"{box[0]},{box[1]},-10,{box[2]},{box[3]},500"
+    assert api.get(f"/collections/buildings/items?bbox={six}&limit=1").json()["numberMatched"] == len(want)
+    assert api.get("/collections/buildings/items?bbox=-180,-90,180,90&limit=1").json()["numberMatched"] == len(geoms)
+    assert api.get("/collections/buildings/items?bbox=0,0,1,1").json()["numberMatched"] == 0
+
+
+def test_datetime_matches_validity(api: TestClient, buildings: list[dict]) -> None:
+    def valid(b: dict, a: datetime | None, z: datetime | None) -> bool:
+        vf = datetime.fromisoformat(b["valid_from"]) if b["valid_from"] else None
+        vt = datetime.fromisoformat(b["valid_to"]) if b["valid_to"] else None
+        return (vf is None or z is None or vf <= z) and (vt is None or a is None or vt > a)
+
+    bounded = [b for b in buildings if b["valid_from"] or b["valid_to"]]
+    assert bounded, "the demo city has new and demolished buildings with valid time"
+    t = [datetime(2020, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)]
+    cases = {
+        "2020-01-01T00:00:00Z": (t[0], t[0]),
+        "2025-01-01T00:00:00Z": (t[2], t[2]),
+        "2024-01-01T00:00:00+08:00/2025-01-01T00:00:00Z": (datetime(2023, 12, 31, 16, tzinfo=UTC), t[2]),
+        "../2020-01-01T00:00:00Z": (None, t[0]),
+        "2025-01-01T00:00:00Z/..": (t[2], None),
+        "2024-01-01": (t[1], t[1]),
+    }
+    seen = set()
+    for value, (a, z) in cases.items():
+        want = {b["id"] for b in buildings if valid(b, a, z)}
+        got = {f["id"] for f in api.get("/collections/buildings/items", params={"datetime": value, "limit": 10000})
+               .json()["features"]}
+        assert got == want, value
+        seen.add(len(want))
+    assert len(seen) > 1, "the cases must tell validity apart"
+
+
+def test_property_filters_and_cql2_subset(api: TestClient, buildings: list[dict]) -> None:
+    q = api.get("/collections/buildings/queryables")
+    assert q.headers["content-type"] == "application/schema+json"
+    props = q.json()["properties"]
+    assert props["height"]["type"] == "number" and props["use"]["type"] == "string"
+    assert props["quality.rmse.2.2"]["type"] == "number" and "roof_type" in props and "lods" not in props
+
+    def ids(params: dict) -> set[str]:
+        r = api.get("/collections/buildings/items", params={"limit": 10000, **params})
+        assert r.status_code == 200, r.text
+        return {f["id"] for f in r.json()["features"]}
+
+    def rmse(b: dict, lod: str) -> float | None:
+        return ((b.get("quality") or {}).get("rmse") or {}).get(lod)
+
+    uses = {b["use"] for b in buildings if b.get("use")}
+    assert len(uses) > 1
+    use = sorted(uses)[0]
+    assert ids({"use": use}) == {b["id"] for b in buildings if b.get("use") == use}
+    high = {b["id"] for b in buildings if (rmse(b, "1.2") or 0) > 1}
+    assert 0 < len(high) < len(buildings)
+    assert ids({"filter": "quality.rmse.1.2 > 1"}) == high
+    assert ids({"filter": 'quality.rmse."1.2" > 1'}) == high
+    assert ids({"filter": "1 < quality.rmse.1.2"}) == high
+    both = {b["id"] for b in buildings if (rmse(b, "1.2") or 0) > 1 and (b.get("height") or 0) >= 10}
+    assert ids({"filter": "quality.rmse.1.2 > 1 AND height >= 10", "filter-lang": "cql2-text"}) == both
+    assert ids({"filter": "(height >= 10) and (quality.rmse.1.2 > 1)"}) == both
+    assert ids({"height": "10", "filter": "height <> 10"}) == set()
+    district = next(b["attributes"]["district"] for b in buildings if b["attributes"].get("district"))
+    assert ids({"filter": f"attributes.district = '{district}'"}) == {
+        b["id"] for b in buildings if b["attributes"].get("district") == district}
+    valid = {b["id"] for b in buildings if (b.get("quality") or {}).get("valid") is True}
+    assert ids({"filter": "quality.valid = TRUE"}) == valid and ids({"quality.valid": "true"}) == valid
+
+
+def test_paging_returns_every_feature_exactly_once_in_id_order(api: TestClient, store: Store) -> None:
+    want = [f["id"] for f in store.features(query=Query(types=["Vegetation"]))]
+    got = _all(api, "/collections/vegetation/items?limit=97")
+    ids = [f["id"] for f in got]
+    assert ids == sorted(want) and len(set(ids)) == len(want) > 1000
+    page2 = api.get("/collections/vegetation/items?limit=97&offset=97").json()
+    prev = next(lk for lk in page2["links"] if lk["rel"] == "prev")
+    assert prev["type"] == "application/geo+json" and [f["id"] for f in api.get(prev["href"]).json()["features"]] \
+        == ids[:97]
+    beyond = api.get("/collections/vegetation/items?offset=100000").json()
+    assert beyond["numberReturned"] == 0 and beyond["numberMatched"] == len(want)
+    assert not [lk for lk in beyond["links"] if lk["rel"] == "next"]
+    assert api.get("/collections/vegetation/items").json()["numberReturned"] == 10  # the default limit
+    assert api.get("/collections/vegetation/items?limit=10000").json()["numberReturned"] == len(want)
+
+
+def test_as_of_branch_and_pinned_paging_see_the_right_state(built_city, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(built_city["store"], root)
+    s = Store(root)
+    before = s.head()
+    api = TestClient(create_app(root))
+    first = api.get("/collections/buildings/items?limit=50").json()
+    nxt = next(lk["href"] for lk in first["links"] if lk["rel"] == "next")
+    assert parse_qs(urlsplit(nxt).query)["as_of"] == [str(before)]
+    # a commit lands while a client pages: it changes one building, removes one and the pages still read `before`
+    old = s.features(query=Query(types=["Building"]))
+    changed, gone = dict(old[3]), old[-1]["id"]
+    changed.pop("_store")
+    changed["height"] = 123.25
+    s.commit([changed], [gone], message="edit while paging")
+    rest = _all(api, nxt, skipped=50)
+    assert [f["id"] for f in first["features"] + rest] == [b["id"] for b in old]
+    after = api.get("/collections/buildings/items?limit=10000").json()
+    assert after["numberMatched"] == len(old) - 1 and gone not in {f["id"] for f in after["features"]}
+    item = f"/collections/buildings/items/{changed['id']}"
+    assert api.get(item).json()["properties"]["height"] == 123.25
+    assert api.get(f"{item}?as_of={before}").json()["properties"]["height"] == old[3]["height"]
+    assert api.get(f"/collections/buildings/items/{gone}").status_code == 404
+    assert api.get(f"/collections/buildings/items/{gone}?as_of={before}").status_code == 200
+    # a scenario branch edits a building; main does not see it
+    s.create_branch("scenario", from_branch="main")
+    edit = dict(s.get(old[5]["id"]))
+    edit.pop("_store")
+    edit["use"] = "park-pavilion"
+    s.commit([edit], message="what if", branch="scenario")
+    on_branch = api.get("/collections/buildings/items", params={"branch": "scenario", "use": "park-pavilion"}).json()
+    assert [f["id"] for f in on_branch["features"]] == [edit["id"]]
+    assert api.get("/collections/buildings/items", params={"use": "park-pavilion"}).json()["numberMatched"] == 0
+    assert api.get(f"/collections/buildings/items/{edit['id']}?branch=scenario").json()["properties"]["use"] == \
+        "park-pavilion"
+
+
+def test_item_by_id_is_the_store_entity(api: TestClient, store: Store) -> None:
+    for cid, t in COLLECTION_TYPES.items():
+        rows = store.features(query=Query(types=[t], limit=1))
+        if not rows:
+            continue
+        r = api.get(f"/collections/{cid}/items/{rows[0]['id']}")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+        doc = r.json()
+        assert doc["id"] == rows[0]["id"] and doc["type"] == "Feature"
+        assert {lk["rel"] for lk in doc["links"]} >= {"self", "collection"}
+    bid = store.features(query=Query(types=["Building"], limit=1))[0]["id"]
+    wrong = api.get(f"/collections/roads/items/{bid}")
+    assert wrong.status_code == 404 and "collection 'buildings'" in wrong.json()["detail"]
+    assert api.get("/collections/buildings/items/no-such-id").status_code == 404
+
+
+@pytest.mark.parametrize(("url", "status", "says"), [
+    ("/collections/nope", 404, "no collection 'nope'"),
+    ("/collections/nope/items", 404, "collections: buildings"),
+    ("/collections/nope/queryables", 404, "no collection"),
+    ("/collections/buildings/items?limit=10001", 400, "limit"),
+    ("/collections/buildings/items?limit=0", 400, "limit"),
+    ("/collections/buildings/items?limit=ten", 400, "limit"),
+    ("/collections/buildings/items?offset=-5", 400, "offset"),
+    ("/collections/buildings/items?bbox=1,2,3", 400, "bbox"),
+    ("/collections/buildings/items?bbox=a,b,c,d", 400, "bbox"),
+    ("/collections/buildings/items?bbox=116.5,39,116.4,40", 400, "bbox"),
+    ("/collections/buildings/items?bbox=116,39,200,40", 400, "bbox"),
+    ("/collections/buildings/items?bbox=1,2,3,nan", 400, "bbox"),
+    ("/collections/buildings/items?datetime=yesterday", 400, "datetime"),
+    ("/collections/buildings/items?datetime=2024-13-01T00:00:00Z", 400, "datetime"),
+    ("/collections/buildings/items?datetime=2025-01-01T00:00:00Z/2024-01-01T00:00:00Z", 400, "datetime"),
+    ("/collections/buildings/items?datetime=a/b/c", 400, "datetime"),
+    ("/collections/buildings/items?filter=height >> 3", 400, "filter"),
+    ("/collections/buildings/items?filter=height > 3 OR use = 'x'", 400, "OR is not supported"),
+    ("/collections/buildings/items?filter=nosuch > 3", 400, "not a queryable"),
+    ("/collections/buildings/items?filter=height > ", 400, "filter"),
+    ("/collections/buildings/items?filter=(height > 3", 400, "filter"),
+    ("/collections/buildings/items?filter=height > 3&filter-lang=cql2-json", 400, "filter-lang"),
+    ("/collections/buildings/items?nosuch=3", 400, "unknown parameter"),
+    ("/collections/buildings/items?height=tall", 400, "height"),
+    ("/collections/buildings/items?properties=nosuch", 400, "properties"),
+    ("/collections/buildings/items?crs=EPSG:3857", 400, "crs"),
+    ("/collections/buildings/items?bbox=0,0,1,1&bbox-crs=EPSG:9999999", 400, "bbox-crs"),
+    ("/collections/buildings/items?as_of=99999", 400, "version"),
+    ("/collections/buildings/items?as_of=last-week", 400, "as_of"),
+    ("/collections/buildings/items?branch=nope", 400, "branch"),
+    ("/collections/buildings/items?f=xml", 400, "f"),
+    ("/collections/buildings/items/x?crs=nope", 400, "crs"),
+])
+def test_bad_input_is_a_clear_client_error(api: TestClient, url: str, status: int, says: str) -> None:
+    r = api.get(url)
+    assert r.status_code == status, r.text
+    assert says in r.json()["detail"]
+
+
+def test_openapi_describes_the_ogc_endpoints_and_parameters(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    for p in ("/", "/conformance", "/collections", "/collections/{collectionId}",
+              "/collections/{collectionId}/queryables", "/collections/{collectionId}/items",
+              "/collections/{collectionId}/items/{featureId}", "/imagery", "/imagery/tilejson.json",
+              "/imagery/{z}/{x}/{y}.png"):
+        assert "get" in paths[p], p
+    for p, ops in paths.items():
+        for op in ops.values():
+            for prm in op.get("parameters", []):
+                assert {"name", "in", "schema"} <= set(prm) and prm["in"] in ("query", "path", "header", "cookie")
+                if prm["in"] == "path":
+                    assert prm["required"] and "{" + prm["name"] + "}" in p
+    items = {prm["name"]: prm for prm in paths["/collections/{collectionId}/items"]["get"]["parameters"]}
+    assert {"bbox", "bbox-crs", "datetime", "limit", "offset", "filter", "filter-lang", "crs", "properties",
+            "branch", "as_of"} <= set(items)
+    assert items["limit"]["schema"]["maximum"] == 10000 and items["limit"]["schema"]["default"] == 10
+    assert "application/geo+json" in paths["/collections/{collectionId}/items"]["get"]["responses"]["200"]["content"]
