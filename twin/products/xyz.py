@@ -4,6 +4,7 @@ Stretch: each band's digital numbers become reflectance with the asset's own sca
 (``properties.scales`` / ``properties.offsets``, e.g. 0.0001), then reflectance 0 → 0 and ``REFLECTANCE_MAX``
 (0.3) → 255 linearly, clipped. The stretch is fixed (not per tile or per image), so neighbouring tiles and
 images of different dates are comparable and show no seams. Pixels outside the image are transparent (alpha 0).
+Resampling is the area average (reading and warping), so zoomed-out tiles do not alias.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ TILESIZE = 256
 MAX_ZOOM = 24  # the deepest level of the WebMercatorQuad tile matrix set
 REFLECTANCE_MAX = 0.3
 STRETCH = f"linear reflectance 0..{REFLECTANCE_MAX} -> 0..255, clipped"
+# Area average when reading and warping: zoomed-out tiles show the mean of the pixels they cover instead of
+# nearest-neighbour aliasing; at and beyond the native resolution it picks the covering pixel.
+RESAMPLING = "average"
 _STRETCH_VERSION = "1"
 
 
@@ -132,7 +136,8 @@ def render_tile(im: Image, z: int, x: int, y: int) -> bytes | None:
     """The PNG of tile z/x/y (RGBA; transparent where the image has no data), or None outside the image."""
     with Reader(str(im.path)) as r:
         try:
-            img = r.tile(x, y, z, indexes=im.rgb, tilesize=TILESIZE)
+            img = r.tile(x, y, z, indexes=im.rgb, tilesize=TILESIZE, resampling_method=RESAMPLING,
+                         reproject_method=RESAMPLING)
         except TileOutsideBounds:
             return None
     data = np.ma.getdata(img.array)
