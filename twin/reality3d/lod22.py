@@ -24,6 +24,8 @@ from shapely.geometry import Polygon
 from data_models import RoofType, SemanticSurface, Solid, SolidSemantics
 from twin.reality3d.buildings import BuildingPoints
 from twin.reality3d.lod1 import Lod1Result
+from twin.reality3d.roof_partition import MAX_RMSE_M as MAX_PARTITION_RMSE_M
+from twin.reality3d.roof_partition import partition_rmse, partition_roof, planar_solid
 from twin.reality3d.roofs import RoofFit, classify_roof
 from twin.reality3d.validity import validate_solid
 
@@ -191,6 +193,26 @@ def _fallback(lod1: Lod1Result, roof_type: RoofType, reason: str) -> Lod22Result
     return Lod22Result(solid, roof_type, flags, rmse)
 
 
+def _partitioned(bp: BuildingPoints, fp: shapely.Geometry, lod1: Lod1Result, fit: RoofFit, reason: str
+                 ) -> Lod22Result:
+    """LoD2.2 over the plane arrangement (:mod:`twin.reality3d.roof_partition`), else the LoD1.3 fallback."""
+    if not isinstance(fp, Polygon) or not fit.planes:
+        return _fallback(lod1, fit.roof_type, reason)
+    faces = partition_roof(fp, fit.planes, bp.x, bp.y)
+    rmse = partition_rmse(faces, fit.planes, bp.x, bp.y, bp.z)
+    if not faces or rmse > MAX_PARTITION_RMSE_M:
+        return _fallback(lod1, fit.roof_type, reason)
+    parts = [(poly, (fit.planes[k].a, fit.planes[k].b, fit.planes[k].c)) for poly, k in faces]
+    lowest = min(float(np.min(fit.planes[k].z(*np.asarray(poly.exterior.coords).T[:2]))) for poly, k in faces)
+    if lowest <= lod1.ground_z + 0.1:
+        return _fallback(lod1, fit.roof_type, "roof_below_ground")
+    solid = planar_solid(parts, lod1.ground_z)
+    ok, _errors = validate_solid(solid)
+    if not ok:
+        return _fallback(lod1, fit.roof_type, "lod22_invalid")
+    return Lod22Result(solid, fit.roof_type, ["lod22_roof_partition"], rmse)
+
+
 def reconstruct_lod22(bp: BuildingPoints, footprint: shapely.Geometry | None, lod1: Lod1Result,
                       fit: RoofFit | None = None) -> Lod22Result:
     """LoD2.2 solid of a rectangular building with a flat / shed / gable / hip roof; else LoD1.3 with a flag."""
@@ -201,10 +223,9 @@ def reconstruct_lod22(bp: BuildingPoints, footprint: shapely.Geometry | None, lo
     if fit.roof_type == RoofType.unknown:
         return _fallback(lod1, fit.roof_type, "too_few_points")
     frame, iou = rectangle_frame(fp)
-    if frame is None or iou < MIN_RECT_IOU:
-        return _fallback(lod1, fit.roof_type, "complex_footprint")
-    if fit.roof_type not in SIMPLE_TYPES:
-        return _fallback(lod1, fit.roof_type, "complex_roof")
+    if frame is None or iou < MIN_RECT_IOU or fit.roof_type not in SIMPLE_TYPES:
+        return _partitioned(bp, fp, lod1, fit, "complex_footprint" if fit.roof_type in SIMPLE_TYPES
+                            else "complex_roof")
     roof_type = fit.roof_type
     if roof_type in (RoofType.shed, RoofType.gable):  # v uphill (shed) / across the ridge (gable); hip: long axis
         frame = frame.turned(fit.planes[0].uphill)
