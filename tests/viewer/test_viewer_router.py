@@ -47,7 +47,7 @@ def test_cesium_files_media_types_and_caching(client: TestClient) -> None:
     for rel, media in [("Cesium.js", "text/javascript"), ("index.js", "text/javascript"),
                        ("Widgets/widgets.css", "text/css"),
                        ("Assets/approximateTerrainHeights.json", "application/json")]:
-        r = client.get(f"/viewer/cesium/{rel}")
+        r = client.get(f"/viewer/cesium/{rel}", headers={"Accept-Encoding": "identity"})
         assert r.status_code == 200, rel
         assert r.headers["content-type"].startswith(media), (rel, r.headers["content-type"])
         assert r.headers["cache-control"] == "public, max-age=86400"
@@ -60,6 +60,22 @@ def test_cesium_files_media_types_and_caching(client: TestClient) -> None:
         assert client.get(f"/viewer/cesium/{rel}").headers["content-type"] == "application/wasm"
     etag = client.get("/viewer/cesium/Cesium.js").headers["etag"]
     assert client.get("/viewer/cesium/Cesium.js", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_gzip_when_accepted(client: TestClient) -> None:
+    _need_cesium()
+    size = (cesium_dir() / "index.js").stat().st_size
+    plain = client.get("/viewer/cesium/index.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) == size
+    zipped = client.get("/viewer/cesium/index.js", headers={"Accept-Encoding": "gzip, deflate"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["vary"] == "Accept-Encoding"
+    assert int(zipped.headers["content-length"]) < size / 2 and zipped.content == plain.content  # httpx decodes
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    again = client.get("/viewer/cesium/index.js", headers={"Accept-Encoding": "gzip",
+                                                           "If-None-Match": zipped.headers["etag"]})
+    assert again.status_code == 304
+    png = next((cesium_dir() / "Assets").rglob("*.png")).relative_to(cesium_dir()).as_posix()
+    assert "content-encoding" not in client.get(f"/viewer/cesium/{png}", headers={"Accept-Encoding": "gzip"}).headers
 
 
 @pytest.mark.parametrize("path", [

@@ -27,6 +27,8 @@ const state = {
   layer: null, // {spec, res, buckets, values, cells, primitive, index}
   errors: [],
   generation: 0, // bumped on every branch/version switch; stale async results are dropped
+  switching: 0, // branch/version switches in progress
+  frames: 0, // frames rendered since the page was ready
   imagery: null,
 };
 
@@ -174,6 +176,7 @@ async function loadTileset(kind, generation) {
     });
     if (generation !== state.generation) return; // the user switched branch/version meanwhile
     ts.tileFailed.addEventListener((e) => showError(`${kind} tile ${e.url}: ${e.message}`));
+    ts.allTilesLoaded.addEventListener(() => (ts.twinLoaded = true)); // tilesLoaded is also true before any request
     if (kind === "pointcloud") {
       ts.style = new Cesium.Cesium3DTileStyle({ pointSize: TEST ? 2 : 3 });
     }
@@ -677,17 +680,22 @@ async function loadVersions() {
 }
 
 async function switchTo(branch, version) {
-  state.branch = branch;
-  state.version = version;
-  if (branch !== $("branch").value) $("branch").value = branch;
-  await loadVersions();
-  syncUrl();
-  const layerName = state.layer?.spec.name ?? "";
-  const res = state.layer?.res;
-  await loadTilesets();
-  await loadLayerList();
-  if (layerName) await loadLayer($("layer").value === layerName ? layerName : "", res);
-  setStatus(statusText());
+  state.switching += 1;
+  try {
+    state.branch = branch;
+    state.version = version;
+    if (branch !== $("branch").value) $("branch").value = branch;
+    await loadVersions();
+    syncUrl();
+    const layerName = state.layer?.spec.name ?? "";
+    const res = state.layer?.res;
+    await loadTilesets();
+    await loadLayerList();
+    if (layerName) await loadLayer($("layer").value === layerName ? layerName : "", res);
+    setStatus(statusText());
+  } finally {
+    state.switching -= 1;
+  }
 }
 
 function statusText() {
@@ -718,7 +726,8 @@ $("play").addEventListener("click", togglePlay);
 
 if (TEST || state.colorBy === "marker") $("color-by").append(new Option("test colour (marker)", "marker"));
 $("color-by").value = state.colorBy;
-if (params.get("pointcloud") === "0") $("show-pointcloud").checked = false;
+// the point cloud hides the buildings under its roof points: off unless asked for (on in test mode, which checks it)
+$("show-pointcloud").checked = params.has("pointcloud") ? params.get("pointcloud") !== "0" : TEST;
 
 // ---------------------------------------------------------------- start
 
@@ -774,8 +783,9 @@ window.twin = {
   errors: state.errors,
   tilesLoaded() {
     scene.requestRender();
+    // a few frames after setup (the globe queues its imagery on the first ones), then everything loaded
     const sets = Object.values(state.tilesets).filter((ts) => ts.show);
-    return scene.globe.tilesLoaded && sets.every((ts) => ts.tilesLoaded);
+    return state.frames >= 3 && scene.globe.tilesLoaded && sets.every((ts) => ts.twinLoaded && ts.tilesLoaded);
   },
   tilesets() {
     return Object.fromEntries(
@@ -807,6 +817,7 @@ window.twin = {
     applyBuildingStyle();
   },
   switchTo,
+  switching: () => state.switching > 0,
   flyToCity: () => flyToCity(0),
   render() {
     scene.render();
@@ -825,6 +836,8 @@ async function start() {
   const layerName = await loadLayerList();
   if (layerName) await loadLayer(layerName, params.get("res") ? Number(params.get("res")) : undefined);
   setStatus(statusText());
+  state.frames = 0;
+  scene.postRender.addEventListener(() => (state.frames += 1));
   resolveReady();
 }
 
