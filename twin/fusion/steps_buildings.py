@@ -98,6 +98,7 @@ def step_reality3d(ctx: BuildContext) -> None:
             q.update({k: v for k, v in r["quality"].items() if k != "errors"})
             # no 2.2 geometry for a fallback: the reason goes to the errors instead (3D BAG style)
             q["errors"] = sorted(set(q.get("errors") or []) | set(r["quality"].get("errors") or []) | set(r["flags22"]))
+            q["flags"] = sorted(set(q.get("flags") or []) | set(r.get("notes22") or []))
             if r["rmse22"] is not None:
                 q["rmse"] = {**(q.get("rmse") or {}), "2.2": r["rmse22"]}
             if r["roof_type"]:

@@ -31,7 +31,7 @@ def _tile_job(wkbs: list[bytes], paths: list[str], las_crs: list[str | None], cr
         r = reconstruct_lod1(bp, g)
         res: dict[str, Any] = {"lods": {k: s.model_dump(mode="json") for k, s in r.lods.items()},
                                "quality": r.quality.model_dump(mode="json"), "flags22": [], "roof_type": None,
-                               "rmse22": None}
+                               "rmse22": None, "notes22": []}
         if r.lods:
             s22 = reconstruct_lod22(bp, g, r)
             res["roof_type"] = s22.roof_type.value
@@ -39,6 +39,7 @@ def _tile_job(wkbs: list[bytes], paths: list[str], las_crs: list[str | None], cr
                 res["flags22"] = list(s22.flags)
             else:
                 res["lods"]["2.2"] = s22.solid.model_dump(mode="json")
+                res["notes22"] = list(s22.flags)  # how LoD2.2 was made, e.g. lod22_roof_partition
                 res["rmse22"] = round(float(s22.rmse), 4)
         out.append(res)
     return out
