@@ -672,7 +672,11 @@ async function loadVersions() {
       const when = String(c.time).slice(0, 16).replace("T", " ");
       sel.append(new Option(`v${c.version} ${when} — ${c.message}`.slice(0, 70), String(c.version)));
     }
-    if (![...sel.options].some((o) => o.value === state.version)) state.version = "latest";
+    if (![...sel.options].some((o) => o.value === state.version)) {
+      // an unknown version (an old link, a typo) is shown as asked, so its missing tiles are reported, not hidden
+      sel.append(new Option(`v${state.version} (not on ${state.branch})`, state.version));
+      showError(`version ${state.version} is not on branch ${state.branch}`);
+    }
     sel.value = state.version;
   } catch (e) {
     showError(`commits: ${e.message}`);

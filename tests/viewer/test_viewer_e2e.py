@@ -1,0 +1,333 @@
+"""The web viewer end to end: a real `twin serve` over the built demo city, the page in headless Chromium with
+software WebGL (SwiftShader), real tiles, imagery, features and layers — no mocks.
+
+One page is loaded per module (Cesium in software WebGL costs seconds per start); the tests below run in file order
+on it: load and render, click a building, drape a layer and move the time slider, switch the version.
+Screenshots and a timing summary go to test-artifacts/viewer/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, TWIN
+
+CHROMIUM = Path("/usr/bin/chromium")
+# software WebGL 2 through ANGLE + SwiftShader: the same pixels on any machine, no GPU needed
+CHROMIUM_ARGS = ["--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist",
+                 "--no-sandbox"]
+ARTIFACTS = ROOT / "test-artifacts" / "viewer"
+CANVAS = (640, 400)  # body.test #cesium in style.css
+TIMEOUT_MS = 60_000
+
+
+def _require(ok: bool, why: str) -> None:
+    if ok:
+        return
+    if os.environ.get("CI"):
+        raise AssertionError(f"viewer end-to-end test cannot run in CI: {why}")
+    pytest.skip(why)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not up after {timeout} s")
+
+
+def _rgb(png: bytes) -> np.ndarray:
+    """H×W×3 uint8 pixels of a PNG (decoded by GDAL's PNG driver through rasterio, a dependency already)."""
+    from rasterio.io import MemoryFile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with MemoryFile(png) as mem, mem.open() as ds:
+            return np.transpose(ds.read()[:3], (1, 2, 0))
+
+
+def _marker_mask(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of buildings in the test colour (magenta #ff00ff, shaded by Cesium's lighting): red and blue high and
+    alike, green far below both. Imagery and terrain of the demo city never look like this."""
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+    return (r > 70) & (b > 70) & (np.abs(r - b) < 0.35 * np.maximum(r, b)) & (g < 0.55 * np.minimum(r, b))
+
+
+def _erode(mask: np.ndarray, k: int = 2) -> np.ndarray:
+    out = mask.copy()
+    for dy in range(-k, k + 1):
+        for dx in range(-k, k + 1):
+            out &= np.roll(np.roll(mask, dy, 0), dx, 1)
+    return out
+
+
+class Session:
+    """The server, the browser page and everything the page did: requests, console messages, timings."""
+
+    def __init__(self) -> None:
+        self.console: list[tuple[str, str]] = []
+        self.page_errors: list[str] = []
+        self.responses: list[tuple[str, int]] = []
+        self.failed: list[tuple[str, str]] = []
+        self.timings: dict[str, float] = {}
+        self.base = ""
+
+    def ours(self, url: str) -> bool:
+        return url.startswith(self.base)
+
+    def paths(self, prefix: str, status: int | None = 200) -> list[str]:
+        return [u[len(self.base):] for u, s in self.responses
+                if self.ours(u) and urlparse(u).path.startswith(prefix) and (status is None or s == status)]
+
+    def bad_responses(self) -> list[tuple[str, int]]:
+        return [(u, s) for u, s in self.responses if self.ours(u) and s >= 400]
+
+    def console_errors(self) -> list[str]:
+        return [t for kind, t in self.console if kind == "error"]
+
+
+@pytest.fixture(scope="module")
+def viewer(built_city):
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing (make sysdeps installs it)")
+    from twin.api.routers.viewer import cesium_dir
+
+    _require(cesium_dir() is not None, "CesiumJS is missing: run make install (npm ci)")
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "TWIN_STORE": str(built_city["store"])}
+    server = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    sess = Session()
+    sess.base = f"http://127.0.0.1:{port}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        _wait_http(sess.base + "/health", server)
+        # tilesets are built on their first request: do that here, so the page's timings are the viewer's own
+        t0 = time.perf_counter()
+        for kind in ("buildings", "terrain", "pointcloud"):
+            httpx.get(f"{sess.base}/tiles/main/latest/{kind}/tileset.json", timeout=600)
+        sess.timings["tilesets_first_request_s"] = time.perf_counter() - t0
+        with sync_playwright() as pw:
+            t0 = time.perf_counter()
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page.on("console", lambda m: sess.console.append((m.type, m.text)))
+            page.on("pageerror", lambda e: sess.page_errors.append(str(e)))
+            page.on("response", lambda r: sess.responses.append((r.url, r.status)))
+            page.on("requestfailed", lambda r: sess.failed.append((r.url, r.failure or "")))
+            sess.timings["browser_start_s"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            page.goto(sess.base + "/viewer/?test=1", wait_until="load")
+            page.wait_for_function("window.twin !== undefined", timeout=TIMEOUT_MS)
+            page.evaluate("window.twin.ready")
+            sess.timings["page_ready_s"] = time.perf_counter() - t1
+            page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
+            sess.timings["tiles_loaded_s"] = time.perf_counter() - t1
+            sess.page = page
+            yield sess
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        summary = {"timings_s": {k: round(v, 2) for k, v in sess.timings.items()},
+                   "responses": len(sess.responses), "bad_responses": sess.bad_responses(),
+                   "console": sess.console[-50:], "page_errors": sess.page_errors}
+        (ARTIFACTS / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def _canvas_png(sess: Session, name: str) -> np.ndarray:
+    png = sess.page.locator("#cesium canvas").first.screenshot()
+    (ARTIFACTS / name).write_bytes(png)
+    return _rgb(png)
+
+
+def _settle(sess: Session) -> None:
+    sess.page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
+    sess.page.evaluate("window.twin.render()")
+
+
+def test_page_loads_tiles_and_imagery_without_errors(viewer: Session) -> None:
+    sess = viewer
+    state = sess.page.evaluate("window.twin.tilesets()")
+    assert all("error" not in v for v in state.values()), state
+    # the three tilesets of the latest version, and building content (glTF) below the root
+    for kind in ("buildings", "terrain", "pointcloud"):
+        assert sess.paths(f"/tiles/main/latest/{kind}/tileset.json"), kind
+    glb = [p for p in sess.paths("/tiles/main/latest/buildings/") if urlparse(p).path.endswith(".glb")]
+    assert glb, sess.paths("/tiles/", None)
+    assert [p for p in sess.paths("/tiles/main/latest/terrain/") if not p.endswith("tileset.json")]
+    # the base map from our imagery: the tilejson, then XYZ tiles
+    assert sess.paths("/imagery/tilejson.json")
+    assert [p for p in sess.paths("/imagery/") if urlparse(p).path.endswith(".png")]
+    # nothing leaves the machine: every request went to our server (Cesium's files included) or is data:/blob:
+    outside = [u for u, _ in sess.responses if not sess.ours(u) and not u.startswith(("data:", "blob:"))]
+    assert outside == []
+    assert sess.bad_responses() == [] and sess.failed == []
+    assert sess.console_errors() == [] and sess.page_errors == []
+    assert sess.page.evaluate("window.twin.errors") == []
+    sess.timings["glb_requests"] = len(glb)
+
+
+def test_buildings_are_rendered(viewer: Session) -> None:
+    _settle(viewer)
+    rgb = _canvas_png(viewer, "city.png")
+    assert rgb.shape[:2] == (CANVAS[1], CANVAS[0])
+    marker = _marker_mask(rgb)
+    # buildings in the test colour cover a real part of the view, and the rest is not blank either
+    assert marker.mean() > 0.01, f"only {marker.sum()} building pixels"
+    assert rgb[~marker].std() > 5
+    viewer.timings["building_pixels"] = int(marker.sum())
+    ids = viewer.page.evaluate("window.twin.loadedBuildingIds(50)")
+    assert ids and all(i.startswith("bldg-") for i in ids), ids[:5]
+
+
+def test_click_on_a_building_shows_its_record(viewer: Session) -> None:
+    sess, page = viewer, viewer.page
+    rgb = _rgb(page.locator("#cesium canvas").first.screenshot())
+    inner = _erode(_marker_mask(rgb), 3)
+    ys, xs = np.nonzero(inner)
+    assert len(xs), "no building interior visible to click"
+    # the interior building pixel nearest the centre of the view
+    order = np.argsort((xs - CANVAS[0] / 2) ** 2 + (ys - CANVAS[1] / 2) ** 2)
+    box = page.locator("#cesium canvas").first.bounding_box()
+    t0 = time.perf_counter()
+    for i in order[:: max(1, len(order) // 20)][:20]:
+        x, y = int(xs[i]), int(ys[i])
+        expected = page.evaluate("([x, y]) => window.twin.pickAt(x, y)", [x, y])
+        if expected:
+            break
+    assert expected, "no pickable building under the building-coloured pixels"
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.wait_for_function("window.twin.selected() && window.twin.selected().loaded", timeout=TIMEOUT_MS)
+    sess.timings["click_to_record_s"] = time.perf_counter() - t0
+    assert page.inner_text("#building-id") == expected
+    body = page.inner_text("#building-body")
+    assert "quality" in body.lower() and "provenance" in body.lower()
+    # the panel's record is the store's building, fetched by the picked id from OGC API Features
+    assert sess.paths(f"/collections/buildings/items/{expected}")
+    rec = httpx.get(f"{sess.base}/entities/{expected}").json()
+    assert rec["id"] == expected and rec.get("type", "Building") == "Building"
+    for p in rec.get("provenance", [])[:3]:
+        assert p["source_asset_id"] in body
+    page.wait_for_timeout(200)
+    _canvas_png(sess, "selected.png")
+    assert sess.console_errors() == [] and sess.bad_responses() == []
+
+
+def test_colour_by_attribute_with_legend(viewer: Session) -> None:
+    page = viewer.page
+    page.select_option("#color-by", "height")
+    assert page.locator("#legend li").count() >= 3 and "m" in page.inner_text("#legend")
+    _settle(viewer)
+    rgb = _canvas_png(viewer, "height.png")
+    assert _marker_mask(rgb).mean() < 0.002  # the buildings left the test colour for the height ramp
+    page.select_option("#color-by", "marker")
+    _settle(viewer)
+
+
+def test_layer_drape_and_time_slider(viewer: Session) -> None:
+    sess, page = viewer, viewer.page
+    layers = httpx.get(f"{sess.base}/layers").json()
+    timed = [lyr for lyr in layers if lyr.get("time_bucket")]
+    assert timed, [lyr["name"] for lyr in layers]
+    # the interpolated surface covers the whole city (station layers only a few cells)
+    name = next((lyr["name"] for lyr in timed if "idw" in lyr["name"]), timed[0]["name"])
+    t0 = time.perf_counter()
+    page.select_option("#layer", name)
+    page.wait_for_function("window.twin.layer() && window.twin.layer().ready", timeout=TIMEOUT_MS)
+    sess.timings["layer_drape_s"] = time.perf_counter() - t0
+    info = page.evaluate("window.twin.layer()")
+    assert info["name"] == name and info["buckets"] > 1 and info["shown"] > 0
+    assert page.is_visible("#time") and page.is_visible("#layer-legend")
+    q = parse_qs(urlparse([p for p in sess.paths(f"/layers/{name}/cells") if "geojson" in p][0]).query)
+    assert q["format"] == ["geojson"] and q["branch"] == ["main"]
+    page.evaluate("window.twin.render()")
+    before = _canvas_png(sess, "layer-before.png")
+    label0 = page.inner_text("#time-label")
+    target = min(info["buckets"] - 1, 12)  # half a day later for an hourly layer
+    page.fill("#time", str(target))
+    page.wait_for_function(f"window.twin.layer().index === {target} && window.twin.layer().ready",
+                           timeout=TIMEOUT_MS)
+    page.evaluate("window.twin.render()")
+    after = _canvas_png(sess, "layer-after.png")
+    assert page.inner_text("#time-label") != label0
+    changed = (np.abs(before.astype(int) - after.astype(int)).sum(axis=2) > 12).mean()
+    assert changed > 0.005, f"the drape did not change with time ({changed:.4f} of the pixels)"
+    sess.timings["layer_pixels_changed"] = round(float(changed), 4)
+    # play advances the slider by itself; pause stops it
+    page.click("#play")
+    page.wait_for_function(f"window.twin.layer().index !== {target}", timeout=10_000)
+    page.click("#play")
+    assert page.get_attribute("#play", "aria-label") == "play"
+    page.select_option("#layer", "")
+    assert page.evaluate("window.twin.layer()") is None
+    assert sess.console_errors() == [] and sess.bad_responses() == [] and sess.page.evaluate("window.twin.errors") == []
+
+
+def test_version_switch_reloads_tilesets_and_features(viewer: Session) -> None:
+    sess, page = viewer, viewer.page
+    head = httpx.get(f"{sess.base}/commits/latest").json()["version"]
+    t0 = time.perf_counter()
+    page.select_option("#version", str(head))
+    page.wait_for_function(
+        f"window.twin.state.version === '{head}' && !window.twin.switching() && window.twin.tilesLoaded()",
+        polling=250, timeout=TIMEOUT_MS)
+    assert all("error" not in v for v in page.evaluate("window.twin.tilesets()").values())
+    sess.timings["version_switch_s"] = time.perf_counter() - t0
+    for kind in ("buildings", "terrain", "pointcloud"):
+        assert sess.paths(f"/tiles/main/{head}/{kind}/tileset.json"), kind
+    assert f"version={head}" in page.url
+    # a feature request now asks for that version
+    ids = page.evaluate("window.twin.loadedBuildingIds(5)")
+    page.evaluate("(id) => window.twin.screenPositionOf(id)", ids[0])
+    assert [p for p in sess.paths(f"/collections/buildings/items/{ids[0]}") if f"as_of={head}" in p]
+    page.evaluate("window.twin.render()")
+    assert _marker_mask(_canvas_png(sess, f"version-{head}.png")).mean() > 0.01
+    assert sess.console_errors() == [] and sess.bad_responses() == [] and sess.failed == []
+    sess.timings["total_responses"] = len(sess.responses)
+    print("viewer e2e timings:", json.dumps({k: round(v, 2) for k, v in sess.timings.items()}))
+
+
+def test_missing_tiles_and_failed_requests_are_shown_in_the_page(viewer: Session) -> None:
+    sess, page = viewer, viewer.page
+    before = len(sess.responses)
+    page.evaluate("window.twin.switchTo('main', '999')")  # a version the store does not have (e.g. an old link)
+    errors = page.evaluate("window.twin.errors")
+    assert any("version 999 is not on branch main" in e for e in errors)
+    for kind in ("buildings", "terrain", "pointcloud"):
+        assert any(f"{kind} tileset /tiles/main/999/{kind}/tileset.json: HTTP 404" in e for e in errors), errors
+    assert page.locator("#errors li").count() >= 3 and page.is_visible("#errors li")
+    assert all("error" in v for v in page.evaluate("window.twin.tilesets()").values())
+    new_bad = [(u, s) for u, s in sess.responses[before:] if sess.ours(u) and s >= 400]
+    assert new_bad and all("/999/" in u or "as_of=999" in u for u, _ in new_bad), new_bad
+    # handled: nothing uncaught; the only console errors are the browser's own lines for those 4xx responses
+    assert sess.page_errors == []
+    assert all("Failed to load resource" in t for t in sess.console_errors()), sess.console_errors()
+    # and the viewer recovers on the next switch
+    page.evaluate("window.twin.switchTo('main', 'latest')")
+    page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
+    assert all("error" not in v for v in page.evaluate("window.twin.tilesets()").values())
