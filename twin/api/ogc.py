@@ -298,15 +298,35 @@ def _xy_fn(t: pyproj.Transformer | None, swap: bool):
     return fn
 
 
+def _positions(coords: Any, acc: list) -> None:
+    if coords and isinstance(coords[0], int | float):
+        acc.append(coords)
+        return
+    for c in coords:
+        _positions(c, acc)
+
+
+def _rebuild(coords: Any, it: Any) -> list:
+    if coords and isinstance(coords[0], int | float):
+        x, y = next(it)
+        return [x, y, *coords[2:]]
+    return [_rebuild(c, it) for c in coords]
+
+
 def to_output_crs(geoms: list[dict[str, Any] | None], store: Store, target: str) -> list[dict[str, Any] | None]:
-    """GeoJSON geometries in the store CRS → in ``target`` (axis order of the target CRS), in one PROJ call."""
+    """GeoJSON geometries in the store CRS → in ``target`` (axis order of the target CRS), in one PROJ call over
+    every position of the page (heights kept as they are)."""
+    acc: list = []
+    for g in geoms:
+        if g:
+            _positions(g["coordinates"], acc)
+    if not acc:
+        return [None if not g else {"type": g["type"], "coordinates": []} for g in geoms]
+    xy = np.array([(p[0], p[1]) for p in acc], dtype=np.float64)
     src = crs_uri(store.crs)
-    shapes = np.array([shapely.geometry.shape(g) if g else None for g in geoms], dtype=object)
-    if not len(shapes):
-        return []
-    t = None if target == src else transformer(src, target)
-    out = shapely.transform(shapes, _xy_fn(t, north_first(target)))
-    return [shapely.geometry.mapping(g) if g is not None else None for g in out]
+    out = _xy_fn(None if target == src else transformer(src, target), north_first(target))(xy)
+    it = iter(out.tolist())
+    return [None if not g else {"type": g["type"], "coordinates": _rebuild(g["coordinates"], it)} for g in geoms]
 
 
 def bbox_to_store(values: list[float], bbox_crs: str, store: Store) -> dict[str, Any] | None:
