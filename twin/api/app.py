@@ -34,7 +34,22 @@ def create_app(store_path: Path | str) -> FastAPI:
     app.include_router(tiles.router)
     app.include_router(imagery.router)
     app.include_router(viewer.router)
+    _serve_openapi_30(app)
     return app
+
+
+def _serve_openapi_30(app: FastAPI) -> None:
+    """Serve /openapi.json as OpenAPI 3.0.3 (OGC API Features' oas30 class, what GIS clients read)."""
+    from twin.api.ogc import openapi30
+
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if getattr(app.state, "openapi30", None) is None:
+            app.state.openapi30 = openapi30(generate())
+        return app.state.openapi30
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

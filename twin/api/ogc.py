@@ -572,3 +572,73 @@ def landing(base: str, title: str, description: str) -> dict[str, Any]:
             link(f"{base}/imagery/tilejson.json", "tiles", JSON, "imagery XYZ tiles (TileJSON)"),
         ],
     }
+
+
+# ---------------------------------------------------------------------------------------------- OpenAPI 3.0
+def openapi30(doc: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's OpenAPI 3.1 document rewritten as OpenAPI 3.0.3 (the OGC ``oas30`` class; what GDAL, QGIS and
+    most OGC clients read): JSON-Schema-2020 constructs become their 3.0 forms (null → ``nullable``, ``const`` →
+    ``enum``, numeric ``exclusiveMinimum`` → boolean, ``examples`` list → ``example``, ``prefixItems`` → ``items``)."""
+
+    def schema(s: Any) -> Any:
+        if isinstance(s, list):
+            return [schema(v) for v in s]
+        if not isinstance(s, dict):
+            return s
+        s = {k: schema(v) for k, v in s.items()}
+        for key in ("anyOf", "oneOf"):
+            opts = s.get(key)
+            if isinstance(opts, list) and any(o == {"type": "null"} for o in opts):
+                rest = [o for o in opts if o != {"type": "null"}]
+                s.pop(key)
+                if len(rest) == 1 and "$ref" in rest[0]:
+                    s["allOf"] = rest
+                elif len(rest) == 1:
+                    s = {**rest[0], **s}
+                else:
+                    s[key] = rest
+                s["nullable"] = True
+        if isinstance(s.get("type"), list):
+            types = [t for t in s["type"] if t != "null"]
+            if len(types) < len(s["type"]):
+                s["nullable"] = True
+            s["type"] = types[0] if len(types) == 1 else "string"
+        if "const" in s:
+            s["enum"] = [s.pop("const")]
+        for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if isinstance(s.get(bound), int | float) and not isinstance(s.get(bound), bool):
+                s[plain] = s[bound]
+                s[bound] = True
+        if isinstance(s.get("examples"), list):
+            ex = s.pop("examples")
+            if ex:
+                s["example"] = ex[0]
+        if "prefixItems" in s:
+            items = s.pop("prefixItems")
+            kinds = {json.dumps(i, sort_keys=True) for i in items}
+            s["items"] = items[0] if len(kinds) == 1 else {"anyOf": items}
+        if "$ref" in s and len(s) > 1:  # 3.0 ignores siblings of $ref
+            s = {"allOf": [{"$ref": s.pop("$ref")}], **s}
+        if s.get("contentMediaType") or s.get("contentEncoding"):
+            s.pop("contentMediaType", None)
+            s.pop("contentEncoding", None)
+            s.setdefault("format", "binary")
+        return s
+
+    out = json.loads(json.dumps(doc))
+    out["openapi"] = "3.0.3"
+    for path in out.get("paths", {}).values():
+        for op in path.values():
+            if not isinstance(op, dict):
+                continue
+            for prm in op.get("parameters", []):
+                if "schema" in prm:
+                    prm["schema"] = schema(prm["schema"])
+            for part in [op.get("requestBody", {})] + list(op.get("responses", {}).values()):
+                for media in (part.get("content") or {}).values():
+                    if "schema" in media:
+                        media["schema"] = schema(media["schema"])
+    comps = out.get("components", {}).get("schemas", {})
+    for name in list(comps):
+        comps[name] = schema(comps[name])
+    return out
