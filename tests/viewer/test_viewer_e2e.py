@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -104,22 +105,35 @@ class Session:
         return [t for kind, t in self.console if kind == "error"]
 
 
+BRANCH = "what-if"
+
+
 @pytest.fixture(scope="module")
-def viewer(built_city):
+def viewer(built_city, tmp_path_factory):
     _require(CHROMIUM.exists(), f"{CHROMIUM} is missing (make sysdeps installs it)")
     from twin.api.routers.viewer import cesium_dir
 
     _require(cesium_dir() is not None, "CesiumJS is missing: run make install (npm ci)")
     from playwright.sync_api import sync_playwright
 
+    from twin.store import Query, Store
+
+    # a copy of the shared city (read-only) with a scenario branch where one building is demolished
+    store_dir = tmp_path_factory.mktemp("viewer") / "store"
+    shutil.copytree(built_city["store"], store_dir, symlinks=True)
+    store = Store(store_dir)
+    demolished = sorted(b["id"] for b in store.features(query=Query(types=["Building"])))[0]
+    store.create_branch(BRANCH, from_branch="main", description="what if one building is demolished")
+    store.commit([], [demolished], message="demolish one building", branch=BRANCH)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "TWIN_STORE": str(built_city["store"])}
+    env = {**os.environ, "TWIN_STORE": str(store_dir)}
     server = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     sess = Session()
     sess.base = f"http://127.0.0.1:{port}"
+    sess.demolished = demolished
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         _wait_http(sess.base + "/health", server)
@@ -310,6 +324,33 @@ def test_version_switch_reloads_tilesets_and_features(viewer: Session) -> None:
     assert sess.console_errors() == [] and sess.bad_responses() == [] and sess.failed == []
     sess.timings["total_responses"] = len(sess.responses)
     print("viewer e2e timings:", json.dumps({k: round(v, 2) for k, v in sess.timings.items()}))
+
+
+def test_branch_switch_shows_the_scenario(viewer: Session) -> None:
+    sess, page = viewer, viewer.page
+    gone = sess.demolished
+    on_main = page.evaluate("window.twin.loadedBuildingIds(100000)")
+    assert gone in on_main
+    assert BRANCH in page.eval_on_selector("#branch", "s => [...s.options].map(o => o.value)")
+    t0 = time.perf_counter()
+    page.select_option("#branch", BRANCH)
+    page.wait_for_function(
+        f"window.twin.state.branch === '{BRANCH}' && !window.twin.switching() && window.twin.tilesLoaded()",
+        polling=250, timeout=TIMEOUT_MS)
+    sess.timings["branch_switch_s"] = time.perf_counter() - t0
+    for kind in ("buildings", "terrain", "pointcloud"):
+        assert sess.paths(f"/tiles/{BRANCH}/latest/{kind}/tileset.json"), kind
+    assert page.input_value("#version") == "latest" and f"branch={BRANCH}" in page.url
+    on_branch = page.evaluate("window.twin.loadedBuildingIds(100000)")
+    assert gone not in on_branch and len(on_branch) == len(on_main) - 1
+    # feature requests follow the branch
+    page.evaluate("(id) => window.twin.screenPositionOf(id)", on_branch[0])
+    assert [p for p in sess.paths(f"/collections/buildings/items/{on_branch[0]}") if f"branch={BRANCH}" in p]
+    assert sess.console_errors() == [] and sess.bad_responses() == [] and sess.page.evaluate("window.twin.errors") == []
+    page.select_option("#branch", "main")
+    page.wait_for_function("window.twin.state.branch === 'main' && !window.twin.switching() && "
+                           "window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
+    assert gone in page.evaluate("window.twin.loadedBuildingIds(100000)")
 
 
 def test_missing_tiles_and_failed_requests_are_shown_in_the_page(viewer: Session) -> None:

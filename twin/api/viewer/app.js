@@ -408,7 +408,7 @@ function renderBuilding(rec, body) {
       ["classification", p.classification],
       ["valid from", p.valid_from],
       ["version", p._store?.version ?? p.version],
-    ].filter(([, v]) => v !== undefined)),
+    ].filter(([, v]) => v !== undefined && v !== null)),
   );
   parts.push(heading("quality"));
   const qrows = [
@@ -466,7 +466,7 @@ $("close-details").addEventListener("click", clearSelection);
 
 const VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
 const VIRIDIS_RGB = VIRIDIS.map((c) => Cesium.Color.fromCssColorString(c));
-const LAYER_ALPHA = 0.6;
+const LAYER_ALPHA = 0.5;
 
 function rampColour(v, lo, hi) {
   const t = hi > lo ? Math.min(1, Math.max(0, (v - lo) / (hi - lo))) : 0.5;
@@ -688,7 +688,7 @@ async function switchTo(branch, version) {
   try {
     state.branch = branch;
     state.version = version;
-    if (branch !== $("branch").value) $("branch").value = branch;
+    await loadBranches(); // branches made since the page loaded appear too
     await loadVersions();
     syncUrl();
     const layerName = state.layer?.spec.name ?? "";
