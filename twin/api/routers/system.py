@@ -79,7 +79,8 @@ table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3r
 <h1>twin — city digital twin</h1>
 <p>Store <code>{html.escape(str(store.root))}</code> (CRS {html.escape(store.crs)}): {n} city objects;
 latest commit: <span id="latest">{head}</span>.</p>
-<p><a href="/docs">API documentation</a> · <a href="/commits/latest">latest commit (JSON)</a> ·
+<p><a href="/viewer/"><b>3D viewer</b></a> · <a href="/docs">API documentation</a> ·
+<a href="/commits/latest">latest commit (JSON)</a> ·
 <a href="/commits">commits</a> · <a href="/branches">branches</a> · <a href="/health">health</a></p>
 <p>OGC API Features: <a href="/collections">collections</a> · <a href="/conformance">conformance</a> ·
 <a href="/?f=json">landing page (JSON)</a> · imagery tiles: <a href="/imagery">images</a> ·
