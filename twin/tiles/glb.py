@@ -132,11 +132,16 @@ def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def accessor_array(gltf: dict[str, Any], binary: bytes, index: int) -> np.ndarray:
-    """Read accessor ``index`` back as a numpy array (tightly packed views only, as this builder writes)."""
+    """Read accessor ``index`` back as a numpy array (tightly packed or interleaved, byteStride, views)."""
     acc = gltf["accessors"][index]
     view = gltf["bufferViews"][acc["bufferView"]]
     dtype = next(d for d, c in COMPONENT.items() if c == acc["componentType"])
     width = {v: k for k, v in TYPES.items()}[acc["type"]]
     start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    stride = view.get("byteStride")
+    if stride and stride != dtype.itemsize * width and acc["count"]:  # interleaved view: a strided copy
+        arr = np.ndarray((acc["count"], width), dtype=dtype, buffer=binary, offset=start,
+                         strides=(stride, dtype.itemsize)).copy()
+        return arr if width > 1 else arr[:, 0]
     arr = np.frombuffer(binary, dtype=dtype, count=acc["count"] * width, offset=start)
     return arr.reshape(acc["count"], width) if width > 1 else arr
