@@ -155,7 +155,8 @@ def validate(paths: list[Path]) -> dict[str, dict[str, Any]]:
         return validate_glbs(paths)
     script = ("const fs=require('fs');const v=require(process.argv[1]);(async()=>{const o={};"
               "for(const f of process.argv.slice(2)){const r=await v.validateBytes(new Uint8Array(fs.readFileSync(f)));"
-              "o[f]={numErrors:r.issues.numErrors,errors:r.issues.messages.filter(m=>m.severity===0)}}"
+              "o[f]={numErrors:r.issues.numErrors,numWarnings:r.issues.numWarnings,"
+              "errors:r.issues.messages.filter(m=>m.severity<2)}}"
               "process.stdout.write(JSON.stringify(o))})()")
     assert shutil.which("node"), "node is required for the glTF validator"
     proc = subprocess.run(["node", "-e", script, str(ROOT / "node_modules" / "gltf-validator"), *map(str, paths)],
@@ -169,11 +170,11 @@ def glbs(out_dir: Path) -> list[Path]:
 
 
 def assert_valid(out_dir: Path) -> None:
-    """Zero validator errors in every GLB of the tileset."""
+    """Zero validator errors and warnings in every GLB of the tileset."""
     files = glbs(out_dir)
     report = validate(files)
     assert len(report) == len(files)
-    bad = {f: r.get("errors") for f, r in report.items() if r["numErrors"]}
+    bad = {f: (r.get("errors"), r.get("warnings")) for f, r in report.items() if r["numErrors"] or r["numWarnings"]}
     assert not bad, bad
 
 

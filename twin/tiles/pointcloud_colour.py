@@ -169,10 +169,11 @@ class ImageSampler:
 def palette(cls: np.ndarray, z: np.ndarray, z_range: tuple[float, float]) -> np.ndarray:
     """Class colours for classified points, a height ramp over ``z_range`` for classes 0/1 (sRGB bytes)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
+    by_height = np.ones(256, dtype=bool)
     for k, c in CLASS_RGB.items():
-        lut[k] = c
+        lut[k], by_height[k] = c, False
     out = lut[cls]
-    ramp = ~np.isin(cls, list(CLASS_RGB))
+    ramp = by_height[cls]
     if ramp.any():
         z0, z1 = z_range
         t = np.clip((z[ramp] - z0) / max(z1 - z0, 1e-9), 0, 1) * (len(RAMP) - 1)

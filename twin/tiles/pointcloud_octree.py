@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from twin.tiles.ecef import yup
 from twin.tiles.glb import ARRAY_BUFFER, POINTS, GltfBuilder
 from twin.tiles.pointcloud_colour import SRGB_TO_LINEAR16
 from twin.tiles.pointcloud_source import BITS, REC
@@ -95,12 +94,21 @@ def encode(rec: np.ndarray) -> tuple[bytes, np.ndarray, np.ndarray]:
     centre), COLOR_0: linear normalized uint16 RGB, _CLASSIFICATION/_INTENSITY: EXT_structural_metadata property
     attributes.
     """
-    enu = np.column_stack([rec["x"], rec["y"], rec["z"]])
-    lo, hi = enu.min(axis=0), enu.max(axis=0)
+    x, y, z = rec["x"], rec["y"], rec["z"]
+    lo = np.array([x.min(), y.min(), z.min()])
+    hi = np.array([x.max(), y.max(), z.max()])
     centre = (lo + hi) / 2
-    pos = yup((enu - centre).astype(np.float32))
+    pos = np.empty((len(rec), 3), dtype=np.float32)  # ENU offsets in glTF's y-up axes: (e, u, -n)
+    np.subtract(x, centre[0], out=pos[:, 0], casting="same_kind")
+    np.subtract(z, centre[2], out=pos[:, 1], casting="same_kind")
+    np.subtract(centre[1], y, out=pos[:, 2], casting="same_kind")
     b = GltfBuilder()
-    pa = b.add_accessor(pos, bounds=True)
+    pa = b.add_accessor(pos)
+    # float32 rounding is monotonic, so the rounded extremes are the extremes of the rounded values
+    b.gltf["accessors"][pa]["min"] = [float(np.float32(v)) for v in (lo[0] - centre[0], lo[2] - centre[2],
+                                                                       centre[1] - hi[1])]
+    b.gltf["accessors"][pa]["max"] = [float(np.float32(v)) for v in (hi[0] - centre[0], hi[2] - centre[2],
+                                                                       centre[1] - lo[1])]
     attr = np.zeros(len(rec), dtype=_ATTR)
     attr["color"] = SRGB_TO_LINEAR16[rec["rgb"]]
     attr["inten"] = rec["inten"]
@@ -149,15 +157,15 @@ def process_partition(rec: np.ndarray, lp: int, upper_counts: list[np.ndarray], 
                       max_leaf: int = MAX_LEAF) -> tuple[list[dict[str, Any]], dict[tuple[int, int], np.ndarray]]:
     """Subsample one partition: writes its own nodes (levels ≥ lp) and returns their facts, plus its share of the
     nodes above it (level, key) → records, which the caller merges over partitions."""
-    rec = rec[np.argsort(rec["m"], kind="stable")]
+    order = np.argsort(rec["m"])  # deterministic: every mode hands over the records in read order
     nodes: list[dict[str, Any]] = []
     upper: dict[tuple[int, int], np.ndarray] = {}
-    for level, idx, keys in subsample(rec["m"], lp, upper_counts, max_leaf):
+    for level, idx, keys in subsample(rec["m"][order], lp, upper_counts, max_leaf):
         for lv, key, part in split_nodes(level, idx, keys):
             if lv < lp:
-                upper[(lv, key)] = rec[part]
+                upper[(lv, key)] = rec[order[part]]
             else:
-                nodes.append(write_node(out_dir, lv, key, rec[part]))
+                nodes.append(write_node(out_dir, lv, key, rec[order[part]]))
     return nodes, upper
 
 

@@ -10,6 +10,7 @@ appended to one file per partition, so memory stays bounded by a chunk plus the 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -165,7 +166,7 @@ def make_frame(sources: list[Source]) -> Frame:
 
 def _spread(v: np.ndarray) -> np.ndarray:
     """Spread the low 21 bits of ``v`` to every third bit (Morton encoding)."""
-    v = v.astype(np.uint64) & np.uint64(0x1FFFFF)
+    v = v & np.uint64(0x1FFFFF)
     v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
     v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
     v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
@@ -199,17 +200,17 @@ class Reader:
             e = X * r[0]
             e += Y * r[1]
             e += Z * r[2]
-            if not np.all(np.isfinite(e)):
-                raise SourceError(self.path, "some points cannot be placed on the globe (the transformation to "
-                                             "ECEF gives no finite result)")
             rec[name] = e
             e -= f.cube_min[axis]
             e *= self.scale
-            q = e.astype(np.int64)  # e >= 0 here, so truncation is floor
-            if e.min() < 0 or q.max() >= (1 << BITS):
+            lo, hi = float(e.min()), float(e.max())  # NaN propagates into both
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise SourceError(self.path, "some points cannot be placed on the globe (the transformation to "
+                                             "ECEF gives no finite result)")
+            if lo < 0 or hi >= (1 << BITS):
                 raise SourceError(self.path, "points lie outside the header's bounds (corrupt point data or a "
                                              "wrong header)")
-            m |= _spread(q) << np.uint64(axis)
+            m |= _spread(e.astype(np.uint64)) << np.uint64(axis)  # e >= 0: truncation is floor
         rec["m"] = m
         cls = np.asarray(pts.classification, dtype=np.uint8)
         rec["cls"] = cls
@@ -226,24 +227,34 @@ class Reader:
         return rec
 
     def read(self, start: int, count: int, chunk: int) -> Any:
-        """Yield records for points [start, start + count) of the file, ``chunk`` points at a time."""
-        with open_las(self.path) as f:
-            done = 0
+        """Yield records for points [start, start + count) of the file, ``chunk`` points at a time; the next chunk
+        is decoded in a thread (LAZ decoding releases the GIL) while this one is transformed."""
+        done = 0
+
+        def fetch(n: int) -> laspy.ScaleAwarePointRecord:
             try:
-                if start:
-                    f.seek(start)
-                while done < count:
-                    pts = f.read_points(min(chunk, count - done))
-                    if len(pts) == 0:
-                        raise SourceError(self.path, f"the header says {self.src.count:,} points but the file "
-                                                     f"holds {start + done:,} (truncated?)")
-                    done += len(pts)
-                    yield self.records(pts)
-            except SourceError:
-                raise
+                return pending_read(n)
             except Exception as exc:  # lazrs / laspy raise several types for damaged point data
                 raise SourceError(self.path, f"corrupt or truncated point data after {start + done:,} of "
                                              f"{self.src.count:,} points ({exc})") from exc
+
+        with open_las(self.path) as f, ThreadPoolExecutor(1) as ahead:
+            pending_read = f.read_points
+            if start:
+                try:
+                    f.seek(start)
+                except Exception as exc:  # as above
+                    raise SourceError(self.path, f"cannot seek to point {start:,} ({exc})") from exc
+            pending = ahead.submit(fetch, min(chunk, count))
+            while done < count:
+                pts = pending.result()
+                if len(pts) == 0:
+                    raise SourceError(self.path, f"the header says {self.src.count:,} points but the file holds "
+                                                 f"{start + done:,} (truncated?)")
+                done += len(pts)
+                if done < count:
+                    pending = ahead.submit(fetch, min(chunk, count - done))
+                yield self.records(pts)
 
 
 class Spill:
