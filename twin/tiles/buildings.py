@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.tiles.ecef import region_of, to_ecef, yup
+from twin.tiles.ecef import region_of_ecef, to_ecef_3d, yup
 from twin.tiles.glb import ELEMENT_ARRAY_BUFFER, TRIANGLES, GltfBuilder
 from twin.tiles.metadata import BUILDING_PROPERTIES, Prop, add_property_table, feature_id_accessor
 from twin.tiles.triangulate import triangulate_faces
@@ -105,7 +105,8 @@ def _flat_normals(off: np.ndarray, starts: np.ndarray, ext_len: np.ndarray) -> n
 def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
                      props: list[Prop] | None = None) -> tuple[bytes, dict[str, Any]] | None:
     """One GLB for ``buildings`` at the LoD ``policy`` picks; positions are float32 ECEF offsets (glTF y-up) from
-    the returned ``meta['center']``, which the tile's ``transform`` restores. None when nothing has geometry."""
+    the returned ``meta['center']``, which the tile's ``transform`` restores. None when nothing has geometry.
+    z is the height above the store CRS's ellipsoid (pyproj's 3D CRS), as for point clouds and terrain."""
     props = props or BUILDING_PROPERTIES
     rows: list[tuple[dict, str]] = []
     vert_blocks: list[np.ndarray] = []
@@ -143,7 +144,7 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     fids = np.repeat(np.asarray(face_feature)[kept], lens)
     ext_len = np.array([sizes[i][0] for i in kept])
 
-    ecef_src = to_ecef(src[:, 0], src[:, 1], src[:, 2], crs)
+    ecef_src = to_ecef_3d(src[:, 0], src[:, 1], src[:, 2], crs)
     used = np.unique(corner)
     center = (ecef_src[used].min(axis=0) + ecef_src[used].max(axis=0)) / 2
     off = ecef_src[corner] - center
@@ -171,10 +172,9 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     g.add_mesh(primitives)
     g.use_extension("EXT_mesh_features")
     add_property_table(g, "building", props, rows)
-    pts = src[used]
     meta = {
         "center": center.tolist(),
-        "region": region_of(pts[:, 0], pts[:, 1], float(pts[:, 2].min()) - 0.1, float(pts[:, 2].max()) + 0.1, crs),
+        "region": region_of_ecef(ecef_src[used]),
         "features": len(rows),
         "vertices": int(n_vert),
         "triangles": int(len(tris)),

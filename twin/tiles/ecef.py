@@ -77,3 +77,37 @@ def region_of(x: np.ndarray, y: np.ndarray, z_min: float, z_max: float, crs: str
     """The region around CRS points (e.g. the corners of a tile), padded slightly for rounding."""
     lon, lat = to_lonlat(x, y, crs)
     return region(lon.min() - pad_deg, lat.min() - pad_deg, lon.max() + pad_deg, lat.max() + pad_deg, z_min, z_max)
+
+
+def to_ecef_3d(x: np.ndarray, y: np.ndarray, z: np.ndarray, crs: str) -> np.ndarray:
+    """(N, 3) ECEF for CRS points whose z is the height above the CRS's own ellipsoid: pyproj's 3D reading of the
+    CRS (``CRS.to_3d()`` → EPSG:4978), as the point-cloud tiles do, datum shift included.
+
+    Equals :func:`to_ecef` to < 1 mm where the datum is WGS 84-like (CGCS2000: Beijing); elsewhere the two differ by
+    the ellipsoid separation, e.g. ~43.6 m in Delft for RD New (Bessel), where this one is what pyproj means."""
+    t = _transformer_3d(pyproj.CRS.from_user_input(crs).to_string())
+    return np.stack(t.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                                np.asarray(z, dtype=np.float64)), axis=-1)
+
+
+@lru_cache(maxsize=32)
+def _transformer_3d(crs: str) -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(crs).to_3d(), "EPSG:4978", always_xy=True)
+
+
+def ecef_to_geodetic(ecef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ECEF (N×3) → WGS 84 longitude, latitude (degrees) and ellipsoidal height (metres)."""
+    e = np.asarray(ecef, dtype=np.float64)
+    return _geocentric_transformer().transform(e[:, 0], e[:, 1], e[:, 2])
+
+
+@lru_cache(maxsize=1)
+def _geocentric_transformer() -> pyproj.Transformer:
+    return pyproj.Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+
+
+def region_of_ecef(ecef: np.ndarray, pad_deg: float = 1e-7, pad_h: float = 0.1) -> list[float]:
+    """The region around ECEF points (e.g. a tile's vertices), padded slightly for rounding."""
+    lon, lat, h = ecef_to_geodetic(ecef)
+    return region(lon.min() - pad_deg, lat.min() - pad_deg, lon.max() + pad_deg, lat.max() + pad_deg,
+                  h.min() - pad_h, h.max() + pad_h)

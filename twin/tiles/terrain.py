@@ -28,11 +28,11 @@ import numpy as np
 import pyproj
 from affine import Affine
 
-from twin.tiles.ecef import geodetic_to_ecef, region, translation, yup
+from twin.tiles.ecef import ecef_to_geodetic, region, to_ecef_3d, translation, yup
 from twin.tiles.glb import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, TRIANGLES, GltfBuilder
 from twin.tiles.implicit import level_offset, morton, subtree_bytes
 
-FORMAT = 1
+FORMAT = 2
 GRID = 64  # quads per tile side
 SUBTREE_LEVELS = 6  # levels per subtree file (fewer when the tree is shallower)
 MIN_ERROR = 0.05  # metres: floor of the leaf level's geometric error
@@ -96,7 +96,7 @@ def load_dtm(inputs: dict[str, Any]) -> Dtm:
 def sample_bilinear(dtm: Dtm, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """DTM heights at CRS points (bilinear between cell centres, clamped at the border cells); NaN outside."""
     h, w = dtm.z.shape
-    col, row = ~dtm.transform * (x, y)
+    col, row = ~dtm.transform @ (x, y)
     inside = (col >= 0) & (col <= w) & (row >= 0) & (row <= h)
     c = np.clip(col - 0.5, 0, w - 1)
     r = np.clip(row - 0.5, 0, h - 1)
@@ -140,7 +140,7 @@ class Colours:
             with rasterio.open(self.spec[2]) as ds:
                 shape = (3, max(1, ds.height // factor), max(1, ds.width // factor))
                 rgb = ds.read(self.bands, out_shape=shape, resampling=Resampling.average).astype(np.float64)
-                tr = ds.transform * Affine.scale(ds.width / shape[2], ds.height / shape[1])
+                tr = ds.transform @ Affine.scale(ds.width / shape[2], ds.height / shape[1])
             self.levels[factor] = (rgb, tr)
         return self.levels[factor]
 
@@ -152,7 +152,7 @@ class Colours:
         if self.spec is not None:
             rgb, tr = self._image(spacing_m)
             x, y = self.to_img.transform(lon, lat)
-            col, row = ~tr * (x, y)
+            col, row = ~tr @ (x, y)
             col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
             ok = (col >= 0) & (row >= 0) & (col < rgb.shape[2]) & (row < rgb.shape[1])
             vals = rgb[:, row[ok], col[ok]].T
@@ -167,7 +167,7 @@ def _root(dtm: Dtm) -> tuple[float, float, float, float, float]:
     t = np.linspace(0, 1, 65)
     edge_c = np.concatenate([t * w, np.full_like(t, w), t * w, np.zeros_like(t)])
     edge_r = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), t * h])
-    x, y = dtm.transform * (edge_c, edge_r)
+    x, y = dtm.transform @ (edge_c, edge_r)
     lon, lat = pyproj.Transformer.from_crs(pyproj.CRS(dtm.crs).to_2d(), "EPSG:4326", always_xy=True).transform(x, y)
     size = max(abs(dtm.transform.a) * w, abs(dtm.transform.e) * h)
     return float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()), float(size)
@@ -225,10 +225,12 @@ def build_terrain_tileset(inputs: dict[str, Any], root: Path, progress: Progress
         lon = np.linspace(west, east, n * GRID + 1)
         lat = np.linspace(south, north, n * GRID + 1)
         glon, glat = np.meshgrid(lon, lat)  # [row = latitude index, col = longitude index]
-        z = sample_bilinear(dtm, *to_crs.transform(glon, glat))
+        gx, gy = to_crs.transform(glon, glat)
+        z = sample_bilinear(dtm, gx, gy)
+        ecef = to_ecef_3d(gx, gy, np.nan_to_num(z), dtm.crs)
         if np.isfinite(z).any():
-            h_lo, h_hi = min(h_lo, float(np.nanmin(z))), max(h_hi, float(np.nanmax(z)))
-        ecef = geodetic_to_ecef(glon, glat, np.nan_to_num(z))
+            h = ecef_to_geodetic(ecef[np.isfinite(z)])[2]
+            h_lo, h_hi = min(h_lo, float(h.min())), max(h_hi, float(h.max()))
         spacing = size / (n * GRID)
         rgb = colours.sample(glon, glat, spacing)
         # error: the DTM at quad centres against the rendered diagonal (a–c) of each quad
