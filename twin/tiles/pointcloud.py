@@ -41,7 +41,7 @@ from twin.tiles.pointcloud_source import Frame, Reader, Source, Spill, inspect, 
 
 Progress = Callable[[str, float], None]
 CHUNK = 1_000_000  # points per read
-SPILL_BUDGET = 256 * 2**20  # bytes of buffered records before they go to disk (≈ 7 M points)
+SPILL_BUDGET = 512 * 2**20  # bytes of buffered records before they go to disk (≈ 14 M points)
 PARTITION_TARGET = 2_000_000  # points per partition aimed at (a surface spreads over 4^lp cells)
 MAX_LP = 5
 FORMAT = 1  # bumped when the output changes, so cached tilesets are rebuilt
@@ -145,7 +145,7 @@ def _read_task(args: tuple) -> tuple[Any, ...]:
     sampler = ImageSampler(images) if images and src.rgb_shift is None else None
     try:
         spill = Spill(Path(folder), tag, lp, budget)
-        for rec in Reader(src, frame, sampler).read(start, count, chunk):
+        for rec in Reader(src, frame, sampler, parallel=False).read(start, count, chunk):
             spill.add(rec)
         spill.flush()
         return "ok", spill.hist, spill.files

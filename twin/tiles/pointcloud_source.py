@@ -54,14 +54,16 @@ class Source:
     rgb_shift: int | None  # None: no usable RGB in the file; else the right shift to bytes (0 or 8)
 
 
-def open_las(path: Path) -> laspy.LasReader:
-    """Open a LAS/LAZ file for reading (the layers the tiler needs); errors name the file."""
+def open_las(path: Path, parallel: bool = True) -> laspy.LasReader:
+    """Open a LAS/LAZ file for reading (the layers the tiler needs; LAZ decoded on every core unless ``parallel``
+    is False, for worker processes that already share the cores); errors name the file."""
     if not path.exists():
         raise SourceError(path, "no such file")
     if path.stat().st_size == 0:
         raise SourceError(path, "the file is empty")
     try:
-        return laspy.open(path, decompression_selection=_SELECTION)
+        backend = None if parallel else laspy.LazBackend.Lazrs
+        return laspy.open(path, decompression_selection=_SELECTION, laz_backend=backend)
     except (laspy.errors.LaspyException, OSError, ValueError, EOFError) as exc:
         raise SourceError(path, f"not a readable LAS/LAZ file ({exc})") from exc
 
@@ -178,8 +180,8 @@ def _spread(v: np.ndarray) -> np.ndarray:
 class Reader:
     """Turns chunks of one file into records in the frame (colour from RGB, imagery or the palette)."""
 
-    def __init__(self, src: Source, frame: Frame, sampler: ImageSampler | None) -> None:
-        self.src, self.frame, self.sampler = src, frame, sampler
+    def __init__(self, src: Source, frame: Frame, sampler: ImageSampler | None, parallel: bool = True) -> None:
+        self.src, self.frame, self.sampler, self.parallel = src, frame, sampler, parallel
         self.path = Path(src.path)
         self.scale = (1 << BITS) / frame.size
 
@@ -238,7 +240,7 @@ class Reader:
                 raise SourceError(self.path, f"corrupt or truncated point data after {start + done:,} of "
                                              f"{self.src.count:,} points ({exc})") from exc
 
-        with open_las(self.path) as f, ThreadPoolExecutor(1) as ahead:
+        with open_las(self.path, self.parallel) as f, ThreadPoolExecutor(1) as ahead:
             pending_read = f.read_points
             if start:
                 try:
