@@ -4,6 +4,7 @@ feature ids and a property table per building (EXT_mesh_features + EXT_structura
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,19 @@ def iter_faces(geom: dict[str, Any]) -> Iterator[tuple[list[list[int]], str | No
         probe, depth = probe[0], depth + 1
     # depth counts list levels down to a vertex index: MultiSurface 3, Solid 4, MultiSolid/CompositeSolid 5
 
+    def kind(v: Any) -> str | None:
+        return surfaces[v]["type"] if isinstance(v, int) and 0 <= v < len(surfaces) else None
+
+    if depth == 4:  # Solid, the usual case: two plain loops
+        for si, shell in enumerate(boundaries):
+            vs = values[si] if isinstance(values, list) and si < len(values) else None
+            for fi, face in enumerate(shell):
+                yield face, kind(vs[fi] if isinstance(vs, list) and fi < len(vs) else None)
+        return
+
     def walk(b: Any, v: Any, level: int) -> Iterator[tuple[list[list[int]], str | None]]:
         if level == 2:  # a surface: list of rings of vertex indices
-            kind = surfaces[v]["type"] if isinstance(v, int) and 0 <= v < len(surfaces) else None
-            yield b, kind
+            yield b, kind(v)
             return
         for i, child in enumerate(b):
             yield from walk(child, v[i] if isinstance(v, list) and i < len(v) else None, level - 1)
@@ -72,16 +82,21 @@ def iter_faces(geom: dict[str, Any]) -> Iterator[tuple[list[list[int]], str | No
     yield from walk(boundaries, values, depth)
 
 
-def collect_faces(geom: dict[str, Any], offset: int, faces: list[np.ndarray], sizes: list[list[int]],
+def collect_faces(geom: dict[str, Any], offset: int, faces: list[list[int]], sizes: list[list[int]],
                   classes: list[int]) -> int:
-    """Append one LoD's surfaces (vertex ids shifted by ``offset``, ring sizes, surface class); returns the count."""
+    """Append one LoD's surfaces (vertex ids shifted by ``offset``, rings concatenated; ring sizes; surface class);
+    returns the count. Plain lists: numpy arrays per face would cost more than the work on them."""
     n = 0
     for rings, kind in iter_faces(geom):
         if not rings or len(rings[0]) < 3:
             continue
-        rings = [rings[0]] + [r for r in rings[1:] if len(r) >= 3]
-        faces.append(np.fromiter((i for r in rings for i in r), dtype=np.int64) + offset)
-        sizes.append([len(r) for r in rings])
+        if len(rings) == 1:
+            faces.append([i + offset for i in rings[0]])
+            sizes.append([len(rings[0])])
+        else:
+            rings = [rings[0]] + [r for r in rings[1:] if len(r) >= 3]
+            faces.append([i + offset for r in rings for i in r])
+            sizes.append([len(r) for r in rings])
         classes.append(_CLASS_OF.get(kind or "", WALL))
         n += 1
     return n
@@ -110,7 +125,7 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     props = props or BUILDING_PROPERTIES
     rows: list[tuple[dict, str]] = []
     vert_blocks: list[np.ndarray] = []
-    faces: list[np.ndarray] = []
+    faces: list[list[int]] = []
     sizes: list[list[int]] = []
     classes: list[int] = []
     face_feature: list[int] = []
@@ -138,7 +153,7 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     lens = np.array([len(faces[i]) for i in kept])
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
     ntri = np.array([len(local[i]) for i in kept])
-    corner = np.concatenate([faces[i] for i in kept])  # source vertex of every output vertex
+    corner = np.fromiter(chain.from_iterable(faces[i] for i in kept), dtype=np.int64, count=int(lens.sum()))
     tris = np.concatenate([local[i] for i in kept]) + np.repeat(starts, ntri)[:, None]
     klass = np.repeat(np.asarray(classes, dtype=np.uint8)[kept], ntri)
     fids = np.repeat(np.asarray(face_feature)[kept], lens)

@@ -94,20 +94,22 @@ def triangulate_face(points: np.ndarray, ring_sizes: Sequence[int] | None = None
     return tris
 
 
-def triangulate_faces(verts: np.ndarray, faces: Sequence[np.ndarray], ring_sizes: Sequence[Sequence[int]]
+def triangulate_faces(verts: np.ndarray, faces: Sequence[Sequence[int]], ring_sizes: Sequence[Sequence[int]]
                       ) -> list[np.ndarray]:
     """``triangulate_face`` for many faces at once: ``faces[i]`` are vertex ids (rings concatenated) into
-    ``verts`` and ``ring_sizes[i]`` their ring lengths. Convex holeless faces are done in numpy batches by vertex
-    count; the rest one by one. Returns face-local triangles per face (empty when degenerate)."""
+    ``verts`` and ``ring_sizes[i]`` their ring lengths. Convex holeless faces are fanned in numpy batches by vertex
+    count; the others (concave, with holes) go through one vectorised GEOS call. Returns face-local triangles per
+    face (empty when degenerate)."""
     out: list[np.ndarray] = [_EMPTY] * len(faces)
     groups: dict[int, list[int]] = {}
+    slow: list[int] = []
     for i, sizes in enumerate(ring_sizes):
         if len(sizes) == 1 and sizes[0] >= 3:
             groups.setdefault(sizes[0], []).append(i)
-        else:
-            out[i] = triangulate_face(verts[faces[i]], sizes)
+        elif sizes and sizes[0] >= 3:
+            slow.append(i)
     for k, members in groups.items():
-        ids = np.stack([faces[i] for i in members])
+        ids = np.array([faces[i] for i in members], dtype=np.int64)
         p = verts[ids]  # F × k × 3
         p = p - p[:, :1]
         q = np.roll(p, -1, axis=1)
@@ -126,13 +128,99 @@ def triangulate_faces(verts: np.ndarray, faces: Sequence[np.ndarray], ring_sizes
         a, b, c = xy[:, fan[:, 0]], xy[:, fan[:, 1]], xy[:, fan[:, 2]]
         area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
         flip = (area > 0) != (sign[:, None] > 0)
+        ok_face = np.abs(sign) >= 1e-12
+        tris = np.where(flip[..., None], fan[None, :, ::-1], fan[None])  # F × (k-2) × 3
+        full = (area != 0).all(axis=1)
         for j, i in enumerate(members):
-            if abs(sign[j]) < 1e-12:
+            if not ok_face[j]:
                 continue
             if not convex[j]:
-                out[i] = triangulate_face(verts[faces[i]], ring_sizes[i])
-                continue
-            ok = area[j] != 0
-            t = np.where(flip[j][:, None], fan[:, ::-1], fan)
-            out[i] = t[ok]
+                slow.append(i)
+            else:
+                out[i] = tris[j] if full[j] else tris[j][area[j] != 0]
+    if slow:
+        for i, t in zip(slow, _cdt_many(verts, [faces[i] for i in slow], [ring_sizes[i] for i in slow]),
+                        strict=True):
+            out[i] = t
+    return out
+
+
+def _cdt_many(verts: np.ndarray, faces: list[Sequence[int]], ring_sizes: list[Sequence[int]]) -> list[np.ndarray]:
+    """Constrained Delaunay triangles of many planar faces in one GEOS call, mapped back to face-local indices by
+    exact coordinate lookup (dropping an axis copies coordinates, and GEOS adds no Steiner points)."""
+    n_faces = len(faces)
+    out: list[np.ndarray] = [_EMPTY] * n_faces
+    faces = [np.asarray(f, dtype=np.int64) for f in faces]
+    ext = np.array([s[0] for s in ring_sizes])
+    ext_ids = np.concatenate([f[:k] for f, k in zip(faces, ext, strict=True)])
+    first = np.concatenate([[0], np.cumsum(ext)[:-1]])
+    p = verts[ext_ids] - np.repeat(verts[ext_ids[first]], ext, axis=0)
+    nxt = np.arange(len(ext_ids)) + 1
+    nxt[np.cumsum(ext) - 1] = first
+    q = p[nxt]
+    contrib = np.stack([(p[:, 1] - q[:, 1]) * (p[:, 2] + q[:, 2]), (p[:, 2] - q[:, 2]) * (p[:, 0] + q[:, 0]),
+                        (p[:, 0] - q[:, 0]) * (p[:, 1] + q[:, 1])], axis=1)
+    normals = np.add.reduceat(contrib, first, axis=0)  # Newell normals of the exterior rings
+    axis = np.abs(normals).argmax(axis=1)
+    sign = normals[np.arange(n_faces), axis]
+    polys, xys, owners = [], [], []
+    for i, (f, sizes) in enumerate(zip(faces, ring_sizes, strict=True)):
+        if abs(sign[i]) < 1e-12:
+            continue
+        xy = verts[f][:, _KEEP[int(axis[i])]]
+        if len(sizes) == 1:
+            polys.append(shapely.Polygon(xy))
+        else:
+            bounds = np.cumsum([0, *sizes])
+            polys.append(shapely.Polygon(xy[:sizes[0]], [xy[bounds[r]:bounds[r + 1]] for r in range(1, len(sizes))]))
+        xys.append(xy)
+        owners.append(i)
+    if not polys:
+        return out
+    geoms = np.array(polys, dtype=object)
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        geoms[bad] = shapely.make_valid(geoms[bad])
+    try:
+        tri = shapely.constrained_delaunay_triangles(geoms)
+    except shapely.errors.GEOSException:  # one broken face: fall back to one call each
+        return [triangulate_face(verts[f], s) for f, s in zip(faces, ring_sizes, strict=True)]
+    parts, which = shapely.get_parts(tri, return_index=True)
+    coords = shapely.get_coordinates(parts)
+    if not len(coords):
+        return out
+    corners = coords.reshape(-1, 4, 2)[:, :3].reshape(-1, 2)
+    corner_face = np.repeat(which, 3)
+    # exact lookup of (face, x, y) among the faces' own vertices
+    key = np.dtype([("f", "<i8"), ("x", "<f8"), ("y", "<f8")])
+    counts = [len(x) for x in xys]
+    table = np.empty(sum(counts), dtype=key)
+    table["f"] = np.repeat(np.arange(len(xys)), counts)
+    allxy = np.concatenate(xys)
+    table["x"], table["y"] = allxy[:, 0], allxy[:, 1]
+    local = np.concatenate([np.arange(c) for c in counts])
+    order = np.argsort(table, order=("f", "x", "y"))
+    query = np.empty(len(corners), dtype=key)
+    query["f"], query["x"], query["y"] = corner_face, corners[:, 0], corners[:, 1]
+    ordered = table[order]
+    pos = np.clip(np.searchsorted(ordered, query), 0, len(order) - 1)
+    found = ordered[pos] == query
+    idx = local[order][pos]
+    for m in np.flatnonzero(~found):  # a repaired polygon moved a corner: nearest vertex of that face
+        f = corner_face[m]
+        idx[m] = int(np.linalg.norm(xys[f] - corners[m], axis=1).argmin())
+    tris = idx.reshape(-1, 3)
+    # orientation, all triangles at once: the 2D signed area must have the sign of the normal's dropped component
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    g = tris + start[which][:, None]
+    a, b, c = allxy[g[:, 0]], allxy[g[:, 1]], allxy[g[:, 2]]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    flip = (area > 0) != (sign[np.asarray(owners)][which] > 0)
+    tris[flip] = tris[flip][:, ::-1]
+    keep = area != 0
+    tris, which = tris[keep], which[keep]
+    bounds = np.searchsorted(which, np.arange(len(xys) + 1))
+    for j, i in enumerate(owners):
+        if bounds[j + 1] > bounds[j]:
+            out[i] = tris[bounds[j]:bounds[j + 1]]
     return out
