@@ -188,9 +188,14 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _encode_task(args: tuple[str, list[dict[str, Any]], str, str, str]) -> tuple[str, dict[str, Any] | None]:
-    """Encode one tile and write its GLB then its meta (the meta's presence marks a complete pair)."""
-    h, buildings, policy, crs, root = args
+_SHARED: list[dict[str, Any]] = []  # the buildings of the running build, inherited by forked workers
+
+
+def _encode_task(args: tuple[str, list[Any], str, str, str]) -> tuple[str, dict[str, Any] | None]:
+    """Encode one tile and write its GLB then its meta (the meta's presence marks a complete pair). Members are
+    building dicts, or indices into :data:`_SHARED` when the worker was forked from the building process."""
+    h, members, policy, crs, root = args
+    buildings = [_SHARED[m] if isinstance(m, int) else m for m in members]
     out = encode_buildings(buildings, policy, crs)
     glb_path, meta_path = _content_paths(Path(root), h)
     if out is None:
@@ -203,11 +208,23 @@ def _encode_task(args: tuple[str, list[dict[str, Any]], str, str, str]) -> tuple
     return h, meta
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    methods = multiprocessing.get_all_start_methods()
-    return ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("forkserver" if "forkserver" in methods
-                                                                      else "spawn"))
+def _encode_parallel(todo: list[tuple[str, list[Any], str, str, str]], buildings: list[dict[str, Any]],
+                     workers: int):
+    """Encode in worker processes, yielding (hash, meta) in order. Forked workers read the buildings from the
+    parent's memory (only indices are sent: unpickling the dicts cost as much as encoding them); spawned ones
+    get them pickled."""
+    global _SHARED
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if fork:
+        _SHARED = buildings
+    else:
+        todo = [(h, [buildings[m] for m in members], *rest) for h, members, *rest in todo]
+    try:
+        ctx = multiprocessing.get_context("fork" if fork else "spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            yield from pool.map(_encode_task, todo, chunksize=1)
+    finally:
+        _SHARED = []
 
 
 def build_buildings(buildings: list[dict[str, Any]], crs: str, root: Path, out: Path, *, workers: int = 1,
@@ -222,7 +239,7 @@ def build_buildings(buildings: list[dict[str, Any]], crs: str, root: Path, out: 
     tiles, top = plan(summaries, leaf_size)
     result = BuildResult(out, tiles=len(tiles), buildings=len(summaries))
     metas: dict[str, dict[str, Any] | None] = {}
-    todo: list[tuple[str, list[dict[str, Any]], str, str, str]] = []
+    todo: list[tuple[str, list[int], str, str, str]] = []
     seen: set[str] = set()
     for t in tiles.values():
         if not t.members:
@@ -236,19 +253,16 @@ def build_buildings(buildings: list[dict[str, Any]], crs: str, root: Path, out: 
             metas[t.content] = json.loads(meta_path.read_text())
             result.reused += 1
         else:
-            members = [buildings[summaries[m].index] for m in sorted(t.members, key=lambda m: summaries[m].id)]
+            members = [summaries[m].index for m in sorted(t.members, key=lambda m: summaries[m].id)]
             todo.append((t.content, members, t.policy, crs, str(root)))
     step("buildings: encode tiles", 0.0)
     if workers > 1 and len(todo) > 1:
-        with _pool(workers) as pool:
-            for n, (h, meta) in enumerate(pool.map(_encode_task, todo, chunksize=1), 1):
-                metas[h] = meta
-                step("buildings: encode tiles", n / len(todo))
+        results = _encode_parallel(todo, buildings, workers)
     else:
-        for n, task in enumerate(todo, 1):
-            h, meta = _encode_task(task)
-            metas[h] = meta
-            step("buildings: encode tiles", n / len(todo))
+        results = (_encode_task((h, [buildings[m] for m in members], *rest)) for h, members, *rest in todo)
+    for n, (h, meta) in enumerate(results, 1):
+        metas[h] = meta
+        step("buildings: encode tiles", n / len(todo))
     step("buildings: encode tiles", 1.0)
     result.encoded = [task[0] for task in todo]
     doc = tileset_json(tiles, top, summaries, metas, asset or {})
