@@ -33,6 +33,7 @@ KINDS = ("buildings", "terrain", "pointcloud")
 Progress = Callable[[str, float], None]
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 _BAD_PART = {"", ".", ".."}
+_KNOWN: dict[tuple[str, str, str, int], Path] = {}  # (cache root, kind, branch, version) → tileset.json
 
 
 class TileNotFound(LookupError):
@@ -70,14 +71,26 @@ class TileCache:
 
     # ------------------------------------------------------------------ tilesets
     def tileset(self, kind: str, branch: str, version: int, progress: Progress | None = None) -> Path:
-        """The tileset.json of ``kind`` for a canonical (branch, version), building it if needed."""
+        """The tileset.json of ``kind`` for a canonical (branch, version), building it if needed.
+
+        Remembered per process: a (branch, version) state never changes, so later requests skip the asset query
+        while the file is there."""
+        key = (str(self.root), kind, branch, version)
+        known = _KNOWN.get(key)
+        if known is not None and known.exists():
+            return known
         if kind == "buildings":
-            return self._buildings(branch, version, progress)
-        if kind == "terrain":
-            return self._terrain(branch, version, progress)
-        if kind == "pointcloud":
-            return self._pointcloud(branch, version, progress)
-        raise TileNotFound(f"unknown tileset {kind!r}; tilesets: {', '.join(KINDS)}")
+            path = self._buildings(branch, version, progress)
+        elif kind == "terrain":
+            path = self._terrain(branch, version, progress)
+        elif kind == "pointcloud":
+            path = self._pointcloud(branch, version, progress)
+        else:
+            raise TileNotFound(f"unknown tileset {kind!r}; tilesets: {', '.join(KINDS)}")
+        if len(_KNOWN) > 4096:
+            _KNOWN.clear()
+        _KNOWN[key] = path
+        return path
 
     def _lock(self, kind: str):
         (self.root / kind).mkdir(parents=True, exist_ok=True)
