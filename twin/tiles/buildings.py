@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.tiles.ecef import region_of_ecef, to_ecef_3d, yup
+from twin.tiles.ecef import region_of_ecef, to_ecef, yup
 from twin.tiles.glb import ELEMENT_ARRAY_BUFFER, TRIANGLES, GltfBuilder
 from twin.tiles.metadata import BUILDING_PROPERTIES, Prop, add_property_table, feature_id_accessor
 from twin.tiles.triangulate import triangulate_faces
@@ -159,7 +159,7 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     fids = np.repeat(np.asarray(face_feature)[kept], lens)
     ext_len = np.array([sizes[i][0] for i in kept])
 
-    ecef_src = to_ecef_3d(src[:, 0], src[:, 1], src[:, 2], crs)
+    ecef_src = to_ecef(src[:, 0], src[:, 1], src[:, 2], crs)
     used = np.unique(corner)
     center = (ecef_src[used].min(axis=0) + ecef_src[used].max(axis=0)) / 2
     off = ecef_src[corner] - center

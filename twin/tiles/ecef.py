@@ -1,8 +1,9 @@
 """Placement on the globe: store CRS → ECEF (EPSG:4978) and geodetic (EPSG:4979), tile transforms and regions.
 
-Heights: the store's z is taken as height above the ellipsoid. No geoid grid ships offline (pyproj would need to
-download one), and terrain, buildings and point clouds all go through the same transform, so they stay consistent
-with each other; for Beijing the geoid lies about 9 m below the ellipsoid, which shifts the whole city, not its parts.
+Heights: the store's z is taken as height above the CRS's ellipsoid (pyproj's 3D reading of the CRS). No geoid grid
+ships offline (pyproj would need to download one), and terrain, buildings and point clouds all go through the same
+transform, so they stay consistent with each other; for Beijing the geoid lies about 9 m below the ellipsoid, which
+shifts the whole city, not its parts.
 """
 
 from __future__ import annotations
@@ -12,35 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 import pyproj
-
-
-def to_ecef(x: np.ndarray, y: np.ndarray, z: np.ndarray, crs: str) -> np.ndarray:
-    """(N, 3) float64 ECEF metres for points in ``crs`` (z = ellipsoidal height, metres)."""
-    horiz = pyproj.CRS.from_user_input(crs)
-    geod = _transformer_2d(horiz.to_string())
-    lon, lat = geod.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    return geodetic_to_ecef(lon, lat, np.asarray(z, dtype=np.float64))
-
-
-@lru_cache(maxsize=32)
-def _transformer_2d(crs: str) -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(crs).to_2d(), "EPSG:4326", always_xy=True)
-
-
-def to_lonlat(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
-    """Longitude and latitude (degrees, WGS 84 / CGCS2000 treated alike at the centimetre) of CRS points."""
-    return _transformer_2d(pyproj.CRS.from_user_input(crs).to_string()).transform(
-        np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-
-
-def geodetic_to_ecef(lon: np.ndarray, lat: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """WGS 84 geodetic (degrees, metres) → ECEF; pyproj's EPSG:4979→4978 gives the same to < 1 mm."""
-    return np.stack(_geodetic_transformer().transform(lon, lat, h), axis=-1)
-
-
-@lru_cache(maxsize=1)
-def _geodetic_transformer() -> pyproj.Transformer:
-    return pyproj.Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
 
 
 def yup(offsets: np.ndarray) -> np.ndarray:
@@ -55,16 +27,13 @@ def translation(center: np.ndarray) -> list[float]:
     return [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, cx, cy, cz, 1]
 
 
-def enu_frame(lon: float, lat: float, h: float = 0.0) -> np.ndarray:
-    """4×4 matrix from a local east-north-up frame at (lon, lat, h) to ECEF (row-major numpy)."""
+def enu_axes(lon: float, lat: float) -> np.ndarray:
+    """East, north and up unit vectors (ECEF) at a geodetic longitude/latitude (degrees), as the columns of a 3×3."""
     lo, la = math.radians(lon), math.radians(lat)
-    east = np.array([-math.sin(lo), math.cos(lo), 0.0])
-    north = np.array([-math.sin(la) * math.cos(lo), -math.sin(la) * math.sin(lo), math.cos(la)])
-    up = np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2] = east, north, up
-    m[:3, 3] = geodetic_to_ecef(np.array([lon]), np.array([lat]), np.array([h]))[0]
-    return m
+    east = [-math.sin(lo), math.cos(lo), 0.0]
+    north = [-math.sin(la) * math.cos(lo), -math.sin(la) * math.sin(lo), math.cos(la)]
+    up = [math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)]
+    return np.array([east, north, up]).T
 
 
 def region(lon_min: float, lat_min: float, lon_max: float, lat_max: float, h_min: float, h_max: float) -> list[float]:
@@ -73,18 +42,10 @@ def region(lon_min: float, lat_min: float, lon_max: float, lat_max: float, h_min
             float(h_min), float(h_max)]
 
 
-def region_of(x: np.ndarray, y: np.ndarray, z_min: float, z_max: float, crs: str, pad_deg: float = 1e-7) -> list[float]:
-    """The region around CRS points (e.g. the corners of a tile), padded slightly for rounding."""
-    lon, lat = to_lonlat(x, y, crs)
-    return region(lon.min() - pad_deg, lat.min() - pad_deg, lon.max() + pad_deg, lat.max() + pad_deg, z_min, z_max)
-
-
-def to_ecef_3d(x: np.ndarray, y: np.ndarray, z: np.ndarray, crs: str) -> np.ndarray:
+def to_ecef(x: np.ndarray, y: np.ndarray, z: np.ndarray, crs: str) -> np.ndarray:
     """(N, 3) ECEF for CRS points whose z is the height above the CRS's own ellipsoid: pyproj's 3D reading of the
-    CRS (``CRS.to_3d()`` → EPSG:4978), as the point-cloud tiles do, datum shift included.
-
-    Equals :func:`to_ecef` to < 1 mm where the datum is WGS 84-like (CGCS2000: Beijing); elsewhere the two differ by
-    the ellipsoid separation, e.g. ~43.6 m in Delft for RD New (Bessel), where this one is what pyproj means."""
+    CRS (``CRS.to_3d()`` → EPSG:4978), datum shift included (RD New's Bessel ellipsoid sits ~43.6 m off WGS 84's in
+    Delft; CGCS2000 and WGS 84 agree to < 1 mm)."""
     t = _transformer_3d(pyproj.CRS.from_user_input(crs).to_string())
     return np.stack(t.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
                                 np.asarray(z, dtype=np.float64)), axis=-1)

@@ -31,6 +31,7 @@ from twin.sources.pointcloud import (
     resolve_crs,
     units_of,
 )
+from twin.tiles.ecef import enu_axes
 from twin.tiles.pointcloud_colour import ImageSampler, palette
 
 BITS = 21  # Morton bits per axis (63 in all)
@@ -138,22 +139,13 @@ def _sample_box(src: Source, n: int = 9) -> np.ndarray:
     return out
 
 
-def _enu_axes(lon: float, lat: float) -> np.ndarray:
-    """East, north and up unit vectors (ECEF) at a geodetic longitude/latitude, as the columns of a 3×3."""
-    lo, la = math.radians(lon), math.radians(lat)
-    east = [-math.sin(lo), math.cos(lo), 0.0]
-    north = [-math.sin(la) * math.cos(lo), -math.sin(la) * math.sin(lo), math.cos(la)]
-    up = [math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)]
-    return np.array([east, north, up]).T
-
-
 def make_frame(sources: list[Source]) -> Frame:
     """ENU frame at the centre of all inputs and a root cube (padded) around their header boxes."""
     samples = np.concatenate([_sample_box(s) for s in sources])
     centre = (samples.min(axis=0) + samples.max(axis=0)) / 2
     to_geo = pyproj.Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
     lon, lat, _ = to_geo.transform(*(float(v) for v in centre))
-    frame = Frame(centre, _enu_axes(float(lon), float(lat)), np.zeros(3), 1.0,
+    frame = Frame(centre, enu_axes(float(lon), float(lat)), np.zeros(3), 1.0,
                   (min(s.z_range_m[0] for s in sources), max(s.z_range_m[1] for s in sources)))
     enu = frame.to_enu(samples)
     lo, hi = enu.min(axis=0), enu.max(axis=0)

@@ -28,7 +28,7 @@ import numpy as np
 import pyproj
 from affine import Affine
 
-from twin.tiles.ecef import ecef_to_geodetic, region, to_ecef_3d, translation, yup
+from twin.tiles.ecef import ecef_to_geodetic, region, to_ecef, translation, yup
 from twin.tiles.glb import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, TRIANGLES, GltfBuilder
 from twin.tiles.implicit import level_offset, morton, subtree_bytes
 
@@ -227,7 +227,7 @@ def build_terrain_tileset(inputs: dict[str, Any], root: Path, progress: Progress
         glon, glat = np.meshgrid(lon, lat)  # [row = latitude index, col = longitude index]
         gx, gy = to_crs.transform(glon, glat)
         z = sample_bilinear(dtm, gx, gy)
-        ecef = to_ecef_3d(gx, gy, np.nan_to_num(z), dtm.crs)
+        ecef = to_ecef(gx, gy, np.nan_to_num(z), dtm.crs)
         if np.isfinite(z).any():
             h = ecef_to_geodetic(ecef[np.isfinite(z)])[2]
             h_lo, h_hi = min(h_lo, float(h.min())), max(h_hi, float(h.max()))
