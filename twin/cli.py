@@ -293,6 +293,11 @@ def demo(
         c1 = ingest_paths(s, [out / "sources"], acquired=acquired, author=settings.author, progress=stages,
                           message=f"ingest demo city ({size}, seed {seed})")
         c2 = run_build(s, author=settings.author, progress=stages)
+        from twin.tiles.cache import TileCache
+
+        cache = TileCache(s)
+        for kind in ("buildings", "terrain"):  # what the viewer opens with; the point cloud builds when shown
+            cache.tileset(kind, "main", s.head(), progress=stages)
     for c in (c1, c2):
         _report(c)
     console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: store {s.root}, version {s.head()}")
