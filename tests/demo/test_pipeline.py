@@ -28,7 +28,9 @@ def test_ingest_catalogs_every_source_and_maps_features(built, city) -> None:
     paths = {a["path"] for a in assets}
     assert {str((city["dir"] / f["path"]).resolve()) for f in city["manifest"]["files"]
             if f["path"].startswith("sources/") and not f["path"].endswith(".json")} <= paths
-    assert {a["kind"] for a in assets} == {"vector", "pointcloud", "imagery", "sensors"}
+    # sources by kind, plus the DTM/DSM/nDSM that `twin build` derived and keeps in the store
+    assert {a["kind"] for a in assets} == {"vector", "pointcloud", "imagery", "sensors", "product"}
+    assert {a["id"] for a in assets if a["kind"] == "product"} == {"prd-dtm", "prd-dsm", "prd-ndsm"}
     live = [k for k, t in truth.items() if t["status"] != "demolished"]
     assert store.count(as_of=1, query=Query(types=["Building"])) == len(live)
     assert store.count(query=Query(types=["WaterBody"])) >= 1
