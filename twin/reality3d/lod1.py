@@ -27,9 +27,10 @@ from rasterio.transform import from_origin
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
-from data_models import Quality, SemanticSurface, Solid, SolidSemantics
+from data_models import Quality, Solid
 from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE
 from twin.reality3d.buildings import BuildingPoints
+from twin.reality3d.roof_partition import planar_solid
 from twin.reality3d.validity import solid_volume, validate_solid
 
 MIN_POINTS = 10
@@ -280,88 +281,9 @@ def _merge_slivers(parts: list[tuple[Polygon, float]]) -> list[tuple[Polygon, fl
 
 
 def composite_solid(parts: list[tuple[Polygon, float]], base_z: float) -> Solid:
-    """One closed, outward-oriented Solid from a planar partition into parts, each extruded to its own top z.
-
-    Shared part borders get a wall only from the lower top to the higher one; vertices on another ring's edge are
-    inserted (no T-junctions) and vertical edges are split at every level met at a vertex, so each edge of the shell
-    is used by exactly two faces in opposite directions.
-    """
-    rings_xy: list[list[np.ndarray]] = []
-    for poly, _ in parts:
-        poly = orient(shapely.set_precision(poly, SNAP_M), sign=1.0)
-        rings_xy.append([np.asarray(r.coords)[:-1, :2] for r in (poly.exterior, *poly.interiors)])
-    allpts = np.concatenate([r for rings in rings_xy for r in rings])
-    keys = np.round(allpts / SNAP_M).astype(np.int64)
-    nodes_key, inv = np.unique(keys, axis=0, return_inverse=True)
-    nodes = nodes_key * SNAP_M
-    inv = inv.ravel()
-    # node ids of each ring, with the nodes lying on its edges inserted in order
-    rings_id: list[list[list[int]]] = []
-    pos = 0
-    for rings in rings_xy:
-        out = []
-        for r in rings:
-            ids = inv[pos:pos + len(r)]
-            pos += len(r)
-            a, b = nodes[ids], nodes[np.roll(ids, -1)]
-            d = b - a
-            ll = np.maximum((d**2).sum(axis=1), 1e-18)
-            rel = nodes[None, :, :] - a[:, None, :]
-            t = (rel * d[:, None, :]).sum(axis=2) / ll[:, None]
-            perp = np.abs(rel[:, :, 0] * d[:, None, 1] - rel[:, :, 1] * d[:, None, 0]) / np.sqrt(ll)[:, None]
-            on = (t > 1e-9) & (t < 1 - 1e-9) & (perp < SNAP_M / 2)
-            seq: list[int] = []
-            for e in range(len(ids)):  # per ring edge (few): the nodes on it, ordered along it
-                seq.append(int(ids[e]))
-                hit = np.flatnonzero(on[e])
-                seq.extend(int(i) for i in hit[np.argsort(t[e, hit])])
-            dedup = [v for i, v in enumerate(seq) if v != seq[i - 1]]
-            out.append(dedup)
-        rings_id.append(out)
-    tops = [float(t) for _, t in parts]
-    owner: dict[tuple[int, int], int] = {}
-    for p, rings in enumerate(rings_id):
-        for ring in rings:
-            for i, a in enumerate(ring):
-                owner[(a, ring[(i + 1) % len(ring)])] = p
-    levels: dict[int, set[float]] = {}
-    for p, rings in enumerate(rings_id):
-        for ring in rings:
-            for a in ring:
-                levels.setdefault(a, {base_z}).add(tops[p])
-    vid: dict[tuple[int, float], int] = {}
-    vertices: list[list[float]] = []
-
-    def v(node: int, z: float) -> int:
-        key = (node, z)
-        if key not in vid:
-            vid[key] = len(vertices)
-            vertices.append([float(nodes[node, 0]), float(nodes[node, 1]), float(z)])
-        return vid[key]
-
-    ground, roofs, walls = [], [], []
-    for p, rings in enumerate(rings_id):
-        top = tops[p]
-        ground.append([[v(a, base_z) for a in reversed(ring)] for ring in rings])
-        roofs.append([[v(a, top) for a in ring] for ring in rings])
-        for ring in rings:
-            for i, a in enumerate(ring):
-                b = ring[(i + 1) % len(ring)]
-                q = owner.get((b, a))
-                lo = base_z if q is None else tops[q]
-                if top <= lo:
-                    continue
-                up_b = sorted(z for z in levels[b] if lo < z < top)
-                down_a = sorted((z for z in levels[a] if lo < z < top), reverse=True)
-                walls.append([[v(a, lo), v(b, lo), *[v(b, z) for z in up_b], v(b, top), v(a, top),
-                               *[v(a, z) for z in down_a]]])
-    faces = ground + roofs + walls
-    semantics = SolidSemantics(
-        surfaces=[SemanticSurface(type="GroundSurface"), SemanticSurface(type="RoofSurface"),
-                  SemanticSurface(type="WallSurface")],
-        values=[[0] * len(ground) + [1] * len(roofs) + [2] * len(walls)],
-    )
-    return Solid(vertices=vertices, boundaries=[faces], semantics=semantics)
+    """One closed, outward-oriented Solid from a planar partition into parts, each extruded to its own top z
+    (:func:`twin.reality3d.roof_partition.planar_solid` with flat tops)."""
+    return planar_solid([(poly, (0.0, 0.0, float(top))) for poly, top in parts], base_z)
 
 
 # ---------------------------------------------------------------------------------------------------- main
