@@ -146,9 +146,12 @@ def test_build_reconstructs_lod1_solids_and_trees(built, city) -> None:
     truth = {f["properties"]["cadastre_id"]: f["properties"] for f in json.loads(
         (city["dir"] / "truth" / "buildings.geojson").read_text())["features"]}
     lod22 = [b for b in standing if "2.2" in b["lods"] and "cadastre_id" in b["attributes"]]
-    assert len(lod22) > len(standing) / 2
-    right = sum(b["roof_type"] == truth[b["attributes"]["cadastre_id"]]["roof_type"] for b in lod22)
-    assert right >= 0.9 * len(lod22)
+    assert len(lod22) > 0.9 * len(standing)
+    # roof types of the parametric (simple) roofs; the partitioned ones are complex by construction
+    simple = [b for b in lod22 if "lod22_roof_partition" not in b["quality"].get("flags", [])]
+    assert len(lod22) - len(simple) >= 100
+    right = sum(b["roof_type"] == truth[b["attributes"]["cadastre_id"]]["roof_type"] for b in simple)
+    assert right >= 0.9 * len(simple)
     trees = store.features(query=Query(types=["Vegetation"]))
     n_true = sum(1 for _ in open(city["dir"] / "truth" / "trees.csv")) - 1
     assert 0.7 * n_true <= len(trees) <= 1.05 * n_true
