@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,12 +34,29 @@ LATEST = "no-cache"
 MIN_GZIP = 512  # bytes; smaller bodies are sent as they are
 
 
-@lru_cache(maxsize=256)
-def _entity(path: str, mtime_ns: int, size: int) -> tuple[str, bytes]:
-    """(strong ETag, gzip body) of a file version; keyed by mtime and size so a replaced file is re-read."""
-    data = Path(path).read_bytes()
-    tag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
-    return tag, gzip.compress(data, compresslevel=6, mtime=0)
+@lru_cache(maxsize=8192)
+def _etag(path: str, mtime_ns: int, size: int) -> str:
+    """Strong ETag of a file version (SHA-256 prefix); keyed by mtime and size so a replaced file is re-hashed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return '"' + h.hexdigest()[:32] + '"'
+
+
+def _gzipped(path: Path, mtime_ns: int) -> Path:
+    """The gzip sidecar of a tile file, written once (atomically) beside it: tiles are compressed once, not per
+    request (compressing a 150 kB terrain tile costs more than serving it)."""
+    gz = path.with_name(path.name + ".gz")
+    try:
+        if gz.stat().st_mtime_ns >= mtime_ns:
+            return gz
+    except FileNotFoundError:
+        pass
+    tmp = gz.with_name(f".{gz.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
+    os.replace(tmp, gz)
+    return gz
 
 
 def _accepts_gzip(header: str | None) -> bool:
@@ -68,7 +87,7 @@ def _matches(header: str | None, tags: list[str]) -> bool:
 def _send(request: Request, path: Path, cache_control: str) -> Response:
     media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     st = path.stat()
-    tag, gz = _entity(str(path), st.st_mtime_ns, st.st_size)
+    tag = _etag(str(path), st.st_mtime_ns, st.st_size)
     zipped = _accepts_gzip(request.headers.get("accept-encoding")) and st.st_size >= MIN_GZIP
     etag = tag[:-1] + '-gzip"' if zipped else tag
     headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
@@ -76,7 +95,7 @@ def _send(request: Request, path: Path, cache_control: str) -> Response:
         return Response(status_code=304, headers=headers)
     if zipped:
         headers["Content-Encoding"] = "gzip"
-        return Response(gz, media_type=media, headers=headers)
+        return Response(_gzipped(path, st.st_mtime_ns).read_bytes(), media_type=media, headers=headers)
     return Response(path.read_bytes(), media_type=media, headers=headers)
 
 
