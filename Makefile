@@ -52,6 +52,8 @@ test: install
 	$(VENV)/bin/pytest
 
 bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
+	  { echo "the tile-serving benchmark needs wrk: sudo apt-get install wrk"; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/run.py $(BENCH)
 

@@ -3,28 +3,27 @@
 Both servers serve the same files in the same run: `twin serve` (uvicorn, ``--workers``) answers
 ``/tiles/main/<v>/<tileset>/…`` from the store's tile cache (ETag, gzip, Cache-Control), and Python's threading
 ``http.server`` serves the cache folder as plain files (no compression, no validators beyond Last-Modified). The
-client is one asyncio process with 50 concurrent connections (httpx), replaying every building and terrain tile of
-the tilesets (plus their tileset.json) in a shuffled order until ``--requests`` have been made; a cold client (no
-If-None-Match), gzip accepted as browsers do.
+load generator is wrk (C, epoll; a Python client was the bottleneck) with 50 connections for ``--seconds`` per
+server, cycling through every building and terrain tile of the tilesets (plus their tileset.json) in a shuffled
+order; a cold client (no If-None-Match), gzip accepted as browsers do. ``make bench`` installs wrk (Debian).
 
-Run: .venv/bin/python bench/tile_serving_bench.py [--store DIR] [--requests 6000] [--clients 50] [--workers 2]
+Run: .venv/bin/python bench/tile_serving_bench.py [--store DIR] [--seconds 20] [--clients 50] [--workers 2]
 (default store: the medium demo city of bench/tiles_bench.py, built there when missing)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiles_bench import ensure_store  # noqa: E402
@@ -78,33 +77,42 @@ def tile_paths(store: Path, version: int) -> list[tuple[str, str]]:
     return out
 
 
-async def load(base: str, paths: list[str], n: int, clients: int) -> tuple[float, np.ndarray, int, int]:
-    """Make ``n`` GETs over ``clients`` connections; (seconds, latencies, bytes on the wire, non-200 count)."""
-    order = [paths[i % len(paths)] for i in range(n)]
+WRK_SCRIPT = """
+local paths, i = {}, 0
+for line in io.lines(os.getenv("TWIN_PATHS")) do paths[#paths + 1] = line end
+wrk.headers["Accept-Encoding"] = "gzip"
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i % #paths) + 1])
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f %f\\n", summary.requests, summary.bytes,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout,
+    summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3))
+end
+"""
+
+
+def load(base: str, paths: list[str], seconds: int, clients: int, work: Path) -> dict[str, float]:
+    """wrk (C, epoll: the load generator must not be the bottleneck) with ``clients`` connections for ``seconds``,
+    cycling through ``paths`` in a shuffled order; requests/s, bytes, errors, p50 and p95 latency (ms)."""
+    order = list(paths)
     random.Random(0).shuffle(order)
-    lat = np.zeros(n)
-    wire = bad = 0
-    it = iter(range(n))
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-        async def worker() -> None:
-            nonlocal wire, bad
-            for i in it:
-                t = time.perf_counter()
-                r = await client.get(order[i], headers={"Accept-Encoding": "gzip"})
-                lat[i] = time.perf_counter() - t
-                wire += int(r.headers.get("content-length", len(r.content)))
-                bad += r.status_code != 200
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        return time.perf_counter() - t0, lat, wire, bad
+    (work / "paths.txt").write_text("\n".join(order) + "\n")
+    (work / "cycle.lua").write_text(WRK_SCRIPT)
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds}s", "-s", str(work / "cycle.lua"),
+                          base], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, TWIN_PATHS=str(work / "paths.txt"))).stdout
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    n, nbytes, errors, secs, p50, p95 = (float(v) for v in line.split()[1:])
+    return {"rps": n / secs, "mb": nbytes / 1e6, "errors": errors, "p50": p50, "p95": p95, "n": n}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", type=Path, default=None)
     ap.add_argument("--work", type=Path, default=Path("/tmp/twin-bench-tiles-medium"))
-    ap.add_argument("--requests", type=int, default=6000)
+    ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
@@ -126,23 +134,24 @@ def main() -> None:
         wait(f"http://127.0.0.1:{p_api}/health", api)
         wait(f"http://127.0.0.1:{p_static}/", static)
         runs = {}
-        for name, port, paths in (("twin serve", p_api, [f[0] for f in files]),
-                                  ("static http.server", p_static, ["/" + f[1] for f in files])):
-            asyncio.run(load(f"http://127.0.0.1:{port}", paths, min(len(paths), 500), a.clients))  # warm-up
-            runs[name] = asyncio.run(load(f"http://127.0.0.1:{port}", paths, a.requests, a.clients))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, port, paths in (("twin serve", p_api, [f[0] for f in files]),
+                                      ("static http.server", p_static, ["/" + f[1] for f in files])):
+                load(f"http://127.0.0.1:{port}", paths, 3, a.clients, Path(tmp))  # warm-up
+                runs[name] = load(f"http://127.0.0.1:{port}", paths, a.seconds, a.clients, Path(tmp))
     finally:
         for p in (api, static):
             p.terminate()
             p.wait(10)
     size = sum((store / "tiles" / f[1]).stat().st_size for f in files)
     print(f"{len(files)} tile files ({size / 1e6:.1f} MB) of the buildings and terrain tilesets, version {version}; "
-          f"{a.requests} GETs by {a.clients} concurrent clients; twin serve with {a.workers} workers\n")
+          f"wrk, {a.clients} connections, {a.seconds} s per server; twin serve with {a.workers} worker(s)\n")
     print("| server | tiles/s | p50 ms | p95 ms | MB on the wire | errors | ratio (tiles/s) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    base = runs["static http.server"][0]
-    for name, (secs, lat, wire, bad) in runs.items():
-        print(f"| {name} | {a.requests / secs:,.0f} | {np.percentile(lat, 50) * 1e3:.0f} | "
-              f"{np.percentile(lat, 95) * 1e3:.0f} | {wire / 1e6:.1f} | {bad} | {base / secs:.2f}x |")
+    base = runs["static http.server"]["rps"]
+    for name, r in runs.items():
+        print(f"| {name} | {r['rps']:,.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['mb']:,.0f} | {r['errors']:.0f} | "
+              f"{r['rps'] / base:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -7,5 +7,6 @@ from fastapi import Request
 from twin.store import Store
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
+    """The app's Store (async: FastAPI then resolves it inline instead of in the thread pool)."""
     return request.app.state.store

@@ -162,11 +162,17 @@ class TileCache:
                 raise TileNotFound(str(exc)) from None
 
     # ------------------------------------------------------------------ files
-    def file(self, kind: str, branch: str, version: int, rel: str) -> tuple[Path, bool]:
+    def known(self, kind: str, branch: str, version: int) -> Path | None:
+        """The tileset.json of a (branch, version) when this process has already located it; no building."""
+        path = _KNOWN.get((str(self.root), kind, branch, version))
+        return path if path is not None and path.exists() else None
+
+    def file(self, kind: str, branch: str, version: int, rel: str, build: bool = True) -> tuple[Path, bool] | None:
         """A content or subtree file of a tileset, and whether its URL is content-addressed (never changes).
 
         ``rel`` is checked before any file system access: no empty, ``.`` or ``..`` segments, no absolute path,
-        no backslash or NUL, and the resolved file must lie inside the tileset's folder."""
+        no backslash or NUL, and the resolved file must lie inside the tileset's folder. With ``build=False`` a
+        file that needs the tileset built (or located) first gives None instead."""
         if kind not in KINDS:
             raise TileNotFound(f"unknown tileset {kind!r}; tilesets: {', '.join(KINDS)}")
         parts = rel.split("/")
@@ -183,8 +189,13 @@ class TileCache:
             base, immutable = self.root / "terrain", True
         else:
             base, immutable = None, False
+        if base is None and not build:
+            known = self.known(kind, branch, version)
+            base = known.parent if known is not None else None
         path = self._inside(base, rel) if base is not None else None
         if path is None or not path.is_file():
+            if not build:
+                return None
             tileset = self.tileset(kind, branch, version)  # (re)build: the cache may have been deleted
             base = base or tileset.parent
             path = self._inside(base, rel)

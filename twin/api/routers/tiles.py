@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from twin.api.deps import get_store
 from twin.store import Store
@@ -109,25 +110,34 @@ def _resolve(store: Store, branch: str, version: str, tileset: str) -> tuple[Til
         raise HTTPException(404, str(exc)) from None
 
 
+# The routes are async: the common case (a tile already on disk) is a few stat() calls and a read of a cached file,
+# cheaper inline than a hop to the thread pool; building a tileset (seconds) goes to the thread pool.
+
+
 @router.get("/tiles/{branch}/{version}/{tileset}/tileset.json", summary="3D Tiles 1.1 tileset.json")
-def tileset_json(branch: str, version: str, tileset: str, request: Request, store: Store = Depends(get_store)
-                 ) -> Response:
+async def tileset_json(branch: str, version: str, tileset: str, request: Request,
+                       store: Store = Depends(get_store)) -> Response:
     """The tileset of ``buildings``, ``terrain`` or ``pointcloud`` at a version (a number or ``latest``)."""
     cache, v = _resolve(store, branch, version, tileset)
-    try:
-        path = cache.tileset(tileset, branch, v)
-    except TileNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    path = cache.known(tileset, branch, v)
+    if path is None:
+        try:
+            path = await run_in_threadpool(cache.tileset, tileset, branch, v)
+        except TileNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
     return _send(request, path, LATEST if version == "latest" else VERSIONED)
 
 
 @router.get("/tiles/{branch}/{version}/{tileset}/{path:path}", summary="3D Tiles content and subtree files")
-def tile_file(branch: str, version: str, tileset: str, path: str, request: Request,
-              store: Store = Depends(get_store)) -> Response:
+async def tile_file(branch: str, version: str, tileset: str, path: str, request: Request,
+                    store: Store = Depends(get_store)) -> Response:
     """A GLB content or ``.subtree`` file of a tileset; content-addressed files are cached forever."""
     cache, v = _resolve(store, branch, version, tileset)
     try:
-        file, immutable = cache.file(tileset, branch, v, path)
+        found = cache.file(tileset, branch, v, path, build=False)
+        if found is None:
+            found = await run_in_threadpool(cache.file, tileset, branch, v, path)
     except TileNotFound as exc:
         raise HTTPException(404, str(exc)) from None
+    file, immutable = found
     return _send(request, file, IMMUTABLE if immutable else LATEST if version == "latest" else VERSIONED)
