@@ -195,3 +195,47 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
         "triangles": int(len(tris)),
     }
     return g.to_glb(), meta
+
+
+def fold_parts(buildings: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Buildings whose geometry lives in BuildingParts (CityJSON / 3D BAG style) get, per LoD, the parts' solids as
+    one CompositeSolid, so the building is drawn and picked as one feature whose id opens its record; the store
+    version is the newest of the building and its parts, so editing a part re-tiles the building."""
+    by_parent: dict[str, list[dict[str, Any]]] = {}
+    for p in parts:
+        by_parent.setdefault(p.get("parent_id") or "", []).append(p)
+    out = []
+    for b in buildings:
+        kids = [p for p in by_parent.get(b["id"], []) if lod_keys(p)]
+        if not kids or lod_keys(b):
+            out.append(b)
+            continue
+        lods: dict[str, Any] = {}
+        for key in sorted({k for p in kids for k in lod_keys(p)}, key=_lod_value):
+            vertices: list[list[float]] = []
+            solids, values, surfaces = [], [], []
+            for p in kids:
+                geom = p["lods"].get(key)
+                if not geom or key not in lod_keys(p):
+                    continue
+                off, s_off = len(vertices), len(surfaces)
+                vertices += geom["vertices"]
+                shells = geom["boundaries"] if _depth(geom["boundaries"]) == 4 else [geom["boundaries"]]
+                solids.append([[[[i + off for i in ring] for ring in face] for face in shell] for shell in shells])
+                sem = geom.get("semantics") or {}
+                surfaces += sem.get("surfaces") or []
+                vals = sem.get("values") or [[None] * len(shell) for shell in shells]
+                values.append([[None if v is None else v + s_off for v in shell] for shell in vals])
+            lods[key] = {"type": "CompositeSolid", "vertices": vertices, "boundaries": solids,
+                         "semantics": {"surfaces": surfaces, "values": values}}
+        version = max(int((x.get("_store") or {}).get("version", 0)) for x in [b, *kids])
+        out.append({**b, "lods": lods, "_store": {**(b.get("_store") or {}), "version": version}})
+    return out
+
+
+def _depth(boundaries: Any) -> int:
+    """List levels down to a vertex index (Solid 4)."""
+    depth, probe = 0, boundaries
+    while isinstance(probe, list) and probe:
+        probe, depth = probe[0], depth + 1
+    return depth

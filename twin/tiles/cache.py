@@ -28,6 +28,7 @@ from twin.store import Query, Store, StoreError
 from twin.store.files import writer_lock
 from twin.tiles import terrain as terrain_mod
 from twin.tiles import tileset as buildings_mod
+from twin.tiles.buildings import fold_parts
 
 KINDS = ("buildings", "terrain", "pointcloud")
 Progress = Callable[[str, float], None]
@@ -104,7 +105,9 @@ class TileCache:
         with self._lock("buildings"):
             if out.exists():
                 return out
-            feats = self.store.features(branch, as_of=version, query=Query(types=["Building"]))
+            feats = self.store.features(branch, as_of=version, query=Query(types=["Building", "BuildingPart"]))
+            feats = fold_parts([f for f in feats if f["type"] == "Building"],
+                                             [f for f in feats if f["type"] == "BuildingPart"])
             self.last_build = buildings_mod.build_buildings(
                 feats, self.store.crs, base, out, workers=self.workers, progress=progress,
                 asset={"tilesetVersion": f"{branch}@{version}"})

@@ -36,7 +36,7 @@ from twin.tiles.buildings import COARSE, FINEST, encode_buildings, iter_faces, l
 from twin.tiles.ecef import translation
 from twin.tiles.metadata import BUILDING_PROPERTIES
 
-FORMAT = 2  # bump when the GLB or tileset layout changes: new names, old files are never reused by mistake
+FORMAT = 3  # bump when the GLB or tileset layout changes: new names, old files are never reused by mistake
 LEAF_SIZE = 256.0  # store CRS units (metres for projected CRSs)
 RANK2_MIN_SIZE = 16.0  # metres: smallest building kept at rank 2, doubled per rank above
 MAX_FEATURES = 4000  # buildings per coarse tile at most (the largest are kept)
