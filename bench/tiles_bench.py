@@ -45,8 +45,8 @@ def ensure_store(work: Path) -> Path:
 def ensure_large_store(work: Path) -> Path:
     """The large demo city's 100k-building layout with the generator's LoD2.2 truth solids (CityJSON) ingested as
     the buildings' geometry: reconstructing 100k buildings from LiDAR takes ~30 min on 2 cores, tiling does not
-    depend on where the solids came from. Multi-part buildings arrive as BuildingParts, which the buildings
-    tileset does not draw: the count tiled is printed."""
+    depend on where the solids came from. Multi-part buildings arrive as BuildingParts, folded into their building
+    as the tile cache does."""
     store = work / "store"
     if (store / "STORE.json").exists():
         return store
@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--large", action="store_true", help="the 100k-building large city (truth solids, see above)")
     a = ap.parse_args()
     from twin.store import Query, Store
+    from twin.tiles.buildings import fold_parts
     from twin.tiles.terrain import build_terrain_tileset, terrain_inputs
     from twin.tiles.tileset import build_buildings
 
@@ -83,7 +84,8 @@ def main() -> None:
     else:
         store = Store(a.store or ensure_store(a.work))
     t0 = time.perf_counter()
-    feats = store.features(query=Query(types=["Building"]))
+    rows_ = store.features(query=Query(types=["Building", "BuildingPart"]))
+    feats = fold_parts([f for f in rows_ if f["type"] == "Building"], [f for f in rows_ if f["type"] == "BuildingPart"])
     read_s = time.perf_counter() - t0
     n = sum(1 for b in feats if b.get("lods"))
     lods = sum(len(b.get("lods") or {}) for b in feats)
