@@ -2,6 +2,7 @@
 
 Each script prints its own table; docs/benchmarks.md records the results with the command of each script.
 Usage: ``python bench/run.py [name ...]`` where a name is a script's stem without ``_bench`` (e.g. ``h3``).
+Scripts named ``large_*`` (about an hour each on 2 cores) run only when named.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main(argv: list[str]) -> int:
             print(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {names}", file=sys.stderr)
             return 2
         scripts = [p for p in scripts if p.stem.removesuffix("_bench") in wanted]
+    else:
+        scripts = [p for p in scripts if not p.name.startswith("large_")]
     failed = []
     for p in scripts:
         print(f"== {p.name}", flush=True)
