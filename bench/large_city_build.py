@@ -16,6 +16,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/twin-bench-large"))
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-heights", action="store_true", help="go straight to reality3d (it needs only footprints)")
     a = ap.parse_args()
     from twin.catalog.ingest import ingest_paths
     from twin.demo import generate
@@ -27,7 +28,7 @@ def main() -> None:
     t = time.perf_counter()
     manifest = generate(src, size="large", seed=7) if not (src / "manifest.json").exists() else None
     times["generate"] = time.perf_counter() - t
-    if not (root / "STORE.json").exists():
+    if not (root / "STORE.json").exists() or Store(root).head() == 0:
         import json
 
         manifest = manifest or json.loads((src / "manifest.json").read_text())
@@ -37,9 +38,10 @@ def main() -> None:
         ingest_paths(s, [src / "sources"], acquired=acquired, message="ingest demo city (large)")
         times["ingest"] = time.perf_counter() - t
     s = Store(root)
-    t = time.perf_counter()
-    build(s, only=["outlines", "heights"], workers=a.workers)
-    times["outlines + heights"] = time.perf_counter() - t
+    if not a.skip_heights:
+        t = time.perf_counter()
+        build(s, only=["outlines", "heights"], workers=a.workers)
+        times["outlines + heights"] = time.perf_counter() - t
     report: dict = {}
     t = time.perf_counter()
     build(s, only=["reality3d"], workers=a.workers, report=report)
