@@ -84,8 +84,7 @@ def main() -> None:
     else:
         store = Store(a.store or ensure_store(a.work))
     t0 = time.perf_counter()
-    rows_ = store.features(query=Query(types=["Building", "BuildingPart"]))
-    feats = fold_parts([f for f in rows_ if f["type"] == "Building"], [f for f in rows_ if f["type"] == "BuildingPart"])
+    feats = fold_parts(store.features(query=Query(types=["Building", "BuildingPart"])))
     read_s = time.perf_counter() - t0
     n = sum(1 for b in feats if b.get("lods"))
     lods = sum(len(b.get("lods") or {}) for b in feats)

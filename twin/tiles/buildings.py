@@ -197,12 +197,14 @@ def encode_buildings(buildings: list[dict[str, Any]], policy: str, crs: str,
     return g.to_glb(), meta
 
 
-def fold_parts(buildings: list[dict[str, Any]], parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Buildings whose geometry lives in BuildingParts (CityJSON / 3D BAG style) get, per LoD, the parts' solids as
-    one CompositeSolid, so the building is drawn and picked as one feature whose id opens its record; the store
-    version is the newest of the building and its parts, so editing a part re-tiles the building."""
+def fold_parts(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Buildings of ``features`` (Buildings and BuildingParts). Those whose geometry lives in BuildingParts
+    (CityJSON / 3D BAG style) get, per LoD, the parts' solids as one CompositeSolid, so the building is drawn and
+    picked as one feature whose id opens its record; the store version is the newest of the building and its parts,
+    so editing a part re-tiles the building."""
+    buildings = [f for f in features if f["type"] == "Building"]
     by_parent: dict[str, list[dict[str, Any]]] = {}
-    for p in parts:
+    for p in (f for f in features if f["type"] == "BuildingPart"):
         by_parent.setdefault(p.get("parent_id") or "", []).append(p)
     out = []
     for b in buildings:

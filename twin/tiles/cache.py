@@ -106,8 +106,7 @@ class TileCache:
             if out.exists():
                 return out
             feats = self.store.features(branch, as_of=version, query=Query(types=["Building", "BuildingPart"]))
-            feats = fold_parts([f for f in feats if f["type"] == "Building"],
-                                             [f for f in feats if f["type"] == "BuildingPart"])
+            feats = fold_parts(feats)
             self.last_build = buildings_mod.build_buildings(
                 feats, self.store.crs, base, out, workers=self.workers, progress=progress,
                 asset={"tilesetVersion": f"{branch}@{version}"})
