@@ -24,12 +24,12 @@ import numpy as np
 import pyogrio
 
 from twin.catalog.assets import sha256_file
-from twin.catalog.ingest import ingest_paths
 from twin.demo import crs as demo_crs
 from twin.demo import generate
 from twin.demo.layout import build_city
 from twin.demo.sizes import get_size
 from twin.demo.truth import write_cadastre
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import pointcloud
 from twin.store import Store
 

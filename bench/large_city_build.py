@@ -18,9 +18,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-heights", action="store_true", help="go straight to reality3d (it needs only footprints)")
     a = ap.parse_args()
-    from twin.catalog.ingest import ingest_paths
     from twin.demo import generate
-    from twin.fusion.build import build
+    from twin.pipeline.build import build
+    from twin.pipeline.ingest import ingest_paths
     from twin.store import Query, Store
 
     times: dict[str, float] = {}

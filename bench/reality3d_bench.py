@@ -21,8 +21,8 @@ from twin.reality3d.buildings import building_points
 from twin.reality3d.ground import classify_ground
 from twin.reality3d.lod1 import reconstruct_lod1
 from twin.reality3d.terrain import build_terrain
-from twin.reality3d.terrain_tiles import terrain_by_tile
-from twin.reality3d.tiles import reconstruct_by_tile
+from twin.reality3d.terrain_blocks import terrain_by_tile
+from twin.reality3d.work_tiles import reconstruct_by_tile
 
 
 def plain_dtm(paths: list[Path], cell: float = 1.0) -> np.ndarray:

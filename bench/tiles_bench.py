@@ -28,9 +28,9 @@ def ensure_store(work: Path) -> Path:
     store = work / "store"
     if (store / "STORE.json").exists():
         return store
-    from twin.catalog.ingest import ingest_paths
     from twin.demo import generate
-    from twin.fusion.build import build
+    from twin.pipeline.build import build
+    from twin.pipeline.ingest import ingest_paths
     from twin.store import Store
 
     src = work / "city"
@@ -50,11 +50,11 @@ def ensure_large_store(work: Path) -> Path:
     store = work / "store"
     if (store / "STORE.json").exists():
         return store
-    from twin.catalog.ingest import ingest_paths
     from twin.demo import crs
     from twin.demo.layout import build_city
     from twin.demo.sizes import get_size
     from twin.demo.truth import write_cityjson
+    from twin.pipeline.ingest import ingest_paths
     from twin.store import Store
 
     spec = get_size("large")
@@ -76,8 +76,8 @@ def main() -> None:
     a = ap.parse_args()
     from twin.store import Query, Store
     from twin.tiles.buildings import fold_parts
+    from twin.tiles.buildings_tileset import build_buildings
     from twin.tiles.terrain import build_terrain_tileset, terrain_inputs
-    from twin.tiles.tileset import build_buildings
 
     if a.large:
         store = Store(a.store or ensure_large_store(Path("/tmp/twin-bench-tiles-large")))

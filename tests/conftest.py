@@ -70,8 +70,8 @@ def free_port() -> int:
 def built_city(city, tmp_path_factory) -> dict:
     """The small demo city ingested and built (all steps) into one store, shared read-only by the tiles, features,
     imagery and viewer tests: tests that commit must copy it (``shutil.copytree``) first."""
-    from twin.catalog.ingest import ingest_paths
-    from twin.fusion.build import build
+    from twin.pipeline.build import build
+    from twin.pipeline.ingest import ingest_paths
 
     out = city["dir"]
     root = tmp_path_factory.mktemp("built_city") / "store"

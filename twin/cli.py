@@ -77,7 +77,7 @@ def ingest(
     message: str = typer.Option(None, "--message", "-m"),
 ):
     """Register source files in the catalog and load what they hold, in one atomic commit."""
-    from twin.catalog.ingest import ingest_paths
+    from twin.pipeline.ingest import ingest_paths
 
     options = parse_options(option or [])
     for key, value in (("bands", bands), ("columns", columns), ("tz", tz), ("coords", coords),
@@ -113,7 +113,7 @@ def build(
     workers: int = typer.Option(None, min=1, help="processes for per-tile work (default: all cores)"),
 ):
     """Fuse what the catalog and the store hold (heights, land cover, changes, …) and commit the results."""
-    from twin.fusion.build import build as run_build
+    from twin.pipeline.build import build as run_build
 
     s = _open(store)
     report: dict = {}
@@ -274,9 +274,9 @@ def demo(
     host: str = typer.Option(None), port: int = typer.Option(None),
 ):
     """Generate the Beijing sample city, ingest and build it, then serve it."""
-    from twin.catalog.ingest import ingest_paths
     from twin.demo import generate
-    from twin.fusion.build import build as run_build
+    from twin.pipeline.build import build as run_build
+    from twin.pipeline.ingest import ingest_paths
     from twin.store import Store
 
     settings = get_settings()

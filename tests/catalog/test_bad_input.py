@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers_geojson import write_buildings_geojson
-from twin.catalog.ingest import ingest_paths
 from twin.demo import generate
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import SourceError
 from twin.store import Store
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from twin.catalog.ingest import ingest_paths
-from twin.fusion.build import build
+from twin.pipeline.build import build
+from twin.pipeline.ingest import ingest_paths
 from twin.store import ASSETS, Query, Store
 
 

@@ -16,8 +16,8 @@ import shapely
 from shapely import affinity
 
 from data_models import Building, Provenance
-from twin.catalog.ingest import ingest_paths
 from twin.fusion.conflation import conflate, priority_of
+from twin.pipeline.ingest import ingest_paths
 from twin.store import Query, Store
 
 OSM = "src-osm-extract"

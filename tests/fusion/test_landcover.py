@@ -16,7 +16,7 @@ import shapely
 
 from data_models import LandCover, Provenance
 from twin.fusion.landcover import classify, grid_key, landcover_entities, score, vector_features
-from twin.fusion.rasters import grid_lidar
+from twin.lidar.grids import grid_lidar
 from twin.sources import SourceError
 from twin.sources.imagery import image_grid
 

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
 from twin.layers.interpolate import (
     Variogram,
     cross_validate,
@@ -25,6 +24,7 @@ from twin.layers.interpolate import (
 )
 from twin.layers.sensors import station_series
 from twin.layers.values import VALUE_SCHEMA
+from twin.pipeline.ingest import ingest_paths
 from twin.store import Query, Store
 
 TZ8 = timezone(timedelta(hours=8))

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from data_models import LayerSpec
 from tests.conftest import shared_data
+from twin.geo.crs import transform_xy
 from twin.layers.points import lidar_point_counts, point_values, xy_to_cells
 from twin.layers.values import aggregate, rollup
-from twin.sources.crs import transform_xy
 
 CRS = "EPSG:4548"
 X0, Y0 = 448_000.0, 4_428_000.0

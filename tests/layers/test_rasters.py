@@ -15,10 +15,10 @@ from rasterio.features import geometry_mask
 
 from data_models import LayerSpec
 from tests.conftest import shared_data
-from twin.fusion.indices import ndvi
+from twin.geo.crs import transform_xy
+from twin.geo.indices import ndvi
 from twin.layers.rasters import band_values, class_fraction_values, raster_values
 from twin.layers.values import rollup
-from twin.sources.crs import transform_xy
 from twin.sources.imagery import read_bands
 
 NAIP_BANDS = "red,green,blue,nir"

@@ -14,10 +14,10 @@ import pytest
 
 from data_models import Aggregation
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
 from twin.layers.h3index import cells_to_parent
 from twin.layers.sensors import station_cells, station_series, station_values
 from twin.layers.values import VALUE_SCHEMA, aggregate
+from twin.pipeline.ingest import ingest_paths
 from twin.store import Query, Store
 
 TZ8 = timezone(timedelta(hours=8))

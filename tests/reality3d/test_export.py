@@ -12,9 +12,9 @@ import shapely
 
 from data_models import Solid
 from tests.conftest import ROOT, TWIN
-from twin.catalog.ingest import ingest_paths
 from twin.demo import generate
-from twin.fusion.build import build
+from twin.pipeline.build import build
+from twin.pipeline.ingest import ingest_paths
 from twin.reality3d.validity import solid_volume
 from twin.sources import ReadContext
 from twin.sources.cityjson import read as read_cityjson

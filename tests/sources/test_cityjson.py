@@ -16,10 +16,10 @@ import shapely
 
 from data_models import Building, BuildingPart, LandCover, Road, WaterBody
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
+from twin.geo.crs import transformer
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError
 from twin.sources.cityjson import read
-from twin.sources.crs import transformer
 from twin.sources.vector import read as read_vector
 from twin.store import Query, Store
 
@@ -250,7 +250,7 @@ def test_ingest_delft_json_through_the_vector_sniffer(tmp_path: Path) -> None:
 
 
 def test_declared_gcj02_vertices_are_converted(tmp_path: Path) -> None:
-    from twin.sources.crs import wgs84_to_gcj02
+    from twin.geo.crs import wgs84_to_gcj02
 
     lon = np.array([116.3970, 116.3980, 116.3980, 116.3970] * 2)
     lat = np.array([39.9080, 39.9080, 39.9088, 39.9088] * 2)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import shapely
 
+from twin.geo import crs as C
 from twin.sources import ReadContext, SourceError
-from twin.sources import crs as C
 from twin.sources.vector import read
 
 # Published WGS84 -> GCJ-02 test vectors of eviltransform (github.com/googollee/eviltransform, python/test.py):

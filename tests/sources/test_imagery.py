@@ -17,8 +17,8 @@ import rasterio
 from affine import Affine
 
 from tests.conftest import shared_data
-from twin.fusion import indices as ix
 from twin.fusion.change import change_magnitude
+from twin.geo import indices as ix
 from twin.sources import ReadContext, SourceError
 from twin.sources import landsat as ls
 from twin.sources.imagery import image_grid, raster_info, read, read_bands, read_bands_on_grid

@@ -13,7 +13,7 @@ import pyproj
 import pytest
 
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError, pdal_reader, pointcloud
 from twin.store import ASSETS, Store
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from data_models import ObservationFlag, Sensor
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError, sensors
 from twin.store import Query, Store
 

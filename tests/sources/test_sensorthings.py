@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyproj
 import pytest
 
-from twin.catalog.ingest import ingest_paths
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError, sensors, sensorthings
 from twin.store import Query, Store
 

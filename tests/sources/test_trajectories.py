@@ -14,9 +14,9 @@ import pyproj
 import pytest
 
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
+from twin.geo import crs as crs_mod
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError, trajectories
-from twin.sources import crs as crs_mod
 from twin.store import Store
 
 STORE_CRS = "EPSG:4548"

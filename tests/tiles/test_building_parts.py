@@ -6,7 +6,7 @@ import json
 
 from tests.conftest import shared_data
 from tests.tiles.helpers_tiles import building_tiles
-from twin.catalog.ingest import ingest_paths
+from twin.pipeline.ingest import ingest_paths
 from twin.store import Query, Store
 from twin.tiles.cache import TileCache
 from twin.tiles.validate import validate_glbs

@@ -14,7 +14,7 @@ from twin.tiles.validate import validate_glbs, validator_available
 
 @pytest.fixture(scope="module")
 def delft(tmp_path_factory) -> dict:
-    from twin.catalog.ingest import ingest_paths
+    from twin.pipeline.ingest import ingest_paths
 
     src = shared_data("cityjson") / "delft.json"
     store = Store.init(tmp_path_factory.mktemp("delft") / "store", "EPSG:28992")
@@ -62,7 +62,7 @@ def test_delft_terrain_from_lidar_returns_to_nap_ground_heights_through_pyproj(t
     import pyproj
 
     from tests.tiles.helpers_tiles import glb_points
-    from twin.catalog.ingest import ingest_paths
+    from twin.pipeline.ingest import ingest_paths
 
     laz = shared_data("lidar/delft_ahn3") / "delft_ahn3_part2.laz"
     store = Store.init(tmp_path / "store", "EPSG:28992")

@@ -78,7 +78,7 @@ def test_a_branch_at_the_same_state_shares_every_file(city_tiles, tmp_path) -> N
 
 def test_parallel_encoding_writes_the_same_tileset(city_tiles, tmp_path) -> None:
     from twin.store import Query
-    from twin.tiles.tileset import build_buildings
+    from twin.tiles.buildings_tileset import build_buildings
 
     feats = city_tiles["store"].features(as_of=city_tiles["version"], query=Query(types=["Building"]))
     out = tmp_path / "ts.json"

@@ -314,7 +314,7 @@ def test_out_of_core_and_parallel_builds_are_identical(demo, tmp_path):
 
 def test_store_tileset_from_assets_and_reuse(city, store, tmp_path):
     """The store's point-cloud and imagery assets are tiled; a second call reuses the same tileset."""
-    from twin.catalog.ingest import ingest_paths
+    from twin.pipeline.ingest import ingest_paths
 
     laz = sorted((city["dir"] / "sources/lidar").glob("*.laz"))[2]
     images = sorted((city["dir"] / "sources/imagery").glob("*.tif"))

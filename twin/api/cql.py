@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twin.errors import BadInput
+
 Filter = tuple[list[str], str, Any]
 
 _TOKEN = re.compile(
@@ -29,7 +31,7 @@ _UNSUPPORTED = {"OR", "NOT", "LIKE", "IN", "BETWEEN", "IS", "NULL", "S_INTERSECT
 _FLIP = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-class CQLError(ValueError):
+class CQLError(BadInput):
     """The filter is not valid CQL2 text, or uses a part of CQL2 this server does not evaluate."""
 
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -31,11 +31,11 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from data_models import Building, BuildingPart, LandCover, Road, Sensor, Vegetation, WaterBody
+from twin.geo import crs
 from twin.store import CITY, Store
 from twin.store import Query as StoreQuery
 from twin.times import to_utc
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
@@ -228,62 +228,29 @@ def coerce(c: Collection, name: str, raw: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- CRS
-def crs_uri(code: str) -> str:
-    """OGC URI of an ``AUTH:CODE`` CRS (``EPSG:4548`` → ``http://www.opengis.net/def/crs/EPSG/0/4548``)."""
-    auth, _, num = code.partition(":")
-    if auth.upper() == "OGC" and num.upper() == "CRS84":
-        return CRS84
-    return f"http://www.opengis.net/def/crs/{auth.upper()}/0/{num}"
-
-
 def supported_crs(store: Store) -> list[str]:
-    """The CRSs items can be returned in and bboxes given in: CRS84 (default), WGS 84 lat/lon, the storage CRS."""
-    out = [CRS84, crs_uri("EPSG:4326"), crs_uri(store.crs)]
+    """The CRSs items can be returned in and bboxes given in: crs.CRS84 (default), WGS 84 lat/lon, the storage CRS."""
+    out = [crs.CRS84, crs.crs_uri("EPSG:4326"), crs.crs_uri(store.crs)]
     return list(dict.fromkeys(out))
-
-
-_URI = re.compile(r"^https?://www\.opengis\.net/def/crs/(?P<auth>[A-Za-z]+)/[^/]+/(?P<code>[A-Za-z0-9]+)$")
 
 
 def parse_crs(value: str | None, store: Store, param: str) -> str:
     """A ``crs`` / ``bbox-crs`` value (OGC URI, ``[EPSG:n]`` safe CURIE or ``EPSG:n``) as a supported URI."""
     if value is None or value == "":
-        return CRS84
+        return crs.CRS84
     v = value.strip()
-    m = _URI.match(v)
+    m = crs.uri_match(v)
     if m:
-        uri = crs_uri(f"{m['auth']}:{m['code']}")
+        uri = crs.crs_uri(f"{m['auth']}:{m['code']}")
     else:
         code = v.strip("[]")
-        uri = crs_uri(code) if re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9]+", code) else ""
-        if code.upper() == "CRS84":
-            uri = CRS84
+        uri = crs.crs_uri(code) if re.fullmatch(r"[A-Za-z]+:[A-Za-z0-9]+", code) else ""
+        if code.upper() == "crs.CRS84":
+            uri = crs.CRS84
     supported = supported_crs(store)
     if uri not in supported:
         raise OGCError(f"{param}: unsupported CRS {value!r}; supported: {', '.join(supported)}")
     return uri
-
-
-@lru_cache(maxsize=32)
-def _crs(uri: str) -> pyproj.CRS:
-    if uri == CRS84:
-        return pyproj.CRS.from_user_input("OGC:CRS84")
-    m = _URI.match(uri)
-    return pyproj.CRS.from_user_input(f"{m['auth']}:{m['code']}" if m else uri)
-
-
-def north_first(uri: str) -> bool:
-    """Whether the CRS's first axis is northing/latitude (EPSG:4326, EPSG:4548): coordinates are swapped."""
-    return _crs(uri).axis_info[0].direction.lower() in ("north", "south")
-
-
-@lru_cache(maxsize=32)
-def transformer(src: str, dst: str) -> pyproj.Transformer:
-    """An x/y-ordered transformer, shared by all threads: PROJ's operation search runs once here, and the
-    transformer is rebuilt from its pipeline text, which pyproj re-instantiates per thread in microseconds
-    (a ``from_crs`` transformer repeats the ~170 ms search in every new worker thread)."""
-    found = pyproj.Transformer.from_crs(_crs(src), _crs(dst), always_xy=True)
-    return pyproj.Transformer.from_pipeline(found.definition)
 
 
 def _xy_fn(t: pyproj.Transformer | None, swap: bool):
@@ -323,8 +290,8 @@ def to_output_crs(geoms: list[dict[str, Any] | None], store: Store, target: str)
     if not acc:
         return [None if not g else {"type": g["type"], "coordinates": []} for g in geoms]
     xy = np.array([(p[0], p[1]) for p in acc], dtype=np.float64)
-    src = crs_uri(store.crs)
-    out = _xy_fn(None if target == src else transformer(src, target), north_first(target))(xy)
+    src = crs.crs_uri(store.crs)
+    out = _xy_fn(None if target == src else crs.shared_transformer(src, target), crs.north_first(target))(xy)
     it = iter(out.tolist())
     return [None if not g else {"type": g["type"], "coordinates": _rebuild(g["coordinates"], it)} for g in geoms]
 
@@ -337,16 +304,16 @@ def bbox_to_store(values: list[float], bbox_crs: str, store: Store) -> dict[str,
     and densified before reprojection, so the query polygon follows the box's true edges.
     """
     minx, miny, maxx, maxy = values
-    if north_first(bbox_crs):
+    if crs.north_first(bbox_crs):
         minx, miny, maxx, maxy = miny, minx, maxy, maxx
-    src = crs_uri(store.crs)
+    src = crs.crs_uri(store.crs)
     if bbox_crs == src:
         return {"bbox": [minx, miny, maxx, maxy]}
-    geographic = _crs(bbox_crs).is_geographic
+    geographic = crs.from_uri(bbox_crs).is_geographic
     if geographic:
         if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
             raise OGCError(f"bbox: longitudes must lie in [-180, 180] and latitudes in [-90, 90], got {values}")
-        aou = _crs(src).area_of_use
+        aou = crs.from_uri(src).area_of_use
         if aou is not None:
             minx, miny = max(minx, aou.west), max(miny, aou.south)
             maxx, maxy = min(maxx, aou.east), min(maxy, aou.north)
@@ -355,7 +322,7 @@ def bbox_to_store(values: list[float], bbox_crs: str, store: Store) -> dict[str,
     box = shapely.box(minx, miny, maxx, maxy)
     if box.area > 0:
         box = shapely.segmentize(box, max(maxx - minx, maxy - miny) / 64)
-    t = transformer(bbox_crs, src)
+    t = crs.shared_transformer(bbox_crs, src)
     out = shapely.transform(box, _xy_fn(t, False))
     if not np.all(np.isfinite(shapely.get_coordinates(out))):
         raise OGCError(f"bbox: {values} cannot be transformed into the store CRS {store.crs}")
@@ -495,11 +462,11 @@ def extents(store: Store, branch: str, version: int) -> dict[str, dict[str, Any]
 
 
 def crs84_bbox(store: Store, bbox: list[float]) -> list[float]:
-    """A store-CRS bbox as the CRS84 box that contains it (edges densified)."""
+    """A store-CRS bbox as the crs.CRS84 box that contains it (edges densified)."""
     box = shapely.box(*bbox)
     if box.area > 0:
         box = shapely.segmentize(box, max(bbox[2] - bbox[0], bbox[3] - bbox[1]) / 20)
-    out = shapely.transform(box, _xy_fn(transformer(crs_uri(store.crs), CRS84), False))
+    out = shapely.transform(box, _xy_fn(crs.shared_transformer(crs.crs_uri(store.crs), crs.CRS84), False))
     return [float(v) for v in out.bounds]
 
 

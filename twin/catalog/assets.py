@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from data_models import Extent, SourceAsset, SourceKind
+from twin.geo.crs import bbox_wgs84
 from twin.sources import SourceError
-from twin.sources.crs import bbox_wgs84
 from twin.times import to_utc
 
 

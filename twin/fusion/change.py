@@ -44,10 +44,10 @@ from affine import Affine
 from rasterio import features as rfeatures
 
 from data_models import Building, Provenance
-from twin.fusion import indices as ix
 from twin.fusion.landcover import BUILDING, classify, ramp
-from twin.fusion.rasters import grid_lidar
-from twin.sources.crs import normalise, reproject
+from twin.geo import indices as ix
+from twin.geo.crs import normalise, reproject
+from twin.lidar.grids import grid_lidar
 from twin.sources.imagery import image_grid, read_bands, read_bands_on_grid
 
 BANDS = ["red", "green", "blue", "nir"]

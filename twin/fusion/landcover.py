@@ -37,10 +37,10 @@ from rasterio import features as rfeatures
 from rasterio.windows import Window
 
 from data_models import LandCover, LandCoverClass, Provenance
-from twin.fusion import indices as ix
-from twin.fusion.rasters import LidarGrids, grid_lidar
+from twin.geo import indices as ix
+from twin.geo.crs import normalise, reproject
+from twin.lidar.grids import LidarGrids, grid_lidar
 from twin.sources import SourceError
-from twin.sources.crs import normalise, reproject
 from twin.sources.imagery import band_names, image_grid, read_bands
 
 BUILDING, IMPERVIOUS, GRASS, TREE, WATER, BARE = 1, 2, 3, 4, 5, 6

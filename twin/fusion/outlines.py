@@ -24,7 +24,8 @@ from rasterio.transform import from_origin
 
 from data_models import Building, Provenance, Quality
 from twin.catalog.assets import asset_id
-from twin.fusion.heights import BUILDING_CLASS, metric_frame, per_file_crs, to_metres
+from twin.lidar.classes import BUILDING_CLASS
+from twin.lidar.heights import metric_frame, per_file_crs, to_metres
 from twin.sources import pointcloud
 
 CELL_M = 0.5  # grid cell (metres)

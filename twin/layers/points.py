@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from data_models import Aggregation
+from twin.geo.crs import horizontal, transform_xy
 from twin.layers.h3index import latlng_to_cells
 from twin.layers.values import VALUE_SCHEMA, aggregate, make_values
-from twin.sources.crs import horizontal, transform_xy
 
 Stat = Literal["count", "sum", "mean", "max", "min"]
 WGS84 = "EPSG:4326"

@@ -18,10 +18,10 @@ import pyarrow as pa
 import shapely
 
 from data_models import Aggregation
+from twin.geo.crs import horizontal, reproject, transform_xy
 from twin.layers.h3index import latlng_to_cells
 from twin.layers.points import WGS84, cell_values, to_lnglat
 from twin.layers.values import VALUE_SCHEMA, aggregate, make_values
-from twin.sources.crs import horizontal, reproject, transform_xy
 
 
 def _metres_per_unit(crs: str) -> float:

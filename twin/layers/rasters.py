@@ -24,9 +24,9 @@ import pyarrow as pa
 from affine import Affine
 
 from data_models import Aggregation
+from twin.geo.crs import horizontal, transform_xy
 from twin.layers.h3index import latlng_to_cells
 from twin.layers.values import VALUE_SCHEMA, aggregate, make_values
-from twin.sources.crs import horizontal, transform_xy
 
 WGS84 = "EPSG:4326"
 EARTH_RADIUS_M = 6_371_008.8
@@ -151,7 +151,7 @@ def class_fraction_values(data: np.ndarray, transform: Affine, crs: str, res: in
 def band_values(path: Path | str, res: int, *, band: str = "ndvi", bands_option: Any = None, k: int = 4,
                 t: datetime | None = None) -> pa.Table:
     """Area-weighted mean per cell of a raster file's band or spectral index ('ndvi', 'ndwi', 'brightness', …)."""
-    from twin.fusion import indices as ix
+    from twin.geo import indices as ix
     from twin.sources.imagery import band_names, image_grid, read_bands
 
     transform, _, crs = image_grid(path)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import shapely
 
 from data_models import Aggregation, LayerSpec
+from twin.errors import NotFound, Status
 from twin.layers.values import VALUE_SCHEMA, aggregate, bucket_seconds, rollup
 from twin.store import LAYERS, MAIN, Query, Store, StoreError
 from twin.times import to_utc
@@ -30,8 +31,10 @@ class LayerError(StoreError):
     """A layer request that cannot be answered (unknown layer, bad resolution or time range, too large)."""
 
 
-class LayerNotFound(LayerError):
-    pass
+class LayerNotFound(LayerError, NotFound):
+    """An unknown layer."""
+
+    status = Status.not_found
 
 
 def with_layer(values: pa.Table, name: str) -> pa.Table:

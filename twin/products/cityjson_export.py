@@ -12,11 +12,12 @@ from typing import Any
 
 from data_models import Building, cityjson_document
 from data_models.common import LOD_PATTERN
-from twin.sources.crs import normalise
+from twin.errors import BadInput
+from twin.geo.crs import normalise
 from twin.store import MAIN, Query, Store
 
 
-class ExportError(ValueError):
+class ExportError(BadInput):
     """An export that cannot be made (bad LoD, nothing to export, a CRS without an EPSG code)."""
 
 

@@ -4,7 +4,7 @@ The files stream through in chunks; each chunk is first thinned with a coarse ra
 lookup per point, so points far from any building are dropped at once), only the points near buildings are kept, and
 each footprint then takes its points with an exact, vectorised point-in-polygon test on the candidates of its bounding
 box (found through a grid-sorted index). Overlapping or touching footprints each get all their points, and memory is
-bounded by the points near buildings (fine for a tile). Units follow :mod:`twin.fusion.heights`: metres.
+bounded by the points near buildings (fine for a tile). Units follow :mod:`twin.lidar.heights`: metres.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import shapely
 from rasterio import features
 from rasterio.transform import from_origin
 
-from twin.fusion.heights import BUILDING_CLASS, GROUND_CLASS, GROUND_RING_M, metric_frame, per_file_crs, to_metres
+from twin.lidar.classes import BUILDING_CLASS, GROUND_CLASS
+from twin.lidar.heights import GROUND_RING_M, metric_frame, per_file_crs, to_metres
 from twin.sources import pointcloud
 
 MASK_CELL_M = 1.0

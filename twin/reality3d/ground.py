@@ -26,7 +26,7 @@ from affine import Affine
 from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.fill import fillnodata
 
-from twin.fusion.rasters import GROUND_CLASSES, NOISE_CLASSES
+from twin.lidar.classes import GROUND_CLASSES, NOISE_CLASSES
 from twin.sources import pointcloud
 
 PLAUSIBLE_GROUND_SHARE = (0.05, 0.95)  # share of class-2 points for "auto" to trust a file's classes

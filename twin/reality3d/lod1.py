@@ -28,7 +28,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
 from data_models import Quality, Solid
-from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE
+from twin.lidar.heights import GROUND_PERCENTILE, ROOF_PERCENTILE
 from twin.reality3d.buildings import BuildingPoints
 from twin.reality3d.roof_partition import planar_solid
 from twin.reality3d.validity import solid_volume, validate_solid

@@ -1,6 +1,6 @@
 """Terrain products from point clouds: DTM, DSM and nDSM rasters (Cloud-Optimized GeoTIFF) and a terrain mesh.
 
-Gridding reuses :func:`twin.fusion.rasters.grid_lidar` (DSM = highest point per cell, DTM = mean ground point per
+Gridding reuses :func:`twin.lidar.grids.grid_lidar` (DSM = highest point per cell, DTM = mean ground point per
 cell, gaps filled by inverse-distance inpainting). Files whose ground classes are not trustworthy (see
 :func:`twin.reality3d.ground.trusts_existing`) get their DTM from the SMRF ground filter instead.
 
@@ -19,10 +19,10 @@ import pyproj
 import rasterio
 from affine import Affine
 
-from twin.fusion.rasters import grid_lidar
+from twin.geo.crs import normalise
+from twin.lidar.grids import grid_lidar
 from twin.reality3d import ground as gf
 from twin.sources import pointcloud
-from twin.sources.crs import normalise
 
 NODATA = -9999.0
 

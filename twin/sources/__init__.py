@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from data_models import Provenance, SourceKind
+from twin.errors import BadInput
 
 
-class SourceError(ValueError):
+class SourceError(BadInput):
     """A source file cannot be read; the message names the file and the problem."""
 
     def __init__(self, path: Path | str, problem: str) -> None:

@@ -34,8 +34,8 @@ import shapely
 from pydantic import ValidationError
 
 from data_models import Building, BuildingPart, LandCover, LandCoverClass, Road, RoofType, Solid, Vegetation, WaterBody
+from twin.geo.crs import is_geographic, normalise, parse, same_horizontal, transformer, web_coords
 from twin.sources import ReadContext, SourceRead
-from twin.sources.crs import is_geographic, normalise, parse, same_horizontal, transformer, web_coords
 from twin.sources.vector import _BGT_ROAD_CLASS, check_extent, landcover_class, length_m, to_int
 
 METHOD = "cityjson-ingest"
@@ -457,7 +457,7 @@ def read(ctx: ReadContext) -> SourceRead:
         if kind != "wgs84":
             if not is_geographic(file_crs):
                 raise ctx.fail(f"coords={kind} needs longitude/latitude data, but the CRS is {file_crs}")
-            from twin.sources.crs import bd09_to_wgs84, gcj02_to_wgs84
+            from twin.geo.crs import bd09_to_wgs84, gcj02_to_wgs84
 
             conv = gcj02_to_wgs84 if kind == "gcj02" else bd09_to_wgs84
             for d in docs:

@@ -34,9 +34,9 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from twin.geo.crs import normalise
 from twin.sources import ReadContext, SourceError, SourceRead
 from twin.sources import landsat as ls
-from twin.sources.crs import normalise
 
 ALIASES = {"r": "red", "g": "green", "b": "blue", "n": "nir", "nearinfrared": "nir", "near-infrared": "nir",
            "swir": "swir1", "thermal": "tir", "panchromatic": "pan"}

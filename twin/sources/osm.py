@@ -45,8 +45,8 @@ import shapely
 from pydantic import ValidationError
 
 from data_models import Building, Quality, Road, RoofType, Vegetation, WaterBody
+from twin.geo.crs import reproject
 from twin.sources import ReadContext, SourceRead
-from twin.sources.crs import reproject
 from twin.sources.vector import check_extent, extent, length_m, speed_kmh, to_bool, to_int
 
 OSM_CRS = "EPSG:4326"

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pyproj
 
+from twin.geo.crs import normalise
 from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.crs import normalise
 from twin.sources.pointcloud import (
     CHUNK,
     Frame,

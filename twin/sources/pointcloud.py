@@ -29,8 +29,8 @@ import numpy as np
 import pyproj
 from pyproj.database import get_units_map
 
+from twin.geo.crs import area_of_use, lonlat_outside, normalise
 from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.crs import area_of_use, lonlat_outside, normalise
 
 CHUNK = 1_000_000  # points per chunk: ~60-100 MB of decoded arrays whatever the file size
 AREA_MARGIN_DEG = 1.0  # tolerance around a CRS's area of use

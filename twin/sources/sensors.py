@@ -31,9 +31,9 @@ import pyarrow.csv as pacsv
 import pyproj
 
 from data_models import Observation, ObservationFlag, Sensor
+from twin.geo import crs as crs_mod
+from twin.geo.crs import lonlat_outside, normalise
 from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources import crs as crs_mod
-from twin.sources.crs import lonlat_outside, normalise
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 OBSERVATIONS = pa.schema(

@@ -30,9 +30,9 @@ import shapely
 from pydantic import ValidationError
 
 from data_models import Building, LandCover, LandCoverClass, Road, Vegetation, WaterBody
+from twin.geo.crs import is_geographic, normalise, outside_area_of_use, reproject, same_horizontal, web_coords
+from twin.geo.crs import web_to_wgs84 as _web_to_wgs84
 from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.crs import is_geographic, normalise, outside_area_of_use, reproject, same_horizontal, web_coords
-from twin.sources.crs import web_to_wgs84 as _web_to_wgs84
 
 ENTITY_TYPES = ("building", "road", "water", "landcover", "vegetation")
 _ID_FIELDS = ("id", "cadastre_id", "building_id", "road_id", "water_id", "osm_id", "fid")

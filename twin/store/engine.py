@@ -8,8 +8,10 @@ from functools import cache
 
 import duckdb
 
+from twin.errors import Unavailable
 
-class SpatialExtensionMissing(RuntimeError):
+
+class SpatialExtensionMissing(Unavailable, RuntimeError):
     """The duckdb-extension-spatial wheel is not installed or does not match the duckdb version."""
 
 

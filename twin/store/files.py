@@ -12,9 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from twin.errors import Status, TwinError
 
-class StoreBusy(RuntimeError):
+
+class StoreBusy(TwinError, RuntimeError):
     """Another process held the writer lock for longer than the timeout."""
+
+    status = Status.busy
 
 
 def fsync_dir(path: Path) -> None:

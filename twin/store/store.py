@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import shapely
 
 from data_models import Branch, ChangeSummary, Commit
+from twin.errors import BadInput, Conflict, NotFound, Status
 from twin.store.engine import connect, session
 from twin.store.files import StoreBusy, publish, tmp_path, write_json_atomic, writer_lock
 from twin.store.records import (
@@ -48,15 +49,29 @@ FORMAT_VERSION = 1
 MAIN = "main"
 _BRANCH_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
-__all__ = ["Store", "StoreError", "NotAStore", "StoreBusy", "Query"]
+__all__ = ["Store", "StoreError", "NotAStore", "NotInStore", "AlreadyInStore", "StoreBusy", "Query"]
 
 
-class StoreError(ValueError):
-    """A request the store cannot satisfy (unknown branch or version, bad input); the message says why."""
+class StoreError(BadInput):
+    """A request the store cannot satisfy (bad input); the message says why. Subclasses say which fault."""
 
 
 class NotAStore(StoreError):
     """The directory is not an initialised twin store."""
+
+    status = Status.not_found
+
+
+class NotInStore(StoreError, NotFound):
+    """An unknown branch, version, entity or table."""
+
+    status = Status.not_found
+
+
+class AlreadyInStore(StoreError, Conflict):
+    """A branch or store that exists already."""
+
+    status = Status.conflict
 
 
 class Query:
@@ -154,7 +169,7 @@ class Store:
         meta = root / "STORE.json"
         if meta.exists():
             if not exist_ok:
-                raise StoreError(f"{root}: a store already exists")
+                raise AlreadyInStore(f"{root}: a store already exists")
             return cls(root)
         import pyproj
 
@@ -221,7 +236,7 @@ class Store:
             if b.name == name:
                 return b
         known = ", ".join(b.name for b in self.branches())
-        raise StoreError(f"unknown branch {name!r}; branches: {known}")
+        raise NotInStore(f"unknown branch {name!r}; branches: {known}")
 
     def create_branch(
         self, name: str, from_branch: str = MAIN, at: int | str | datetime | None = None,
@@ -232,7 +247,7 @@ class Store:
             raise StoreError(f"bad branch name {name!r}: use lowercase letters, digits, '-' or '_' (max 64)")
         with writer_lock(self.root / ".lock"):
             if any(b.name == name for b in self.branches()):
-                raise StoreError(f"branch {name!r} already exists")
+                raise AlreadyInStore(f"branch {name!r} already exists")
             self.branch(from_branch)
             base = self.resolve_version(from_branch, at)
             b = Branch(
@@ -266,7 +281,7 @@ class Store:
                     raise StoreError(f"as_of must be a version number or an ISO 8601 time, got {s!r}") from exc
         if isinstance(as_of, int):
             if as_of < 0 or as_of > max(self._commits, default=0):
-                raise StoreError(f"version {as_of} does not exist (latest is {max(self._commits, default=0)})")
+                raise NotInStore(f"version {as_of} does not exist (latest is {max(self._commits, default=0)})")
             return as_of
         t = to_utc(as_of)
         vs = [v for v in self._visible_versions(branch, None) if self._commits[v].time <= t]
@@ -340,7 +355,7 @@ class Store:
             for eid in removals:
                 old = current.get((remove_collection, eid))
                 if old is None:
-                    raise StoreError(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
+                    raise NotInStore(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
                 rows.append(removal(remove_collection, eid, old[1]))
                 ops.append("remove")
             tables, digests = self._changed_tables(branch, tables)
@@ -497,7 +512,7 @@ class Store:
         """Rows of a bulk table as Arrow, optionally filtered by a SQL ``where`` with ``?`` parameters."""
         src = self.table_sql(name, branch, as_of)
         if src is None:
-            raise StoreError(f"no table {name!r} on branch {branch!r}; tables: {', '.join(self.table_names())}")
+            raise NotInStore(f"no table {name!r} on branch {branch!r}; tables: {', '.join(self.table_names())}")
         sql = f"SELECT {columns} FROM {src} t" + (f" WHERE {where}" if where else "")
         return self._con.execute(sql, params or []).to_arrow_table()
 
@@ -658,7 +673,7 @@ class Store:
         """The entity ids a commit touched and how (add / modify / remove)."""
         self.refresh()
         if version not in self._commits:
-            raise StoreError(f"version {version} does not exist")
+            raise NotInStore(f"version {version} does not exist")
         path = self.root / "segments" / self._segments[version]
         rows = self._con.execute(
             f"SELECT collection, id, op FROM read_parquet({_sql_str(str(path))}) ORDER BY collection, id"

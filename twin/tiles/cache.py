@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from twin.errors import NotFound
 from twin.store import Query, Store, StoreError
 from twin.store.files import writer_lock
+from twin.tiles import buildings_tileset as buildings_mod
 from twin.tiles import terrain as terrain_mod
-from twin.tiles import tileset as buildings_mod
 from twin.tiles.buildings import fold_parts
 
 KINDS = ("buildings", "terrain", "pointcloud")
@@ -37,7 +38,7 @@ _BAD_PART = {"", ".", ".."}
 _KNOWN: dict[tuple[str, str, str, int], Path] = {}  # (cache root, kind, branch, version) → tileset.json
 
 
-class TileNotFound(LookupError):
+class TileNotFound(NotFound):
     """Unknown branch, version, tileset or file — or a tileset the store has no data for (HTTP 404)."""
 
 

@@ -17,6 +17,7 @@ from twin.api.cql import CQLError, _split_path
 from twin.api.cql import parse as parse_cql
 from twin.api.deps import get_store
 from twin.api.ogc import GeoJSONDoc, JSONDoc, OGCRoute, SchemaDoc
+from twin.geo import crs as geocrs
 from twin.store import CITY, MAIN, Store
 from twin.store import Query as StoreQuery
 
@@ -49,7 +50,7 @@ def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, d
         "description": c.description,
         "itemType": "feature",
         "crs": ogc.supported_crs(store),
-        "storageCrs": ogc.crs_uri(store.crs),
+        "storageCrs": geocrs.crs_uri(store.crs),
         "links": [
             ogc.link(url, "self", ogc.JSON, "this collection"),
             ogc.link(f"{url}/items", "items", ogc.GEOJSON, f"{c.title} as GeoJSON"),
@@ -61,7 +62,7 @@ def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, d
     e = ext.get(c.type)
     if e is not None:
         doc["extent"] = {
-            "spatial": {"bbox": [ogc.crs84_bbox(store, e["bbox"])], "crs": ogc.CRS84},
+            "spatial": {"bbox": [ogc.crs84_bbox(store, e["bbox"])], "crs": geocrs.CRS84},
             "temporal": {"interval": [[ogc.iso(e["start"]), ogc.iso(e["end"])]],
                          "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"},
         }

@@ -1,7 +1,7 @@
 """XYZ tiles of the ingested satellite and aerial images, for the viewer base map and GIS clients.
 
 ``/imagery/{z}/{x}/{y}.png`` renders true colour (bands named red, green, blue; fixed reflectance stretch, see
-``twin/products/xyz.py``) in Web Mercator, 256 px; the newest image by default, ``?asset=`` or ``?datetime=`` for
+``twin/tiles/imagery.py``) in Web Mercator, 256 px; the newest image by default, ``?asset=`` or ``?datetime=`` for
 another. Tiles outside the image are a transparent PNG (200), so map clients never show broken tiles.
 """
 
@@ -14,8 +14,8 @@ from fastapi.responses import Response
 from twin.api import ogc
 from twin.api.deps import get_store
 from twin.api.ogc import JSONDoc, OGCError, OGCRoute
-from twin.products import xyz
 from twin.store import MAIN, Store
+from twin.tiles import imagery
 
 router = APIRouter(prefix="/imagery", tags=["imagery"], route_class=OGCRoute)
 
@@ -25,7 +25,7 @@ _BRANCH = Q(MAIN, description="branch whose source catalog is used")
 _AS_OF = Q(None, description="catalog version number or RFC 3339 time; default the latest")
 
 
-def _choose(store: Store, asset: str | None, datetime: str | None, branch: str, as_of: str | None) -> xyz.Image:
+def _choose(store: Store, asset: str | None, datetime: str | None, branch: str, as_of: str | None) -> imagery.Image:
     at = None
     parsed = ogc.parse_datetime(datetime)
     if parsed is not None:
@@ -34,12 +34,12 @@ def _choose(store: Store, asset: str | None, datetime: str | None, branch: str, 
         at = parsed[0]
     version = store.resolve_version(branch, as_of)
     try:
-        return xyz.choose(store, asset, at, branch, version)
-    except xyz.ImageryError as exc:
+        return imagery.choose(store, asset, at, branch, version)
+    except imagery.ImageryError as exc:
         raise OGCError(str(exc), 404) from None
 
 
-def _tiles_url(request: Request, im: xyz.Image, branch: str) -> str:
+def _tiles_url(request: Request, im: imagery.Image, branch: str) -> str:
     base = str(request.base_url).rstrip("/")
     extra = "" if branch == MAIN else f"&branch={branch}"
     return f"{base}/imagery/{{z}}/{{x}}/{{y}}.png?asset={im.id}{extra}"
@@ -50,10 +50,10 @@ def list_images(request: Request, branch: str = _BRANCH, as_of: str | None = _AS
                 store: Store = Depends(get_store)) -> JSONDoc:
     """The imagery assets, newest first: acquisition time, bands, WGS84 bbox and the tile URL of each."""
     version = store.resolve_version(branch, as_of)
-    renderable = {im.id: im for im in xyz.images(store, branch, version)}
+    renderable = {im.id: im for im in imagery.images(store, branch, version)}
     newest = next(iter(renderable), None)
     out = []
-    for a in xyz.imagery_assets(store, branch, version):
+    for a in imagery.imagery_assets(store, branch, version):
         im = renderable.get(a["id"])
         props = a.get("properties") or {}
         out.append({
@@ -67,7 +67,7 @@ def list_images(request: Request, branch: str = _BRANCH, as_of: str | None = _AS
             "tiles": _tiles_url(request, im, branch) if im else None,
             "tilejson": f"{str(request.base_url).rstrip('/')}/imagery/tilejson.json?asset={a['id']}" if im else None,
         })
-    return JSONDoc({"images": out, "stretch": xyz.STRETCH, "tilesize": xyz.TILESIZE,
+    return JSONDoc({"images": out, "stretch": imagery.STRETCH, "tilesize": imagery.TILESIZE,
                     "outside_data": "transparent PNG tile (HTTP 200)"})
 
 
@@ -76,12 +76,12 @@ def tilejson(request: Request, asset: str | None = _ASSET, datetime: str | None 
              branch: str = _BRANCH, as_of: str | None = _AS_OF, store: Store = Depends(get_store)) -> JSONDoc:
     """TileJSON 3.0 of one image (default the newest): tile URL template, WGS84 bounds, zoom range, centre."""
     im = _choose(store, asset, datetime, branch, as_of)
-    info = xyz.tile_info(im)
+    info = imagery.tile_info(im)
     w, s, e, n = info["bounds"]
     return JSONDoc({
         "tilejson": "3.0.0",
         "name": im.id,
-        "description": f"true colour of {im.id} acquired {ogc.iso(im.acquired)}; {xyz.STRETCH}",
+        "description": f"true colour of {im.id} acquired {ogc.iso(im.acquired)}; {imagery.STRETCH}",
         "version": "1.0.0",
         "scheme": "xyz",
         "tiles": [_tiles_url(request, im, branch)],
@@ -98,15 +98,15 @@ def tilejson(request: Request, asset: str | None = _ASSET, datetime: str | None 
 def tile(request: Request, z: int, x: int, y: int, asset: str | None = _ASSET, datetime: str | None = _DATETIME,
          branch: str = _BRANCH, as_of: str | None = _AS_OF, store: Store = Depends(get_store)) -> Response:
     """One 256 px Web Mercator tile of an image; ETag + Cache-Control, 304 on a matching If-None-Match."""
-    if not 0 <= z <= xyz.MAX_ZOOM:
-        raise OGCError(f"z: zoom must be between 0 and {xyz.MAX_ZOOM}, got {z}", 404)
+    if not 0 <= z <= imagery.MAX_ZOOM:
+        raise OGCError(f"z: zoom must be between 0 and {imagery.MAX_ZOOM}, got {z}", 404)
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
         raise OGCError(f"tile {z}/{x}/{y} does not exist: x and y must lie in 0..{n - 1} at zoom {z}", 404)
     im = _choose(store, asset, datetime, branch, as_of)
-    tag = xyz.etag(im, z, x, y)
+    tag = imagery.etag(im, z, x, y)
     headers = {"ETag": tag, "Cache-Control": "public, max-age=86400" if asset else "public, max-age=60"}
     if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
         return Response(status_code=304, headers=headers)
-    png = xyz.render_tile(im, z, x, y)
-    return Response(png if png is not None else xyz.transparent_png(), media_type="image/png", headers=headers)
+    png = imagery.render_tile(im, z, x, y)
+    return Response(png if png is not None else imagery.transparent_png(), media_type="image/png", headers=headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import rasterio
 
-from twin.reality3d.terrain_tiles import terrain_by_tile
+from twin.reality3d.terrain_blocks import terrain_by_tile
 
 
 def test_small_blocks_match_one_block(city, tmp_path) -> None:

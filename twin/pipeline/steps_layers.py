@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-from twin.fusion import indices
-from twin.fusion.context import BuildContext, multispectral, standing_footprints
+from twin.geo import indices
+from twin.pipeline.context import BuildContext, multispectral, standing_footprints
 from twin.sources.imagery import image_grid, read_bands
 
 GREEN_NDVI = 0.3  # NDVI at and above which a surface counts as green (vegetation)

@@ -286,3 +286,44 @@ def web_to_wgs84(geoms, coords: str):
         return out
 
     return shapely.transform(geoms, xy, include_z=bool(np.any(shapely.has_z(geoms))))
+
+
+# ------------------------------------------------------------------------------------ OGC CRS URIs
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+_URI = re.compile(r"^https?://www\.opengis\.net/def/crs/(?P<auth>[A-Za-z]+)/[^/]+/(?P<code>[A-Za-z0-9]+)$")
+
+
+def crs_uri(code: str) -> str:
+    """OGC URI of an ``AUTH:CODE`` CRS (``EPSG:4548`` → ``http://www.opengis.net/def/crs/EPSG/0/4548``)."""
+    auth, _, num = code.partition(":")
+    if auth.upper() == "OGC" and num.upper() == "CRS84":
+        return CRS84
+    return f"http://www.opengis.net/def/crs/{auth.upper()}/0/{num}"
+
+
+def uri_match(value: str) -> re.Match[str] | None:
+    """The ``auth`` and ``code`` of an OGC CRS URI, or None for anything else."""
+    return _URI.match(value)
+
+
+@lru_cache(maxsize=32)
+def from_uri(uri: str) -> pyproj.CRS:
+    """The CRS of an OGC URI (CRS84 keeps its lon/lat order), or of any text pyproj reads."""
+    if uri == CRS84:
+        return pyproj.CRS.from_user_input("OGC:CRS84")
+    m = _URI.match(uri)
+    return pyproj.CRS.from_user_input(f"{m['auth']}:{m['code']}" if m else uri)
+
+
+def north_first(uri: str) -> bool:
+    """Whether the CRS's first axis is northing/latitude (EPSG:4326, EPSG:4548): coordinates are swapped."""
+    return from_uri(uri).axis_info[0].direction.lower() in ("north", "south")
+
+
+@lru_cache(maxsize=32)
+def shared_transformer(src: str, dst: str) -> pyproj.Transformer:
+    """An x/y-ordered transformer between two CRS URIs, shared by all threads: PROJ's operation search runs once
+    here, and the transformer is rebuilt from its pipeline text, which pyproj re-instantiates per thread in
+    microseconds (a ``from_crs`` transformer repeats the ~170 ms search in every new worker thread)."""
+    found = pyproj.Transformer.from_crs(from_uri(src), from_uri(dst), always_xy=True)
+    return pyproj.Transformer.from_pipeline(found.definition)

@@ -9,9 +9,9 @@ import pytest
 import rasterio
 
 from tests.reality3d.test_terrain import _truth_ground
-from twin.fusion import build as build_mod
-from twin.fusion.build import build
-from twin.fusion.products import PRODUCT_IDS
+from twin.pipeline import build as build_mod
+from twin.pipeline.build import build
+from twin.pipeline.terrain_products import PRODUCT_IDS
 from twin.store import Store
 
 

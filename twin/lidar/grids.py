@@ -25,15 +25,17 @@ import numpy as np
 from affine import Affine
 from rasterio.fill import fillnodata
 
+from twin.geo.crs import normalise
+from twin.lidar.classes import (
+    BRIDGE_CLASS,
+    BUILDING_CLASS,
+    GROUND_CLASSES,
+    NOISE_CLASSES,
+    VEGETATION_CLASSES,
+    WATER_CLASS,
+)
 from twin.sources import pointcloud
-from twin.sources.crs import normalise
 
-GROUND_CLASSES = (2, 8, 11)
-VEGETATION_CLASSES = (3, 4, 5)
-BUILDING_CLASS = 6
-WATER_CLASS = 9
-BRIDGE_CLASS = 17
-NOISE_CLASSES = (7, 18)
 WATER_FRACTION = 0.5
 
 

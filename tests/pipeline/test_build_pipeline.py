@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import shapely
 
-from twin.catalog.ingest import ingest_paths
-from twin.fusion.build import build
+from twin.pipeline.build import build
+from twin.pipeline.ingest import ingest_paths
 from twin.store import Query, Store
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from data_models import Classification, Extent, SourceAsset, SourceKind
 from twin.catalog.assets import sha256_file
-from twin.sources.crs import bbox_wgs84
+from twin.geo.crs import bbox_wgs84
 
 TERRAIN_PRODUCTS = ("dtm", "dsm", "ndsm")
 PRODUCT_IDS = {name: f"prd-{name}" for name in TERRAIN_PRODUCTS}
@@ -34,11 +34,11 @@ def terrain_digest(clouds: list[dict[str, Any]], resolution: float, crs: str, me
 def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds: list[list[float]], crs: str,
                      resolution: float, workers: int | None, progress: Any = None) -> tuple[list[SourceAsset], Any,
                                                                                             Path | None]:
-    """DTM/DSM/nDSM COGs and treetops of ``clouds`` by block (:mod:`twin.reality3d.terrain_tiles`).
+    """DTM/DSM/nDSM COGs and treetops of ``clouds`` by block (:mod:`twin.reality3d.terrain_blocks`).
 
     The rasters land in the content-addressed folder unless that exact set is there already; returns the product
     assets, the :class:`TiledTerrain` and the folder when this call created it (removed by the build if it fails)."""
-    from twin.reality3d.terrain_tiles import terrain_by_tile
+    from twin.reality3d.terrain_blocks import terrain_by_tile
 
     method_key = "terrain-tiled"
     digest = terrain_digest(clouds, resolution, crs, method_key)

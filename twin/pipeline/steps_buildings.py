@@ -7,10 +7,10 @@ from pathlib import Path
 import shapely
 
 from data_models import Provenance, Quality
-from twin.fusion.context import BuildContext, put
-from twin.fusion.heights import GROUND_PERCENTILE, ROOF_PERCENTILE, footprint_heights
 from twin.fusion.outlines import candidate_outlines
-from twin.sources.crs import reproject
+from twin.geo.crs import reproject
+from twin.lidar.heights import GROUND_PERCENTILE, ROOF_PERCENTILE, footprint_heights
+from twin.pipeline.context import BuildContext, put
 
 
 def step_outlines(ctx: BuildContext) -> None:
@@ -76,10 +76,10 @@ TERRAIN_RESOLUTION = 1.0  # metres per DTM/DSM cell
 def step_reality3d(ctx: BuildContext) -> None:
     """LoD1.2 / 1.3 (and 2.2 for simple roofs) solids with quality and roof type for every standing building, and
     individual trees, from the LiDAR."""
-    from twin.fusion.products import terrain_products
-    from twin.reality3d.tiles import reconstruct_by_tile
+    from twin.pipeline.terrain_products import terrain_products
     from twin.reality3d.trees import METHOD as TREE_METHOD
     from twin.reality3d.trees import to_entities
+    from twin.reality3d.work_tiles import reconstruct_by_tile
 
     clouds = ctx.assets.get("pointcloud", [])
     if not clouds:

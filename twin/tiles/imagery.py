@@ -21,6 +21,7 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
+from twin.errors import NotFound
 from twin.store import ASSETS, MAIN, Store
 from twin.store import Query as StoreQuery
 from twin.times import to_utc
@@ -35,7 +36,7 @@ RESAMPLING = "average"
 _STRETCH_VERSION = "1"
 
 
-class ImageryError(LookupError):
+class ImageryError(NotFound):
     """No image matches the request (unknown asset, nothing at that time, no red/green/blue bands)."""
 
 

@@ -18,8 +18,8 @@ import shapely
 from data_models import Building
 from twin.catalog.assets import asset_id, describe, parse_time, sha256_file
 from twin.fusion.conflation import conflate
+from twin.geo.crs import reproject
 from twin.sources import ReadContext, SourceError, kind_of, reader_for
-from twin.sources.crs import reproject
 from twin.store import ASSETS, MAIN, Query, Store
 
 Progress = Callable[[str, float], None]

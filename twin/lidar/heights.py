@@ -22,6 +22,7 @@ import shapely
 from rasterio import features
 from rasterio.transform import from_origin
 
+from twin.lidar.classes import BUILDING_CLASS, GROUND_CLASS
 from twin.sources import SourceError, pointcloud
 
 ROOF_PERCENTILE = 70
@@ -29,7 +30,6 @@ GROUND_PERCENTILE = 10
 GROUND_RING_M = 4.0
 CELL_M = 0.5
 MIN_ROOF_POINTS = 5
-BUILDING_CLASS, GROUND_CLASS = 6, 2
 
 
 @dataclass

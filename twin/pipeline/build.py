@@ -14,10 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from data_models import parse_city_object
-from twin.fusion.context import BuildContext, Progress
-from twin.fusion.steps_buildings import step_heights, step_outlines, step_reality3d
-from twin.fusion.steps_imagery import step_changes, step_greenness, step_landcover
-from twin.fusion.steps_layers import step_layers
+from twin.pipeline.context import BuildContext, Progress
+from twin.pipeline.steps_buildings import step_heights, step_outlines, step_reality3d
+from twin.pipeline.steps_imagery import step_changes, step_greenness, step_landcover
+from twin.pipeline.steps_layers import step_layers
 from twin.store import ASSETS, CITY, MAIN, Query, Store
 
 STEPS: dict[str, Callable[[BuildContext], None]] = {

@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 from tests.helpers_geojson import write_buildings_geojson
-from twin.catalog.ingest import ingest_paths
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import SourceError
 from twin.store import ASSETS, Query, Store
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from rasterio import features as rfeatures
 
-from twin.fusion import change, indices, landcover
-from twin.fusion.context import BuildContext, asset_provenance, multispectral, put, standing_footprints
-from twin.sources.crs import reproject
+from twin.fusion import change, landcover
+from twin.geo import indices
+from twin.geo.crs import reproject
+from twin.pipeline.context import BuildContext, asset_provenance, multispectral, put, standing_footprints
 from twin.sources.imagery import image_grid, read_bands
 from twin.times import to_utc
 

@@ -11,8 +11,8 @@ import pytest
 import shapely
 
 from tests.conftest import shared_data
-from twin.catalog.ingest import ingest_paths
-from twin.fusion.heights import footprint_heights
+from twin.lidar.heights import footprint_heights
+from twin.pipeline.ingest import ingest_paths
 from twin.sources import SourceError
 from twin.store import ASSETS, Query, Store
 
