@@ -64,7 +64,7 @@ from .scenarios import (
     ScenarioEdit,
     parse_edit,
 )
-from .sources import Extent, Sha256, SourceAsset, SourceKind
+from .sources import TERRAIN_PRODUCT_IDS, TERRAIN_PRODUCTS, Extent, Sha256, SourceAsset, SourceKind
 
 __all__ = [
     # common
@@ -107,6 +107,8 @@ __all__ = [
     # sources
     "SourceAsset",
     "SourceKind",
+    "TERRAIN_PRODUCTS",
+    "TERRAIN_PRODUCT_IDS",
     "Extent",
     "Sha256",
     # layers

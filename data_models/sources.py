@@ -22,6 +22,11 @@ class SourceKind(StrEnum):
     product = "product"  # a raster the build derived (DTM, DSM, nDSM), kept under the store's products/ folder
 
 
+# the terrain rasters `twin build` keeps as product assets, and their asset ids (read by the terrain tileset)
+TERRAIN_PRODUCTS = ("dtm", "dsm", "ndsm")
+TERRAIN_PRODUCT_IDS = {name: f"prd-{name}" for name in TERRAIN_PRODUCTS}
+
+
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -14,12 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from data_models import Classification, Extent, SourceAsset, SourceKind
+from data_models import TERRAIN_PRODUCT_IDS, TERRAIN_PRODUCTS, Classification, Extent, SourceAsset, SourceKind
 from twin.catalog.assets import sha256_file
 from twin.geo.crs import bbox_wgs84
 
-TERRAIN_PRODUCTS = ("dtm", "dsm", "ndsm")
-PRODUCT_IDS = {name: f"prd-{name}" for name in TERRAIN_PRODUCTS}
+PRODUCT_IDS = TERRAIN_PRODUCT_IDS
 _DESCRIPTIONS = {"dtm": "digital terrain model (ground, gaps filled)", "dsm": "digital surface model (highest point)",
                  "ndsm": "normalised heights above ground (DSM − DTM)"}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.errors import NotFound
-from twin.store import Query, Store, StoreError
+from twin.store import ASSETS, Query, Store, StoreError
 from twin.store.files import writer_lock
 from twin.tiles import buildings_tileset as buildings_mod
 from twin.tiles import terrain as terrain_mod
@@ -132,7 +132,7 @@ class TileCache:
             return terrain_mod.build_terrain_tileset(inputs, base, progress)
 
     def _pointcloud_dir(self, branch: str, version: int) -> Path:
-        assets = self.store.features(branch, as_of=version, query=Query(collection="assets"))
+        assets = self.store.features(branch, as_of=version, query=Query(collection=ASSETS))
         key = sorted([a["id"], a.get("checksum"), a.get("kind")] for a in assets
                      if a.get("kind") in ("pointcloud", "imagery"))
         if not any(k[2] == "pointcloud" for k in key):

@@ -336,9 +336,9 @@ def pointcloud_tileset_for_store(store: Any, out_dir: Path, progress: Progress |
     A tileset already in ``out_dir`` built from the same asset versions is reused. Raises ``LookupError`` when the
     branch has no point clouds.
     """
-    from twin.store import Query
+    from twin.store import ASSETS, Query
 
-    assets = store.features(branch=branch, as_of=as_of, query=Query(collection="assets"))
+    assets = store.features(branch=branch, as_of=as_of, query=Query(collection=ASSETS))
     clouds = sorted((a for a in assets if a.get("kind") == "pointcloud"), key=lambda a: a["id"])
     if not clouds:
         raise LookupError(f"no point-cloud assets on branch {branch!r}")

@@ -50,10 +50,11 @@ class Dtm:
 
 def terrain_inputs(store: Any, branch: str, version: int) -> dict[str, Any] | None:
     """What the terrain of (branch, version) is made of, or None when there is neither a DTM nor a point cloud."""
-    from twin.store import Query
+    from data_models import TERRAIN_PRODUCT_IDS
+    from twin.store import ASSETS, Query
 
-    assets = store.features(branch, as_of=version, query=Query(collection="assets"))
-    dtm = next((a for a in assets if a["id"] == "prd-dtm"), None)
+    assets = store.features(branch, as_of=version, query=Query(collection=ASSETS))
+    dtm = next((a for a in assets if a["id"] == TERRAIN_PRODUCT_IDS["dtm"]), None)
     if dtm is not None:
         source: dict[str, Any] = {"dtm": [dtm["id"], dtm.get("checksum"), str(store.asset_path(dtm))]}
     else:
