@@ -42,12 +42,14 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 schema: install
 	$(PY) -m data_models.generate
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m data_models.generate --check
 	$(VENV)/bin/pytest
 
