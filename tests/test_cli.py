@@ -17,7 +17,7 @@ def _twin(tmp: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_init_ingest_log_branch(tmp_path: Path) -> None:
     r = _twin(tmp_path, "log")
-    assert r.returncode == 2 and "not a twin store" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 4 and "not a twin store" in r.stderr and "Traceback" not in r.stderr
     assert _twin(tmp_path, "init").returncode == 0
     src = write_buildings_geojson(tmp_path / "src" / "b.geojson", 4)
     r = _twin(tmp_path, "ingest", str(src), "-m", "first delivery")
@@ -31,7 +31,7 @@ def test_init_ingest_log_branch(tmp_path: Path) -> None:
     log = _twin(tmp_path, "log").stdout
     assert "first delivery" in log and "cli-user" in log and "+5" in log
     r = _twin(tmp_path, "branch", "park-plan")
-    assert r.returncode == 2 and "already exists" in r.stderr
+    assert r.returncode == 5 and "already exists" in r.stderr
     r = _twin(tmp_path, "ingest", str(tmp_path / "nope.geojson"))
     assert r.returncode == 2 and "nope.geojson: no such file" in r.stderr
     assert _twin(tmp_path, "build").returncode == 0  # no point cloud yet: nothing to derive

@@ -61,7 +61,9 @@ def init(store: Path = StoreOpt, crs: str = typer.Option(None, help="store CRS (
 def ingest(
     paths: list[Path] = typer.Argument(..., help="source files or folders"),
     store: Path = StoreOpt,
-    kind: str = typer.Option(None, help="source kind when the extension is ambiguous"),
+    kind: str = typer.Option(None, help="a kind (pointcloud, imagery, vector, cityjson, sensors, trajectories) or a "
+                                        "reader (las, pdal, landsat, raster, osm, sensorthings …) when the file name "
+                                        "does not tell; see docs/sources.md"),
     crs: str = typer.Option(None, help="CRS of files that do not declare one (never guessed)"),
     acquired: str = typer.Option(None, help="acquisition time (ISO 8601) for files that do not carry one"),
     classification: str = typer.Option("public", help="public | internal | confidential | secret"),
@@ -244,10 +246,7 @@ def tiles_build(
         if k not in KINDS:
             raise typer.BadParameter(f"--only takes one of {', '.join(KINDS)}, got {k!r}")
     cache = TileCache(_open(store), workers=workers)
-    try:
-        v = cache.version(branch, version)
-    except TileNotFound as exc:
-        raise ValueError(str(exc)) from None
+    v = cache.version(branch, version)
     with _progress() as p:
         stages = _Stages(p)
         for kind in kinds:
@@ -306,15 +305,16 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: user errors (bad file, unknown branch, busy store) print one clear line, not a traceback."""
-    from twin.sources import SourceError
-    from twin.store import StoreBusy, StoreError
+    """Entry point: user errors (bad file, unknown branch, busy store) print one clear line, not a traceback, and
+    exit with the code ``twin.errors.TABLE`` gives their status (2 for any other ValueError)."""
+    from twin.errors import TwinError, answer_for
 
     try:
         app()
-    except (StoreError, SourceError, StoreBusy, ValueError) as exc:
+    except (TwinError, ValueError) as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise SystemExit(2) from None
+        answer = answer_for(exc)
+        raise SystemExit(answer.exit_code if answer is not None else 2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

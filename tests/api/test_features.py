@@ -329,9 +329,9 @@ def test_item_by_id_is_the_store_entity(api: TestClient, store: Store) -> None:
     ("/collections/buildings/items?properties=nosuch", 400, "properties"),
     ("/collections/buildings/items?crs=EPSG:3857", 400, "crs"),
     ("/collections/buildings/items?bbox=0,0,1,1&bbox-crs=EPSG:9999999", 400, "bbox-crs"),
-    ("/collections/buildings/items?as_of=99999", 400, "version"),
+    ("/collections/buildings/items?as_of=99999", 404, "version"),
     ("/collections/buildings/items?as_of=last-week", 400, "as_of"),
-    ("/collections/buildings/items?branch=nope", 400, "branch"),
+    ("/collections/buildings/items?branch=nope", 404, "branch"),
     ("/collections/buildings/items?f=xml", 400, "f"),
     ("/collections/buildings/items/x?crs=nope", 400, "crs"),
 ])

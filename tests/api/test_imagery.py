@@ -153,7 +153,7 @@ def test_etag_and_cache_control(api: TestClient, assets: list[dict]) -> None:
     ("/imagery/2/0/0.png?datetime=last-week", 400, "datetime"),
     ("/imagery/2/0/0.png?datetime=2020-01-01T00:00:00Z/..", 400, "interval"),
     ("/imagery/tilejson.json?asset=nope", 404, "no imagery asset"),
-    ("/imagery?as_of=99999", 400, "version"),
+    ("/imagery?as_of=99999", 404, "version"),
 ])
 def test_bad_tile_requests(api: TestClient, url: str, status: int, says: str) -> None:
     r = api.get(url)

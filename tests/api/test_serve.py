@@ -59,7 +59,7 @@ def test_server_sees_new_versions_from_another_process(tmp_path: Path, free_port
         assert httpx.get(base + "/entities/bldg-C0021?as_of=1").status_code == 404
         cat = httpx.get(base + "/assets").json()
         assert [a["asset_version"] for a in cat] == [2] and len(cat[0]["checksum"]) == 64
-        assert httpx.get(base + "/commits/latest?branch=nope").status_code == 400
+        assert httpx.get(base + "/commits/latest?branch=nope").status_code == 404
         assert httpx.get(base + "/openapi.json").json()["info"]["title"] == "twin"
     finally:
         server.terminate()

@@ -1,4 +1,5 @@
-"""FastAPI app factory: one router per concern, a Store shared by all requests of the process."""
+"""FastAPI app factory: one router per concern, a Store shared by all requests of the process, and the one place
+where an error twin raised on purpose (:class:`twin.errors.TwinError`) becomes its HTTP answer."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from fastapi.responses import JSONResponse
 
 from twin import __version__
 from twin.api.routers import features, history, imagery, layers, system, tiles, viewer
-from twin.layers.registry import LayerNotFound
-from twin.store import Store, StoreError
+from twin.errors import TwinError
+from twin.store import Store
 
 
 def create_app(store_path: Path | str) -> FastAPI:
@@ -22,10 +23,10 @@ def create_app(store_path: Path | str) -> FastAPI:
     )
     app.state.store = Store(store_path)
 
-    @app.exception_handler(StoreError)
-    async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
-        status = 404 if isinstance(exc, LayerNotFound) else 400
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+    @app.exception_handler(TwinError)
+    async def _twin_error(_: Request, exc: TwinError) -> JSONResponse:
+        """Any store, source, layer, tile or imagery error: the status of its row in ``twin.errors.TABLE``."""
+        return JSONResponse(status_code=exc.answer.http, content={"detail": str(exc)})
 
     app.include_router(system.router)
     app.include_router(history.router)

@@ -1,8 +1,9 @@
 """OGC API Features building blocks: collections, queryables, CRS handling, parameter parsing, links and items.
 
 The router (``twin/api/routers/features.py``) only wires these together, so the same rules apply to every
-endpoint: parameters are parsed here into store queries, and every malformed value becomes an :class:`OGCError`
-(HTTP 400 naming the parameter) instead of a 500.
+endpoint: parameters are parsed here into store query arguments, and every malformed value becomes an
+:class:`OGCError` (HTTP 400 naming the parameter) instead of a 500. What a query means (validity intervals,
+paging, extents) is the store's (``Query(valid_during=…)``, ``Store.page``, ``Store.extents``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +18,6 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyproj
 import shapely
 import shapely.geometry
@@ -32,8 +29,7 @@ from pydantic import BaseModel
 
 from data_models import Building, BuildingPart, LandCover, Road, Sensor, Vegetation, WaterBody
 from twin.geo import crs
-from twin.store import CITY, Store
-from twin.store import Query as StoreQuery
+from twin.store import Store
 from twin.times import to_utc
 
 GEOJSON = "application/geo+json"
@@ -407,60 +403,7 @@ def parse_properties(value: str | None, c: Collection) -> list[str] | None:
     return names
 
 
-# ---------------------------------------------------------------------------------------------- validity time
-def interval_ids(store: Store, branch: str, version: int, q: StoreQuery,
-                 interval: tuple[datetime | None, datetime | None]) -> list[str]:
-    """Ids (sorted) of the entities matching ``q`` whose validity [valid_from, valid_to) meets the closed
-    interval: valid_from <= end and valid_to > start, a missing bound counting as open."""
-    table = store.table(branch, version, q)
-    if table.num_rows == 0:
-        return []
-    start, end = interval
-    keep = pa.array(np.ones(table.num_rows, dtype=bool))
-    if end is not None:
-        vf = table["valid_from"]
-        keep = pc.and_(keep, pc.fill_null(pc.less_equal(vf, pa.scalar(end, vf.type)), True))  # null: open
-    if start is not None:
-        vt = table["valid_to"]
-        keep = pc.and_(keep, pc.fill_null(pc.greater(vt, pa.scalar(start, vt.type)), True))
-    return sorted(table.filter(keep)["id"].to_pylist())
-
-
 # ---------------------------------------------------------------------------------------------- extents
-_EXTENTS: OrderedDict[tuple[str, str, int], dict[str, dict[str, Any]]] = OrderedDict()
-_EXTENTS_LOCK = threading.Lock()
-
-
-def extents(store: Store, branch: str, version: int) -> dict[str, dict[str, Any]]:
-    """Per entity type: store-CRS bbox, validity bounds and count at a version (cached: versions are immutable)."""
-    key = (str(store.root.resolve()), branch, version)
-    with _EXTENTS_LOCK:
-        if key in _EXTENTS:
-            _EXTENTS.move_to_end(key)
-            return _EXTENTS[key]
-    t = store.table(branch, version, StoreQuery(collection=CITY, types=list(BY_TYPE)))
-    out: dict[str, dict[str, Any]] = {}
-    if t.num_rows:
-        t = t.select(["type", "xmin", "ymin", "xmax", "ymax", "valid_from", "valid_to"])
-        g = t.group_by("type").aggregate([
-            ("xmin", "min"), ("ymin", "min"), ("xmax", "max"), ("ymax", "max"), ("valid_from", "min"),
-            ("valid_to", "max"), ("valid_from", "count"), ("valid_to", "count"), ("type", "count"),
-        ])
-        for row in g.to_pylist():
-            n = row["type_count"]
-            out[row["type"]] = {
-                "bbox": [row["xmin_min"], row["ymin_min"], row["xmax_max"], row["ymax_max"]],
-                "start": row["valid_from_min"] if row["valid_from_count"] == n else None,
-                "end": row["valid_to_max"] if row["valid_to_count"] == n else None,
-                "count": n,
-            }
-    with _EXTENTS_LOCK:
-        _EXTENTS[key] = out
-        while len(_EXTENTS) > 32:
-            _EXTENTS.popitem(last=False)
-    return out
-
-
 def crs84_bbox(store: Store, bbox: list[float]) -> list[float]:
     """A store-CRS bbox as the crs.CRS84 box that contains it (edges densified)."""
     box = shapely.box(*bbox)

@@ -2,7 +2,7 @@
 
 from twin.store.files import StoreBusy
 from twin.store.records import ASSETS, CITY, LAYERS
-from twin.store.store import MAIN, AlreadyInStore, NotAStore, NotInStore, Query, Store, StoreError
+from twin.store.store import MAIN, AlreadyInStore, Extent, NotAStore, NotInStore, Page, Query, Store, StoreError
 
-__all__ = ["ASSETS", "CITY", "LAYERS", "MAIN", "AlreadyInStore", "NotAStore", "NotInStore", "Query", "Store",
-           "StoreBusy", "StoreError"]
+__all__ = ["ASSETS", "CITY", "LAYERS", "MAIN", "AlreadyInStore", "Extent", "NotAStore", "NotInStore", "Page", "Query",
+           "Store", "StoreBusy", "StoreError"]

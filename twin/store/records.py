@@ -87,7 +87,8 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat()
 
 
-def _from_us(us: int | None) -> datetime | None:
+def from_us(us: int | None) -> datetime | None:
+    """Epoch microseconds (how times leave DuckDB) as an aware UTC datetime."""
     return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
@@ -181,8 +182,8 @@ def row_to_feature(row: dict[str, Any]) -> dict[str, Any]:
     geom = shapely.from_wkb(row["wkb"]) if row.get("wkb") is not None else None
     if row["collection"] == CITY:
         out["geometry"] = shapely.geometry.mapping(geom) if geom is not None else None
-        out["valid_from"] = _iso(_from_us(row.get("valid_from_us")))
-        out["valid_to"] = _iso(_from_us(row.get("valid_to_us")))
+        out["valid_from"] = _iso(from_us(row.get("valid_from_us")))
+        out["valid_to"] = _iso(from_us(row.get("valid_to_us")))
     else:
         out.pop("type")
     out["classification"] = row["classification"]

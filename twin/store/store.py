@@ -20,7 +20,9 @@ import json
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from twin.store.records import (
     CITY,
     COLLECTIONS,
     Record,
+    from_us,
     records_table,
     removal,
     row_to_feature,
@@ -49,7 +52,8 @@ FORMAT_VERSION = 1
 MAIN = "main"
 _BRANCH_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
-__all__ = ["Store", "StoreError", "NotAStore", "NotInStore", "AlreadyInStore", "StoreBusy", "Query"]
+__all__ = ["Store", "StoreError", "NotAStore", "NotInStore", "AlreadyInStore", "StoreBusy", "Query", "Extent", "Page"]
+_EXTENTS_KEPT = 32  # (branch, version, collection, types) extents a Store remembers
 
 
 class StoreError(BadInput):
@@ -75,7 +79,11 @@ class AlreadyInStore(StoreError, Conflict):
 
 
 class Query:
-    """Filters for reading entities; every field is optional."""
+    """Filters for reading entities; every field is optional.
+
+    ``valid_at`` keeps entities valid at an instant; ``valid_during=(start, end)`` those whose validity
+    [valid_from, valid_to) meets the closed interval [start, end] (None: open end), the OGC ``datetime`` rule.
+    """
 
     def __init__(
         self,
@@ -86,6 +94,7 @@ class Query:
         types: Iterable[str] | None = None,
         ids: Iterable[str] | None = None,
         valid_at: datetime | None = None,
+        valid_during: tuple[datetime | None, datetime | None] | None = None,
         classification_max: str | None = None,
         where: dict[str, Any] | None = None,
         filters: Iterable[tuple[str | Sequence[str], str, Any]] = (),
@@ -107,12 +116,20 @@ class Query:
             raise StoreError(f"polygon is invalid: {shapely.is_valid_reason(polygon)}")
         if limit is not None and limit < 0 or offset < 0:
             raise StoreError("limit and offset must be >= 0")
+        if valid_during is not None:
+            if len(valid_during) != 2:
+                raise StoreError(f"valid_during must be (start, end), got {valid_during!r}")
+            start, end = (None if t is None else to_utc(t) for t in valid_during)
+            if start is not None and end is not None and start > end:
+                raise StoreError(f"valid_during starts after it ends: {start.isoformat()} > {end.isoformat()}")
+            valid_during = (start, end)
         self.collection = collection
         self.bbox = bbox
         self.polygon = polygon
         self.types = sorted(set(types)) if types is not None else None
         self.ids = sorted(set(ids)) if ids is not None else None
         self.valid_at = valid_at
+        self.valid_during = valid_during
         self.classification_max = classification_max
         self.filters = [_filter(k, "=", v) for k, v in sorted((where or {}).items())]
         self.filters += [_filter(*f) for f in filters or ()]
@@ -142,6 +159,27 @@ def _sql_str(s: str) -> str:
 
 
 
+@dataclass(frozen=True)
+class Extent:
+    """Where and when the live entities of one type lie at a version: store-CRS bbox, validity bounds, count.
+
+    ``start`` / ``end`` are None when any entity's validity is open at that end."""
+
+    bbox: tuple[float, float, float, float]
+    start: datetime | None
+    end: datetime | None
+    count: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: its rows, how many entities match in all, and the version both were read at."""
+
+    matched: int
+    rows: list[dict[str, Any]]
+    version: int
+
+
 class Store:
     """A versioned, branchable city store in one directory. Safe for one writer and many readers at once."""
 
@@ -160,6 +198,7 @@ class Store:
         self._lock = threading.RLock()
         self._base = None
         self._local = threading.local()
+        self._extents: OrderedDict[tuple[Any, ...], dict[str, Extent]] = OrderedDict()
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -580,6 +619,14 @@ class Store:
         if q.valid_at is not None:
             live.append("(c.valid_from IS NULL OR c.valid_from <= ?) AND (c.valid_to IS NULL OR c.valid_to > ?)")
             params += [to_utc(q.valid_at), to_utc(q.valid_at)]
+        if q.valid_during is not None:
+            start, end = q.valid_during
+            if end is not None:
+                live.append("(c.valid_from IS NULL OR c.valid_from <= ?)")
+                params.append(end)
+            if start is not None:
+                live.append("(c.valid_to IS NULL OR c.valid_to > ?)")
+                params.append(start)
         if q.classification_max is not None:
             from data_models import Classification
 
@@ -634,6 +681,46 @@ class Store:
         q = query or Query()
         sql, params = self._state_sql(branch, as_of, q, "", count=True)
         return 0 if sql is None else int(self._con.execute(sql, params).fetchone()[0])
+
+    def page(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> Page:
+        """The rows of ``query``'s page (its limit and offset) and the number matching in all, both at one pinned
+        version; no row query when the page starts past the last match."""
+        q = query or Query()
+        version = self.resolve_version(branch, as_of)
+        if q.ids == []:
+            return Page(0, [], version)
+        matched = self.count(branch, version, q)
+        rows = self.features(branch, version, q) if q.offset < matched else []
+        return Page(matched, rows, version)
+
+    def extents(self, branch: str = MAIN, as_of: Any = None, collection: str = CITY,
+                types: Iterable[str] | None = None) -> dict[str, Extent]:
+        """Per entity type: bbox, validity bounds and count of the live entities at a version (of ``types`` only,
+        when given); remembered per version, which never changes once committed."""
+        version = self.resolve_version(branch, as_of)
+        q = Query(collection=collection, types=types)
+        key = (branch, version, collection, tuple(q.types) if q.types is not None else None)
+        with self._lock:
+            if key in self._extents:
+                self._extents.move_to_end(key)
+                return self._extents[key]
+        sql, params = self._state_sql(branch, version, q, "type, xmin, ymin, xmax, ymax, valid_from, valid_to",
+                                      order=False)
+        out: dict[str, Extent] = {}
+        if sql is not None:
+            rows = self._con.execute(
+                "SELECT type, min(xmin), min(ymin), max(xmax), max(ymax), "
+                "CASE WHEN count(valid_from) = count(*) THEN epoch_us(min(valid_from)) END, "
+                "CASE WHEN count(valid_to) = count(*) THEN epoch_us(max(valid_to)) END, count(*) "
+                f"FROM ({sql}) GROUP BY type ORDER BY type", params,
+            ).fetchall()
+            for type_, xmin, ymin, xmax, ymax, start, end, n in rows:
+                out[type_] = Extent((xmin, ymin, xmax, ymax), from_us(start), from_us(end), int(n))
+        with self._lock:
+            self._extents[key] = out
+            while len(self._extents) > _EXTENTS_KEPT:
+                self._extents.popitem(last=False)
+        return out
 
     def table(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> pa.Table:
         """Live entities as an Arrow table (id, type, classification, valid time, bbox, body, wkb) for bulk work."""

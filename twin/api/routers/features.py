@@ -18,7 +18,7 @@ from twin.api.cql import parse as parse_cql
 from twin.api.deps import get_store
 from twin.api.ogc import GeoJSONDoc, JSONDoc, OGCRoute, SchemaDoc
 from twin.geo import crs as geocrs
-from twin.store import CITY, MAIN, Store
+from twin.store import CITY, MAIN, Extent, Store
 from twin.store import Query as StoreQuery
 
 router = APIRouter(tags=["features"], route_class=OGCRoute)
@@ -33,6 +33,7 @@ _ITEM_PARAMS = {"bbox", "bbox-crs", "datetime", "limit", "offset", "filter", "fi
 
 
 def _base(request: Request) -> str:
+    """The API's base URL as the client called it, without a trailing slash."""
     return str(request.base_url).rstrip("/")
 
 
@@ -42,7 +43,8 @@ def conformance(f: str | None = _F) -> JSONDoc:
     return JSONDoc({"conformsTo": ogc.CONFORMANCE})
 
 
-def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, Extent]) -> dict[str, Any]:
+    """The OGC collection document: CRSs, links, and the extent and count of its type at the version read."""
     url = f"{base}/collections/{c.id}"
     doc: dict[str, Any] = {
         "id": c.id,
@@ -62,20 +64,24 @@ def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, d
     e = ext.get(c.type)
     if e is not None:
         doc["extent"] = {
-            "spatial": {"bbox": [ogc.crs84_bbox(store, e["bbox"])], "crs": geocrs.CRS84},
-            "temporal": {"interval": [[ogc.iso(e["start"]), ogc.iso(e["end"])]],
+            "spatial": {"bbox": [ogc.crs84_bbox(store, list(e.bbox))], "crs": geocrs.CRS84},
+            "temporal": {"interval": [[ogc.iso(e.start), ogc.iso(e.end)]],
                          "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"},
         }
-    doc["numberOfFeatures"] = e["count"] if e else 0
+    doc["numberOfFeatures"] = e.count if e else 0
     return doc
+
+
+def _extents(store: Store, branch: str, as_of: str | None) -> dict[str, Extent]:
+    """Extents of the collections' entity types at the version ``as_of`` names on ``branch``."""
+    return store.extents(branch, store.resolve_version(branch, as_of), types=list(ogc.BY_TYPE))
 
 
 @router.get("/collections", response_class=JSONDoc)
 def collections(request: Request, branch: str = _BRANCH, as_of: str | None = _AS_OF, f: str | None = _F,
                 store: Store = Depends(get_store)) -> JSONDoc:
     """Every collection (one per entity type) with its CRS84 extent computed from the data and validity interval."""
-    version = store.resolve_version(branch, as_of)
-    ext = ogc.extents(store, branch, version)
+    ext = _extents(store, branch, as_of)
     base = _base(request)
     return JSONDoc({
         "links": [ogc.link(f"{base}/collections", "self", ogc.JSON, "the collections")],
@@ -88,8 +94,7 @@ def collection(request: Request, collectionId: str, branch: str = _BRANCH,  # no
                as_of: str | None = _AS_OF, f: str | None = _F, store: Store = Depends(get_store)) -> JSONDoc:
     """One collection: title, extent, CRSs and links to its items and queryables."""
     c = ogc.collection(collectionId)
-    version = store.resolve_version(branch, as_of)
-    return JSONDoc(_collection_doc(c, _base(request), store, ogc.extents(store, branch, version)))
+    return JSONDoc(_collection_doc(c, _base(request), store, _extents(store, branch, as_of)))
 
 
 @router.get("/collections/{collectionId}/queryables", response_class=SchemaDoc)
@@ -159,24 +164,13 @@ def items(
     box = ogc.parse_bbox(bbox)
     filters = _filters(request, c, filter_, filter_lang)
     version = store.resolve_version(branch, as_of)
-    kw: dict[str, Any] = {"collection": CITY, "types": [c.type], "filters": filters}
-    empty = False
-    if box is not None:
-        spatial = ogc.bbox_to_store(box, ogc.parse_crs(bbox_crs, store, "bbox-crs"), store)
-        empty = spatial is None
-        kw.update(spatial or {})
-    if interval is not None and not empty:
-        start, end = interval
-        if start is not None and start == end:
-            kw["valid_at"] = start
-        elif start is not None or end is not None:
-            kw["ids"] = ogc.interval_ids(store, branch, version, StoreQuery(**kw), interval)
-            empty = not kw["ids"]
-    if empty:
-        matched, rows = 0, []
-    else:
-        matched = store.count(branch, version, StoreQuery(**kw))
-        rows = store.features(branch, version, StoreQuery(**kw, limit=limit, offset=offset)) if offset < matched else []
+    spatial: dict[str, Any] = {}
+    if box is not None:  # no store box (outside the store CRS's area of use): nothing can match
+        spatial = ogc.bbox_to_store(box, ogc.parse_crs(bbox_crs, store, "bbox-crs"), store) or {"ids": []}
+    page = store.page(branch, version, StoreQuery(
+        collection=CITY, types=[c.type], filters=filters, valid_during=interval, limit=limit, offset=offset, **spatial,
+    ))
+    matched, rows = page.matched, page.rows
     geoms = ogc.to_output_crs([r.get("geometry") for r in rows], store, out_crs)
     features = [ogc.item(r, g, names) for r, g in zip(rows, geoms, strict=True)]
     url = request.url

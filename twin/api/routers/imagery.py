@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Query as Q
 from fastapi.responses import Response
 
-from twin.api import ogc
+from twin.api import conditional, ogc
 from twin.api.deps import get_store
 from twin.api.ogc import JSONDoc, OGCError, OGCRoute
 from twin.store import MAIN, Store
@@ -26,17 +26,14 @@ _AS_OF = Q(None, description="catalog version number or RFC 3339 time; default t
 
 
 def _choose(store: Store, asset: str | None, datetime: str | None, branch: str, as_of: str | None) -> imagery.Image:
+    """The image a request names (asset id, or the newest at ``datetime``); an unknown one is a 404."""
     at = None
     parsed = ogc.parse_datetime(datetime)
     if parsed is not None:
         if parsed[0] != parsed[1] or parsed[0] is None:
             raise OGCError(f"datetime: give one instant to pick an image, not an interval: {datetime!r}")
         at = parsed[0]
-    version = store.resolve_version(branch, as_of)
-    try:
-        return imagery.choose(store, asset, at, branch, version)
-    except imagery.ImageryError as exc:
-        raise OGCError(str(exc), 404) from None
+    return imagery.choose(store, asset, at, branch, store.resolve_version(branch, as_of))
 
 
 def _tiles_url(request: Request, im: imagery.Image, branch: str) -> str:
@@ -104,9 +101,11 @@ def tile(request: Request, z: int, x: int, y: int, asset: str | None = _ASSET, d
     if not (0 <= x < n and 0 <= y < n):
         raise OGCError(f"tile {z}/{x}/{y} does not exist: x and y must lie in 0..{n - 1} at zoom {z}", 404)
     im = _choose(store, asset, datetime, branch, as_of)
-    tag = imagery.etag(im, z, x, y)
-    headers = {"ETag": tag, "Cache-Control": "public, max-age=86400" if asset else "public, max-age=60"}
-    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return Response(status_code=304, headers=headers)
-    png = imagery.render_tile(im, z, x, y)
-    return Response(png if png is not None else imagery.transparent_png(), media_type="image/png", headers=headers)
+
+    def png() -> bytes:
+        out = imagery.render_tile(im, z, x, y)
+        return out if out is not None else imagery.transparent_png()
+
+    return conditional.respond(request, imagery.etag(im, z, x, y),
+                               {"Cache-Control": "public, max-age=86400" if asset else "public, max-age=60"},
+                               "image/png", png)

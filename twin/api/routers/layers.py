@@ -1,20 +1,19 @@
-"""H3 layers over HTTP: list, describe, and query cell values as rows (JSON, CSV, Parquet) or GeoJSON hexagons."""
+"""H3 layers over HTTP: list, describe, and query cell values as rows (JSON, CSV, Parquet, Arrow) or GeoJSON hexagons.
+
+The encoders live in ``twin/products/formats.py`` (shared with the exports); this router only wires them up.
+"""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
-from typing import Literal
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from data_models import LayerSpec
 from twin.api.deps import get_store
-from twin.layers.registry import LayerError, Layers, to_geojson
+from twin.layers.registry import LayerError, Layers
+from twin.products import formats
 from twin.store import MAIN, Store
 
 router = APIRouter(prefix="/layers", tags=["layers"])
@@ -48,9 +47,7 @@ def _floats(s: str | None, what: str, n: int | None = None) -> list[float] | Non
     return out
 
 
-@router.get("/{name}/cells", responses={200: {"content": {
-    "application/json": {}, "text/csv": {}, "application/vnd.apache.parquet": {},
-    "application/vnd.apache.arrow.stream": {}, "application/geo+json": {}}}})
+@router.get("/{name}/cells", responses={200: {"content": {m: {} for m in formats.MEDIA_TYPES.values()}}})
 def layer_cells(
     name: str,
     bbox: str | None = Query(None, description="west,south,east,north in WGS84 degrees"),
@@ -64,7 +61,7 @@ def layer_cells(
     as_of: str | None = None,
     compare_branch: str | None = Query(None, description="add the value on this branch and the difference"),
     compare_as_of: str | None = Query(None, description="add the value as of this version/time and the difference"),
-    format: Literal["json", "csv", "parquet", "arrow", "geojson"] = "json",
+    format: formats.Format = "json",
     layers: Layers = Depends(_layers),
 ) -> Response:
     """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state."""
@@ -74,25 +71,8 @@ def layer_cells(
         end=end, bucket=bucket, branch=branch, as_of=as_of, compare_branch=compare_branch,
         compare_as_of=compare_as_of,
     )
-    if format == "geojson":
-        return JSONResponse(to_geojson(table), media_type="application/geo+json")
-    if format == "parquet":
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
-    if format == "arrow":
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as w:
-            w.write_table(table)
-        return Response(sink.getvalue().to_pybytes(), media_type="application/vnd.apache.arrow.stream")
-    if format == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(_rows_sql(table, "SELECT {cols} FROM _r ORDER BY cell, t").to_arrow_table(), buf)
-        return Response(buf.getvalue(), media_type="text/csv")
-    # JSON is assembled by DuckDB in one pass: building it row by row in Python dominated the response time
-    body = _rows_sql(table, "SELECT '[' || coalesce(string_agg(json_object({pairs})::VARCHAR, ',' ORDER BY cell, t), "
-                            "'') || ']' FROM _r").fetchone()[0]
-    return Response(body, media_type="application/json")
+    out = formats.encode(table, format)
+    return Response(out.body, media_type=out.media_type)
 
 
 def _polygon(text: str | None):
@@ -107,22 +87,3 @@ def _polygon(text: str | None):
         return shapely.from_geojson(text) if text.lstrip().startswith("{") else shapely.from_wkt(text)
     except (shapely.errors.GEOSException, ValueError, json.JSONDecodeError) as exc:
         raise LayerError(f"polygon is neither WKT nor GeoJSON: {exc}") from None
-
-
-def _rows_sql(table: pa.Table, sql: str):
-    """Run ``sql`` over the rows with cells as H3 hex strings and times as ISO 8601 (``{cols}``/``{pairs}``)."""
-    import duckdb
-
-    exprs = {}
-    for name in table.column_names:
-        if name == "cell":
-            exprs[name] = "printf('%x', cell)"
-        elif name == "t":
-            exprs[name] = "strftime(t AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ')"
-        else:
-            exprs[name] = f'"{name}"'
-    con = duckdb.connect()
-    con.register("_r", table)
-    cols = ", ".join(f'{e} AS "{n}"' for n, e in exprs.items())
-    pairs = ", ".join(f"'{n}', {e}" for n, e in exprs.items())
-    return con.execute(sql.format(cols=cols, pairs=pairs))

@@ -8,17 +8,13 @@ the client accepts it, and Cache-Control: ``immutable`` for content-addressed fi
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
-import threading
-from functools import lru_cache
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from twin.api import conditional
 from twin.api.deps import get_store
 from twin.store import Store
 from twin.tiles.cache import KINDS, TileCache, TileNotFound
@@ -35,79 +31,24 @@ LATEST = "no-cache"
 MIN_GZIP = 512  # bytes; smaller bodies are sent as they are
 
 
-@lru_cache(maxsize=8192)
-def _etag(path: str, mtime_ns: int, size: int) -> str:
-    """Strong ETag of a file version (SHA-256 prefix); keyed by mtime and size so a replaced file is re-hashed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return '"' + h.hexdigest()[:32] + '"'
-
-
-def _gzipped(path: Path, mtime_ns: int) -> Path:
-    """The gzip sidecar of a tile file, written once (atomically) beside it: tiles are compressed once, not per
-    request (compressing a 150 kB terrain tile costs more than serving it)."""
-    gz = path.with_name(path.name + ".gz")
-    try:
-        if gz.stat().st_mtime_ns >= mtime_ns:
-            return gz
-    except FileNotFoundError:
-        pass
-    tmp = gz.with_name(f".{gz.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
-    os.replace(tmp, gz)
-    return gz
-
-
-def _accepts_gzip(header: str | None) -> bool:
-    """RFC 9110 Accept-Encoding: gzip (or *) with a non-zero q."""
-    for item in (header or "").split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            q = params.strip()
-            if q.startswith("q="):
-                try:
-                    return float(q[2:]) > 0
-                except ValueError:
-                    return False
-            return True
-    return False
-
-
-def _matches(header: str | None, tags: list[str]) -> bool:
-    """If-None-Match (weak comparison, as RFC 9110 requires for it)."""
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    seen = {t.strip().removeprefix("W/") for t in header.split(",")}
-    return any(t in seen for t in tags)
-
-
 def _send(request: Request, path: Path, cache_control: str) -> Response:
+    """A tileset file with its strong ETag and cache policy, gzip from its sidecar when accepted and it pays."""
     media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     st = path.stat()
-    tag = _etag(str(path), st.st_mtime_ns, st.st_size)
-    zipped = _accepts_gzip(request.headers.get("accept-encoding")) and st.st_size >= MIN_GZIP
-    etag = tag[:-1] + '-gzip"' if zipped else tag
-    headers = {"ETag": etag, "Cache-Control": cache_control, "Vary": "Accept-Encoding"}
-    if _matches(request.headers.get("if-none-match"), [tag, tag[:-1] + '-gzip"']):
-        return Response(status_code=304, headers=headers)
-    if zipped:
-        headers["Content-Encoding"] = "gzip"
-        return Response(_gzipped(path, st.st_mtime_ns).read_bytes(), media_type=media, headers=headers)
-    return Response(path.read_bytes(), media_type=media, headers=headers)
+    return conditional.respond(
+        request, conditional.file_etag(str(path), st.st_mtime_ns, st.st_size),
+        {"Cache-Control": cache_control, "Vary": "Accept-Encoding"}, media, path.read_bytes,
+        gzipped=(lambda: conditional.gzip_sidecar(path, st.st_mtime_ns).read_bytes()) if st.st_size >= MIN_GZIP
+        else None,
+    )
 
 
 def _resolve(store: Store, branch: str, version: str, tileset: str) -> tuple[TileCache, int]:
+    """The tile cache and the canonical version of a request; an unknown tileset, branch or version is a 404."""
     if tileset not in KINDS:
-        raise HTTPException(404, f"unknown tileset {tileset!r}; tilesets: {', '.join(KINDS)}")
+        raise TileNotFound(f"unknown tileset {tileset!r}; tilesets: {', '.join(KINDS)}")
     cache = TileCache(store)
-    try:
-        return cache, cache.version(branch, version)
-    except TileNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    return cache, cache.version(branch, version)
 
 
 # The routes are async: the common case (a tile already on disk) is a few stat() calls and a read of a cached file,
@@ -121,10 +62,7 @@ async def tileset_json(branch: str, version: str, tileset: str, request: Request
     cache, v = _resolve(store, branch, version, tileset)
     path = cache.known(tileset, branch, v)
     if path is None:
-        try:
-            path = await run_in_threadpool(cache.tileset, tileset, branch, v)
-        except TileNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
+        path = await run_in_threadpool(cache.tileset, tileset, branch, v)
     return _send(request, path, LATEST if version == "latest" else VERSIONED)
 
 
@@ -133,11 +71,8 @@ async def tile_file(branch: str, version: str, tileset: str, path: str, request:
                     store: Store = Depends(get_store)) -> Response:
     """A GLB content or ``.subtree`` file of a tileset; content-addressed files are cached forever."""
     cache, v = _resolve(store, branch, version, tileset)
-    try:
-        found = cache.file(tileset, branch, v, path, build=False)
-        if found is None:
-            found = await run_in_threadpool(cache.file, tileset, branch, v, path)
-    except TileNotFound as exc:
-        raise HTTPException(404, str(exc)) from None
+    found = cache.file(tileset, branch, v, path, build=False)
+    if found is None:
+        found = await run_in_threadpool(cache.file, tileset, branch, v, path)
     file, immutable = found
     return _send(request, file, IMMUTABLE if immutable else LATEST if version == "latest" else VERSIONED)

@@ -7,13 +7,13 @@ from a CDN or Cesium ion, so the viewer works offline. ``TWIN_CESIUM_DIR`` point
 
 from __future__ import annotations
 
-import gzip
 import os
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from twin.api import conditional
 
 router = APIRouter(tags=["viewer"])
 
@@ -68,41 +68,19 @@ COMPRESSIBLE = {".js", ".mjs", ".cjs", ".css", ".json", ".map", ".svg", ".wasm",
 MIN_GZIP = 1024
 
 
-@lru_cache(maxsize=256)
-def _gzipped(path: str, mtime_ns: int, size: int) -> bytes:
-    """gzip of one file version (keyed by mtime and size): Cesium's 4.7 MB bundle goes out as ~1.3 MB, compressed
-    once per process."""
-    return gzip.compress(Path(path).read_bytes(), compresslevel=6, mtime=0)
-
-
-def _accepts_gzip(header: str) -> bool:
-    for item in header.split(","):
-        name, _, q = item.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            return q.strip() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
-
-
 def _file(request: Request, path: Path, cache: str) -> Response:
-    """The file with its media type, cache policy, ETag and Last-Modified, gzip-compressed when the client accepts it
-    and it pays; 304 when the client's copy is current."""
+    """The file with its media type, cache policy, ETag and Last-Modified, gzip-compressed (in memory) when the client
+    accepts it and it pays; 304 when the client's copy is current."""
     media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
     st = path.stat()
     headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding"}
     resp = FileResponse(path, media_type=media, headers=headers, stat_result=st)
-    etag = resp.headers["etag"]
-    zipped = (path.suffix.lower() in COMPRESSIBLE and st.st_size >= MIN_GZIP
-              and _accepts_gzip(request.headers.get("accept-encoding", "")))
-    if zipped:
-        etag = etag[:-1] + '-gzip"'
-    sent = {t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")}
-    if etag in sent or etag.replace('-gzip"', '"') in sent:
-        return Response(status_code=304, headers={**headers, "ETag": etag})
-    if not zipped:
-        return resp
-    body = _gzipped(str(path), st.st_mtime_ns, st.st_size)
-    return Response(body, media_type=media, headers={**headers, "ETag": etag, "Content-Encoding": "gzip",
-                                                     "Last-Modified": resp.headers["last-modified"]})
+    compressible = path.suffix.lower() in COMPRESSIBLE and st.st_size >= MIN_GZIP
+    return conditional.respond(
+        request, resp.headers["etag"], headers, media, path.read_bytes,
+        gzipped=(lambda: conditional.gzip_cached(str(path), st.st_mtime_ns, st.st_size)) if compressible else None,
+        plain=lambda: resp, gzip_headers={"Last-Modified": resp.headers["last-modified"]},
+    )
 
 
 MISSING_CESIUM = """<!doctype html><html lang="en"><head><meta charset="utf-8">
