@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     author: str = Field(default_factory=_default_author, description="author recorded on commits")
     crs: str = Field(default="EPSG:4548", description="CRS of new stores (CGCS2000 / 3-degree GK CM 117E)")
     demo_dir: Path = Field(default=Path("demo-city"), description="where `twin demo` writes the sample city")
+    workers: int | None = Field(default=None, ge=1, description="worker processes where a stage is not told "
+                                                                 "(default: the machine's cores)")
+    executor: str = Field(default="local", description="where parallel work runs: local (processes) | inprocess")
 
 
 def get_settings() -> Settings:

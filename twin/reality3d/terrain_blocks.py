@@ -9,10 +9,7 @@ to COGs at the end.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 
+from twin.compute import executor
 from twin.reality3d import ground as gf
 from twin.reality3d.terrain import NODATA, _bounds
 from twin.reality3d.trees import TreeTable, detect_trees
@@ -99,13 +97,15 @@ def terrain_by_tile(paths: Sequence[Path], out_dir: Path, *, resolution: float =
                 jobs.append((win, [str(ps[i]) for i in np.flatnonzero(hit)], inner, outer))
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = {n: out_dir / f".{n}.tiled.tif" for n in PRODUCTS}
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     args = [(j[1], crs, to_crs, resolution, j[3], j[2]) for j in jobs]
     trees: list[dict[str, np.ndarray]] = []
     method, nodata, xy_m = "classes", 0, 1.0
     dsts: dict[str, Any] = {}
+    # spawned workers (no DuckDB state inherited); results in job order, at most 4 blocks per worker in flight
+    ex = executor(workers or None, tasks=len(jobs), start="spawn")
     try:
-        for i, (job, res) in enumerate(zip(jobs, _run(args, workers), strict=True)):
+        results = ex.map(_job, *zip(*args, strict=True), max_in_flight=4 * ex.workers)
+        for i, (job, res) in enumerate(zip(jobs, results, strict=True)):
             xy_m = res["xy_m"]
             if not dsts:
                 profile = {"driver": "GTiff", "width": w, "height": h, "count": 1, "dtype": "float32",
@@ -122,6 +122,7 @@ def terrain_by_tile(paths: Sequence[Path], out_dir: Path, *, resolution: float =
             if progress:
                 progress((i + 1) / len(jobs))
     finally:
+        ex.close()
         for d in dsts.values():
             d.close()
     files = {}
@@ -135,14 +136,4 @@ def terrain_by_tile(paths: Sequence[Path], out_dir: Path, *, resolution: float =
     table = TreeTable(labels=np.zeros((0, 0), np.int32), **cols)
     return TiledTerrain(files=files, trees=table, transform=transform, shape=(h, w), xy_m=xy_m, ground_method=method,
                         nodata_fraction=nodata / max(h * w, 1), blocks=len(jobs))
-
-
-def _run(args: list[tuple], workers: int):
-    """Results in job order: inline for one worker, else from spawned processes (no DuckDB state inherited)."""
-    if workers == 1:
-        for a in args:
-            yield _job(*a)
-        return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(_job, *zip(*args, strict=True))
 

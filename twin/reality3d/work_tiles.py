@@ -6,14 +6,13 @@ not by the city; jobs run in worker processes (spawned: no state shared with the
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
+
+from twin.compute import executor
 
 RING_M = 5.0  # margin around a job's buildings when choosing tiles: the ground ring of the outer footprints
 
@@ -48,7 +47,8 @@ def _tile_job(wkbs: list[bytes], paths: list[str], las_crs: list[str | None], cr
 def reconstruct_by_tile(footprints: list[shapely.Geometry], tiles: list[dict[str, Any]], crs: str,
                         workers: int | None = None) -> list[tuple[dict[str, Any], str | None]]:
     """(result, tile asset id) per footprint, in input order; ``tiles`` are catalog assets with ``bbox_store``
-    (their extent in ``crs``), ``path``, ``crs`` and ``id``. ``workers`` defaults to the machine's cores."""
+    (their extent in ``crs``), ``path``, ``crs`` and ``id``. ``workers`` defaults to the machine's cores (or
+    ``TWIN_WORKERS``, see :func:`twin.compute.default_workers`)."""
     boxes = [shapely.box(*t["bbox_store"]) for t in tiles]
     jobs: dict[int, list[int]] = {}
     for i, g in enumerate(footprints):
@@ -66,12 +66,9 @@ def reconstruct_by_tile(footprints: list[shapely.Geometry], tiles: list[dict[str
         near = [tiles[j] for j in sorted(hit)]
         args.append(([shapely.to_wkb(footprints[i]) for i in idx], [t["path"] for t in near],
                      [t.get("crs") for t in near], crs))
-    workers = max(1, min(workers or os.cpu_count() or 1, len(args)))
-    if workers == 1:
-        results = [_tile_job(*a) for a in args]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_tile_job, *zip(*args, strict=True)))
+    # spawned workers: forking would copy the parent's DuckDB/PROJ threads' locks
+    with executor(workers or None, tasks=len(args), start="spawn") as ex:
+        results = list(ex.map(_tile_job, *zip(*args, strict=True)))
     out: list[tuple[dict[str, Any], str | None]] = [({}, None)] * len(footprints)
     for (k, idx), res in zip(sorted(jobs.items()), results, strict=True):
         for i, r in zip(idx, res, strict=True):

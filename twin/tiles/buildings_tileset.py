@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from twin.compute import executor, shared
 from twin.tiles.buildings import COARSE, FINEST, encode_buildings, iter_faces, lod_keys, pick_lod
 from twin.tiles.ecef import translation
 from twin.tiles.metadata import BUILDING_PROPERTIES
@@ -188,14 +187,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-_SHARED: list[dict[str, Any]] = []  # the buildings of the running build, inherited by forked workers
-
-
-def _encode_task(args: tuple[str, list[Any], str, str, str]) -> tuple[str, dict[str, Any] | None]:
+def _encode_task(args: tuple[str, list[int], str, str, str]) -> tuple[str, dict[str, Any] | None]:
     """Encode one tile and write its GLB then its meta (the meta's presence marks a complete pair). Members are
-    building dicts, or indices into :data:`_SHARED` when the worker was forked from the building process."""
+    indices into the building list the executor shares (:func:`twin.compute.shared`)."""
     h, members, policy, crs, root = args
-    buildings = [_SHARED[m] if isinstance(m, int) else m for m in members]
+    everything: list[dict[str, Any]] = shared()
+    buildings = [everything[m] for m in members]
     out = encode_buildings(buildings, policy, crs)
     glb_path, meta_path = _content_paths(Path(root), h)
     if out is None:
@@ -206,25 +203,6 @@ def _encode_task(args: tuple[str, list[Any], str, str, str]) -> tuple[str, dict[
         atomic_write(glb_path, glb)
         atomic_write(meta_path, json.dumps(meta).encode())
     return h, meta
-
-
-def _encode_parallel(todo: list[tuple[str, list[Any], str, str, str]], buildings: list[dict[str, Any]],
-                     workers: int):
-    """Encode in worker processes, yielding (hash, meta) in order. Forked workers read the buildings from the
-    parent's memory (only indices are sent: unpickling the dicts cost as much as encoding them); spawned ones
-    get them pickled."""
-    global _SHARED
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    if fork:
-        _SHARED = buildings
-    else:
-        todo = [(h, [buildings[m] for m in members], *rest) for h, members, *rest in todo]
-    try:
-        ctx = multiprocessing.get_context("fork" if fork else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            yield from pool.map(_encode_task, todo, chunksize=1)
-    finally:
-        _SHARED = []
 
 
 def build_buildings(buildings: list[dict[str, Any]], crs: str, root: Path, out: Path, *, workers: int = 1,
@@ -256,13 +234,12 @@ def build_buildings(buildings: list[dict[str, Any]], crs: str, root: Path, out: 
             members = [summaries[m].index for m in sorted(t.members, key=lambda m: summaries[m].id)]
             todo.append((t.content, members, t.policy, crs, str(root)))
     step("buildings: encode tiles", 0.0)
-    if workers > 1 and len(todo) > 1:
-        results = _encode_parallel(todo, buildings, workers)
-    else:
-        results = (_encode_task((h, [buildings[m] for m in members], *rest)) for h, members, *rest in todo)
-    for n, (h, meta) in enumerate(results, 1):
-        metas[h] = meta
-        step("buildings: encode tiles", n / len(todo))
+    # forked encoders read the buildings from this process's memory, only indices are sent (unpickling the dicts
+    # cost as much as encoding them); where fork is missing they are pickled once per worker
+    with executor(workers, tasks=len(todo), start="fork", shared=buildings) as ex:
+        for n, (h, meta) in enumerate(ex.map(_encode_task, todo), 1):
+            metas[h] = meta
+            step("buildings: encode tiles", n / len(todo))
     step("buildings: encode tiles", 1.0)
     result.encoded = [task[0] for task in todo]
     doc = tileset_json(tiles, top, summaries, metas, asset or {})

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from twin.compute import Executor, executor
 from twin.sources import SourceError
 from twin.sources.imagery import acquired_of as raster_acquired
 from twin.sources.imagery import raster_info
@@ -165,14 +164,10 @@ def _octree_task(args: tuple) -> tuple[list[dict[str, Any]], dict[tuple[int, int
     return process_partition(rec, lp, upper_counts, Path(out_dir), max_leaf)
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes from a clean fork server (forking this process can deadlock in PROJ/GDAL state)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["twin.tiles.pointcloud"])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+def _pool(workers: int) -> Executor:
+    """Worker processes from a clean fork server that imported this module once (forking this process can deadlock
+    in PROJ/GDAL state; spawn where there is no fork server); one worker: the calling process."""
+    return executor(workers, start="forkserver", preload=["twin.tiles.pointcloud"])
 
 
 def _build(paths: list[Path], crss: list[str | None], out: Path, imagery: list[Path | ImageInput],
@@ -191,9 +186,10 @@ def _build(paths: list[Path], crss: list[str | None], out: Path, imagery: list[P
     hist = np.zeros(8 ** lp, dtype=np.int64)
     files: dict[int, list[str]] = {}
     memory: dict[int, list[np.ndarray]] = {}
-    pool = _pool(workers) if workers > 1 else None
+    pool = _pool(workers)
+    serial = pool.workers == 1
     try:
-        if pool is None:
+        if serial:
             spill = Spill(spill_dir, "0", lp, budget)
             sampler = ImageSampler(images) if images else None
             done = 0
@@ -214,7 +210,7 @@ def _build(paths: list[Path], crss: list[str | None], out: Path, imagery: list[P
         else:
             args = [(sources[i], frame, images, start, count, chunk, str(spill_dir), f"{n}", lp, budget // workers)
                     for n, (i, start, count) in enumerate(tasks)]
-            for n, res in enumerate(pool.map(_read_task, args)):
+            for n, res in enumerate(pool.map(_read_task, args)):  # in task order
                 if res[0] == "error":
                     raise SourceError(res[1], res[2])
                 hist += res[1]
@@ -236,7 +232,7 @@ def _build(paths: list[Path], crss: list[str | None], out: Path, imagery: list[P
             for key, rec in result[1].items():
                 upper.setdefault(key, []).append((part, rec))
 
-        if pool is None:
+        if serial:
             for n, k in enumerate(parts):
                 rec = load_partition(memory.pop(k, []), files.get(k, []))
                 for f in files.get(k, []):
@@ -252,8 +248,7 @@ def _build(paths: list[Path], crss: list[str | None], out: Path, imagery: list[P
                 collect(k, result)
                 progress("pointcloud: octree", (n + 1) / len(args2))
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        pool.close()  # waits for running tasks (they write spill files) before the spill folder goes
         shutil.rmtree(spill_dir, ignore_errors=True)
     for (level, key), pieces in sorted(upper.items()):  # pieces in partition order: the same output for any workers
         recs = [rec for _, rec in sorted(pieces, key=lambda p: p[0])]
