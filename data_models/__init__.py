@@ -65,6 +65,18 @@ from .scenarios import (
     parse_edit,
 )
 from .sources import TERRAIN_PRODUCT_IDS, TERRAIN_PRODUCTS, Extent, Sha256, SourceAsset, SourceKind
+from .tables import (
+    LAYER_VALUES,
+    LAYER_VALUES_TABLE,
+    OBSERVATIONS,
+    OBSERVATIONS_TABLE,
+    OBSERVATIONS_TEXT,
+    OBSERVATIONS_TEXT_TABLE,
+    TABLES,
+    TRAJECTORIES,
+    TRAJECTORIES_TABLE,
+    UTC_TS,
+)
 
 __all__ = [
     # common
@@ -111,6 +123,17 @@ __all__ = [
     "TERRAIN_PRODUCT_IDS",
     "Extent",
     "Sha256",
+    # bulk tables
+    "OBSERVATIONS",
+    "OBSERVATIONS_TABLE",
+    "OBSERVATIONS_TEXT",
+    "OBSERVATIONS_TEXT_TABLE",
+    "TRAJECTORIES",
+    "TRAJECTORIES_TABLE",
+    "LAYER_VALUES",
+    "LAYER_VALUES_TABLE",
+    "TABLES",
+    "UTC_TS",
     # layers
     "LayerSpec",
     "Aggregation",

@@ -19,8 +19,8 @@ from tests.conftest import shared_data
 from twin.geo.crs import transformer
 from twin.pipeline.ingest import ingest_paths
 from twin.sources import ReadContext, SourceError
+from twin.sources import read as read_source
 from twin.sources.cityjson import read
-from twin.sources.vector import read as read_vector
 from twin.store import Query, Store
 
 RD = "EPSG:28992"
@@ -81,7 +81,7 @@ def test_delft_footprints_equal_the_bgt_polygons(delft) -> None:
     bgt = shared_data("lidar/delft_ahn3") / "bgt"
     for name, cls, n in [("bgt_pand", Building, 160), ("bgt_wegdeel", Road, 143),
                          ("bgt_begroeidterreindeel", LandCover, 126), ("bgt_waterdeel", WaterBody, 3)]:
-        ref = {e.id: e for e in read_vector(ctx(bgt / f"{name}.sqlite")).entities}
+        ref = {e.id: e for e in read_source(ctx(bgt / f"{name}.sqlite")).entities}
         common = [k for k in ref if k in by]
         assert len(common) == n, name
         for k in common:
@@ -244,8 +244,8 @@ def test_ingest_delft_json_through_the_vector_sniffer(tmp_path: Path) -> None:
     ingest_paths(store, [cj("delft.json")], kind="cityjson")
     assert store.count(query=Query(types=["Building"])) == 160
     assert store.count(query=Query(types=["LandCover"])) == 207
-    # a .json whose "type" comes late: the vector reader hands it over
-    got = read_vector(ctx(cj("delft_1b.json")))
+    # a .json whose "type" comes late: the registry still tells it is CityJSON
+    got = read_source(ctx(cj("delft_1b.json")))
     assert got.info["cityjson_version"] == "1.1"
 
 

@@ -19,8 +19,7 @@ import shapely
 from data_models import Building, Road, Vegetation, WaterBody
 from tests.conftest import shared_data
 from twin.geo.crs import transformer
-from twin.sources import ReadContext, SourceError
-from twin.sources.vector import read
+from twin.sources import ReadContext, SourceError, read
 
 # ---------------------------------------------------------------------------------------------------------------
 # independent PBF decoder

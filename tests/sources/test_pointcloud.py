@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import shared_data
 from twin.pipeline.ingest import ingest_paths
-from twin.sources import ReadContext, SourceError, pdal_reader, pointcloud
+from twin.sources import ReadContext, SourceError, pdal_reader, pointcloud, points
 from twin.store import ASSETS, Store
 
 # LAS 1.0-1.4 public header: byte offsets of the doubles (scale x, offset x, offset y, max x, min x)
@@ -245,7 +245,7 @@ def test_pdal_missing_is_a_clear_error(delft: Path, tmp_path: Path) -> None:
         msg = str(err.value)
         assert str(paths[0]) in msg and "PDAL is not installed" in msg and "pip install twin[pdal]" in msg
     with pytest.raises(SourceError, match="PDAL is not installed"):
-        next(pointcloud.iter_points(pipe, crs="EPSG:28992"))
+        next(points.iter_points(pipe, crs="EPSG:28992"))
     assert store.head() == 0
 
 

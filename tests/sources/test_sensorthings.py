@@ -14,7 +14,8 @@ import pyproj
 import pytest
 
 from twin.pipeline.ingest import ingest_paths
-from twin.sources import ReadContext, SourceError, sensors, sensorthings
+from twin.sources import ReadContext, SourceError, sensorthings
+from twin.sources import read as read_source
 from twin.store import Query, Store
 
 STORE_CRS = "EPSG:4548"
@@ -105,7 +106,7 @@ def dump(path: Path, doc) -> Path:
 
 
 def read(path: Path, **options):
-    return sensors.read(ReadContext(path=path, store_crs=STORE_CRS, asset_id="src-sta", options=options))
+    return read_source(ReadContext(path=path, store_crs=STORE_CRS, asset_id="src-sta", options=options), "sensors")
 
 
 def _sorted(t: pa.Table) -> pa.Table:

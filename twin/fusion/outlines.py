@@ -26,7 +26,7 @@ from data_models import Building, Provenance, Quality
 from twin.catalog.assets import asset_id
 from twin.lidar.classes import BUILDING_CLASS
 from twin.lidar.heights import metric_frame, per_file_crs, to_metres
-from twin.sources import pointcloud
+from twin.sources import points
 
 CELL_M = 0.5  # grid cell (metres)
 CLOSE_M = 1.0  # closing radius: gaps up to about twice this between points are filled
@@ -116,7 +116,7 @@ def _occupied_cells(las_files: Sequence[Path], declared: Sequence[str | None], t
         box = [np.inf, np.inf, -np.inf, -np.inf]
         fk: list[np.ndarray] = []
         fn: list[np.ndarray] = []
-        for chunk in pointcloud.iter_points(path, crs=c, to_crs=to_crs):
+        for chunk in points.iter_points(path, crs=c, to_crs=to_crs):
             b = chunk["classification"] == BUILDING_CLASS
             if not b.any():
                 continue

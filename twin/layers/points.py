@@ -89,7 +89,8 @@ def lidar_point_counts(paths: Path | str | Iterable[Path | str], res: int, *, cr
     ``crs`` is the declared CRS for files without one; ``classes`` keeps only those ASPRS classes (e.g. {2} for
     ground, {6} for buildings). Memory is bounded by ``chunk`` points plus one row per touched cell.
     """
-    from twin.sources.pointcloud import crs_of, iter_points, xy_unit_m
+    from twin.sources.pointcloud import xy_unit_m
+    from twin.sources.points import crs_of, iter_points
 
     if isinstance(paths, str | Path):
         paths = [paths]

@@ -16,13 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from data_models import Aggregation, LayerSpec
+from data_models import LAYER_VALUES_TABLE, Aggregation, LayerSpec
 from twin.errors import NotFound, Status
 from twin.layers.values import VALUE_SCHEMA, aggregate, bucket_seconds, rollup
 from twin.store import LAYERS, MAIN, Query, Store, StoreError
 from twin.times import to_utc
 
-TABLE = "layer_values"
+TABLE = LAYER_VALUES_TABLE
 MAX_CELLS = 500_000  # cells one query may touch; more would be a bulk export, not a query
 MAX_ROWS = 2_000_000
 

@@ -21,18 +21,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from data_models import Aggregation, LayerSpec
+from data_models import LAYER_VALUES, Aggregation, LayerSpec
 from data_models.layers import parse_time_bucket
 from twin.layers.h3index import cells_to_parent
 
-VALUE_SCHEMA = pa.schema([
-    ("cell", pa.uint64()),
-    ("res", pa.int8()),
-    ("t", pa.timestamp("us", tz="UTC")),
-    ("value", pa.float64()),
-    ("count", pa.int64()),
-    ("weight", pa.float64()),
-])
+VALUE_SCHEMA = LAYER_VALUES  # the contract lives in data_models.tables
 
 
 def make_values(cells: np.ndarray, res: int, value: np.ndarray, *, t: np.ndarray | None = None,

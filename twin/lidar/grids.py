@@ -1,6 +1,6 @@
 """Airborne LiDAR gridded onto an image grid: DSM, DTM, nDSM and class fractions, streamed chunk by chunk.
 
-Each chunk from :func:`twin.sources.pointcloud.iter_points` is binned by ``(row, col)`` of the target grid (any
+Each chunk from :func:`twin.sources.points.iter_points` is binned by ``(row, col)`` of the target grid (any
 affine transform and shape, e.g. an image's) and reduced into per-cell accumulators with ``bincount`` and
 ``ufunc.at`` — memory is one chunk plus a few grids, whatever the number of points.
 
@@ -34,7 +34,7 @@ from twin.lidar.classes import (
     VEGETATION_CLASSES,
     WATER_CLASS,
 )
-from twin.sources import pointcloud
+from twin.sources import pointcloud, points
 
 WATER_FRACTION = 0.5
 
@@ -101,7 +101,7 @@ def grid_lidar(las_paths: Iterable[Path | str], transform: Affine, shape: tuple[
     wsum = np.zeros(n, np.float64)
     for path in las_paths:
         # iter_points yields metres and reprojects into the grid CRS itself (feet files, files without a CRS)
-        for c in pointcloud.iter_points(Path(path), chunk, crs=points_crs, to_crs=grid_crs):
+        for c in points.iter_points(Path(path), chunk, crs=points_crs, to_crs=grid_crs):
             x, y = c["x"], c["y"]
             col_f = inv.a * x + inv.b * y + inv.c
             row_f = inv.d * x + inv.e * y + inv.f

@@ -23,7 +23,7 @@ from rasterio import features
 from rasterio.transform import from_origin
 
 from twin.lidar.classes import BUILDING_CLASS, GROUND_CLASS
-from twin.sources import SourceError, pointcloud
+from twin.sources import SourceError, pointcloud, points
 
 ROOF_PERCENTILE = 70
 GROUND_PERCENTILE = 10
@@ -101,7 +101,7 @@ def metric_frame(las_files: Sequence[Path], crs: str | None, las_crs: Sequence[s
     if crs is not None:
         frame = pointcloud.parse_user_crs(crs, las_files[0] if las_files else "footprints")
     else:
-        crss = [pointcloud.crs_of(p, c) for p, c in zip(las_files, las_crs, strict=True)]
+        crss = [points.crs_of(p, c) for p, c in zip(las_files, las_crs, strict=True)]
         frame = crss[0]
         for p, c in zip(las_files[1:], crss[1:], strict=True):
             if not pointcloud.same_crs(frame, c):
@@ -136,7 +136,7 @@ def footprint_heights(geoms: list[shapely.Geometry], las_files: list[Path], *, c
     roof_parts: list[tuple[np.ndarray, np.ndarray]] = []
     ground_parts: list[tuple[np.ndarray, np.ndarray]] = []
     for path, declared_crs in zip(las_files, declared, strict=True):
-        for c in pointcloud.iter_points(path, crs=declared_crs, to_crs=frame if crs is not None else None):
+        for c in points.iter_points(path, crs=declared_crs, to_crs=frame if crs is not None else None):
             b = c["classification"] == BUILDING_CLASS
             lab = labels.lookup(labels.inside, c["x"][b], c["y"][b])
             keep = lab > 0

@@ -19,7 +19,7 @@ from data_models import Building
 from twin.catalog.assets import asset_id, describe, parse_time, sha256_file
 from twin.fusion.conflation import conflate
 from twin.geo.crs import reproject
-from twin.sources import ReadContext, SourceError, kind_of, reader_for
+from twin.sources import ReadContext, Reader, SourceError, companions, reader_for
 from twin.store import ASSETS, MAIN, Query, Store
 
 Progress = Callable[[str, float], None]
@@ -27,12 +27,15 @@ _SKIP_NAMES = {"manifest.json"}
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:
-    """Files to ingest: explicit files as given, folders searched recursively for known source files."""
+    """Files to ingest: explicit files as given, folders searched recursively for files a reader can open (the
+    files a reader reads together with another, such as a Landsat MTL's band files, are left to that one)."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and _known(f))
+            found = {f: r for f in sorted(p.rglob("*")) if f.is_file() and (r := _reader(f)) is not None}
+            covered = {c.resolve() for f, r in found.items() for c in companions(f, r)}
+            out += [f for f in found if f.resolve() not in covered]
         elif p.is_file():
             out.append(p)
         else:
@@ -40,14 +43,13 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _known(f: Path) -> bool:
+def _reader(f: Path) -> Reader | None:
     if f.name in _SKIP_NAMES or f.name.startswith("."):
-        return False
+        return None
     try:
-        kind_of(f)
-        return True
+        return reader_for(f)
     except (SourceError, OSError):
-        return False
+        return None
 
 
 def ingest_paths(
@@ -83,7 +85,8 @@ def ingest_paths(
     names: list[str] = []
     for n, path in enumerate(files):
         progress("ingest: reading sources", n / len(files))
-        k = kind_of(path, kind)
+        reader = reader_for(path, kind, options)
+        k = reader.kind
         checksum = sha256_file(path)
         if path.stat().st_size == 0:
             raise SourceError(path, "the file is empty")
@@ -94,7 +97,7 @@ def ingest_paths(
         when = parse_time(acquired.get(str(path.resolve())) if isinstance(acquired, Mapping) else acquired, path)
         ctx = ReadContext(path=path, store_crs=store.crs, asset_id=aid, crs=crs, acquired=when,
                           classification=classification, options=dict(options or {}))
-        got = reader_for(k)(ctx)
+        got = reader.read(ctx)
         info = dict(got.info)
         file_time = info.pop("acquired", None)
         asset = describe(path, k, info, acquired=when or file_time, classification=classification,

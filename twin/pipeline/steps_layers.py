@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
+from data_models import OBSERVATIONS_TABLE
 from twin.geo import indices
 from twin.pipeline.context import BuildContext, multispectral, standing_footprints
 from twin.sources.imagery import image_grid, read_bands
@@ -71,10 +72,10 @@ def step_layers(ctx: BuildContext) -> None:
             add("population", people, lineage, variable="population_proxy", unit="persons", kind="extensive",
                 aggregation="sum", resolutions=STATIC_RES,
                 description=f"residential floor area (height / {STOREY_M} m storeys) / {M2_PER_PERSON} m2 per person")
-    series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get("observations", ())]
+    series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get(OBSERVATIONS_TABLE, ())]
     stations = ctx.of_type("Sensor")
     if series and stations:
-        obs = ctx.store.read_table("observations", ctx.branch)
+        obs = ctx.store.read_table(OBSERVATIONS_TABLE, ctx.branch)
         have = set(obs.column("variable").unique().to_pylist())
         lineage = [a["id"] for a in series]
         if "pm25" in have:

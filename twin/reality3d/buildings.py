@@ -20,7 +20,7 @@ from rasterio.transform import from_origin
 
 from twin.lidar.classes import BUILDING_CLASS, GROUND_CLASS
 from twin.lidar.heights import GROUND_RING_M, metric_frame, per_file_crs, to_metres
-from twin.sources import pointcloud
+from twin.sources import points
 
 MASK_CELL_M = 1.0
 INDEX_CELL_M = 8.0
@@ -131,7 +131,7 @@ def building_points(footprints: Sequence[shapely.Geometry], las_paths: Sequence[
     roof: list[tuple[np.ndarray, ...]] = []
     ground: list[tuple[np.ndarray, ...]] = []
     for path, declared_crs in zip(paths, declared, strict=True):
-        for c in pointcloud.iter_points(path, crs=declared_crs, to_crs=frame if crs is not None else None):
+        for c in points.iter_points(path, crs=declared_crs, to_crs=frame if crs is not None else None):
             cls = c["classification"]
             for target, klass, grid in ((roof, BUILDING_CLASS, mask.inside), (ground, GROUND_CLASS, mask.near)):
                 sel = cls == klass

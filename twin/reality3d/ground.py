@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from rasterio.fill import fillnodata
 
 from twin.lidar.classes import GROUND_CLASSES, NOISE_CLASSES
-from twin.sources import pointcloud
+from twin.sources import pointcloud, points
 
 PLAUSIBLE_GROUND_SHARE = (0.05, 0.95)  # share of class-2 points for "auto" to trust a file's classes
 
@@ -74,7 +74,7 @@ def _as_paths(paths: Path | str | Iterable[Path | str]) -> list[Path]:
 
 
 def bounds_m(paths: Sequence[Path], crs: str | None = None) -> tuple[float, float, float, float]:
-    """Union of the files' header extents, in the metres :func:`pointcloud.iter_points` yields (no reprojection)."""
+    """Union of the files' header extents, in the metres :func:`points.iter_points` yields (no reprojection)."""
     boxes = []
     for p in paths:
         info = pointcloud.header_info(p, crs)
@@ -145,7 +145,7 @@ def min_grid(paths: Iterable[Path | str], transform: Affine, shape: tuple[int, i
     n = shape[0] * shape[1]
     zmin = np.full(n, np.inf)
     for path in _as_paths(paths):
-        for c in pointcloud.iter_points(path, chunk, crs=crs):
+        for c in points.iter_points(path, chunk, crs=crs):
             idx, ok = cell_index(transform, shape, c["x"], c["y"])
             ok &= ~np.isin(c["classification"], NOISE_CLASSES)
             np.minimum.at(zmin, idx[ok], c["z"][ok])
@@ -191,7 +191,7 @@ def existing_ground_share(paths: Path | str | Iterable[Path | str], crs: str | N
     """Share of points already classified ground (ASPRS 2, 8, 11); one streaming pass."""
     total, ground = 0, 0
     for p in _as_paths(paths):
-        for c in pointcloud.iter_points(p, crs=crs):
+        for c in points.iter_points(p, crs=crs):
             cls = c["classification"]
             total += len(cls)
             ground += int(np.count_nonzero(np.isin(cls, GROUND_CLASSES)))
@@ -211,7 +211,7 @@ def classify_ground(paths: Path | str | Iterable[Path | str], *, crs: str | None
                     slope: float = 0.15, window: float = 18.0, threshold: float = 0.5, scalar: float = 1.25,
                     use_existing: UseExisting = "auto", surface: GroundSurface | None = None,
                     chunk: int = pointcloud.CHUNK) -> Iterator[np.ndarray]:
-    """Boolean ground flag per point, one array per chunk of :func:`pointcloud.iter_points`, files in order.
+    """Boolean ground flag per point, one array per chunk of :func:`points.iter_points`, files in order.
 
     With trusted existing classes (see :func:`trusts_existing`) the flags are the file's ground classes; otherwise a
     point is ground when within ``threshold + scalar * slope`` metres of the SMRF surface.
@@ -219,12 +219,12 @@ def classify_ground(paths: Path | str | Iterable[Path | str], *, crs: str | None
     ps = _as_paths(paths)
     if surface is None and trusts_existing(ps, use_existing, crs):
         for p in ps:
-            for c in pointcloud.iter_points(p, chunk, crs=crs):
+            for c in points.iter_points(p, chunk, crs=crs):
                 yield np.isin(c["classification"], GROUND_CLASSES)
         return
     surf = surface or ground_surface(ps, crs=crs, cell=cell, slope=slope, window=window, chunk=chunk)
     for p in ps:
-        for c in pointcloud.iter_points(p, chunk, crs=crs):
+        for c in points.iter_points(p, chunk, crs=crs):
             gz, s = surf.sample(c["x"], c["y"])
             yield (np.abs(c["z"] - gz) <= threshold + scalar * s) & ~np.isin(c["classification"], NOISE_CLASSES)
 
@@ -247,7 +247,7 @@ def agreement(paths: Path | str | Iterable[Path | str], *, crs: str | None = Non
     tp = fp = fn = tn = 0
     chunk = kwargs.get("chunk", pointcloud.CHUNK)
     for p in ps:
-        for c in pointcloud.iter_points(p, chunk, crs=crs):
+        for c in points.iter_points(p, chunk, crs=crs):
             g = next(flags)
             ref = np.isin(c["classification"], reference)
             tp += int(np.count_nonzero(g & ref))

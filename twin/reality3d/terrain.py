@@ -4,7 +4,7 @@ Gridding reuses :func:`twin.lidar.grids.grid_lidar` (DSM = highest point per cel
 cell, gaps filled by inverse-distance inpainting). Files whose ground classes are not trustworthy (see
 :func:`twin.reality3d.ground.trusts_existing`) get their DTM from the SMRF ground filter instead.
 
-Rasters hold metres in ``z``; ``x``/``y`` follow :func:`twin.sources.pointcloud.iter_points` (metres of the CRS
+Rasters hold metres in ``z``; ``x``/``y`` follow :func:`twin.sources.points.iter_points` (metres of the CRS
 plane); a file in feet is written back in its CRS units (the transform is scaled by ``1 / xy_m``).
 """
 
@@ -22,7 +22,7 @@ from affine import Affine
 from twin.geo.crs import normalise
 from twin.lidar.grids import grid_lidar
 from twin.reality3d import ground as gf
-from twin.sources import pointcloud
+from twin.sources import pointcloud, points
 
 NODATA = -9999.0
 
@@ -69,7 +69,7 @@ def _bounds(paths: Sequence[Path], crs: str | None, to_crs: str | None) -> tuple
     for p in paths:
         info = pointcloud.header_info(p, crs)
         b = info["bbox"]
-        t = pyproj.Transformer.from_crs(pointcloud.crs_of(p, crs), dst, always_xy=True)
+        t = pyproj.Transformer.from_crs(points.crs_of(p, crs), dst, always_xy=True)
         xs, ys = t.transform(np.array([b[0], b[2], b[0], b[2]]), np.array([b[1], b[1], b[3], b[3]]))
         boxes.append([min(xs) * f, min(ys) * f, max(xs) * f, max(ys) * f])
     a = np.asarray(boxes)
@@ -83,7 +83,7 @@ def _filtered_dtm(paths: Sequence[Path], transform: Affine, shape: tuple[int, in
     gsum, gcnt = np.zeros(n), np.zeros(n, np.int64)
     flags = gf.classify_ground(paths, crs=crs, use_existing=False, chunk=chunk, **ground_kwargs)
     for p in paths:
-        for c in pointcloud.iter_points(p, chunk, crs=crs, to_crs=to_crs):
+        for c in points.iter_points(p, chunk, crs=crs, to_crs=to_crs):
             g = next(flags)
             idx, ok = gf.cell_index(transform, shape, c["x"], c["y"])
             ok &= g
@@ -106,7 +106,7 @@ def build_terrain(paths: Path | str | Iterable[Path | str], *, resolution: float
     ps = gf._as_paths(paths)
     transform, shape = gf.grid_for(bounds if bounds is not None else _bounds(ps, crs, to_crs), resolution)
     grids = grid_lidar(ps, transform, shape, grid_crs=to_crs, points_crs=crs, chunk=chunk)
-    out_crs = pyproj.CRS.from_user_input(to_crs) if to_crs else pointcloud.crs_of(ps[0], crs)
+    out_crs = pyproj.CRS.from_user_input(to_crs) if to_crs else points.crs_of(ps[0], crs)
     xy_m = pointcloud.xy_unit_m(out_crs) or 1.0
     dtm, gcount, method = grids.dtm, grids.ground_count, "classes"
     if not gf.trusts_existing(ps, use_existing, crs):

@@ -35,8 +35,8 @@ from pydantic import ValidationError
 
 from data_models import Building, BuildingPart, LandCover, LandCoverClass, Road, RoofType, Solid, Vegetation, WaterBody
 from twin.geo.crs import is_geographic, normalise, parse, same_horizontal, transformer, web_coords
-from twin.sources import ReadContext, SourceRead
-from twin.sources.vector import _BGT_ROAD_CLASS, check_extent, landcover_class, length_m, to_int
+from twin.sources.base import ReadContext, SourceRead
+from twin.sources.features import BGT_ROAD_CLASS, check_extent, landcover_class, length_m, to_int
 
 METHOD = "cityjson-ingest"
 VERSIONS = ("1.0", "1.1", "2.0")
@@ -422,7 +422,7 @@ class _Reader:
         gtype = geom.geom_type
         if t == "Road":
             fn = str(attrs.get("function") or attrs.get("class") or "").strip().lower()
-            rc = _BGT_ROAD_CLASS.get(fn, fn.replace(" ", "_") or "unclassified")
+            rc = BGT_ROAD_CLASS.get(fn, fn.replace(" ", "_") or "unclassified")
             return self.make(Road, oid, geom, road_class=rc, name=attrs.get("name"), attributes=attrs)
         if t == "WaterBody":
             return self.make(WaterBody, oid, geom, water_class=str(attrs["class"]) if attrs.get("class") else None,

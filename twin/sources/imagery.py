@@ -35,8 +35,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from twin.geo.crs import normalise
-from twin.sources import ReadContext, SourceError, SourceRead
 from twin.sources import landsat as ls
+from twin.sources.base import ReadContext, SourceError, SourceRead
 
 ALIASES = {"r": "red", "g": "green", "b": "blue", "n": "nir", "nearinfrared": "nir", "near-infrared": "nir",
            "swir": "swir1", "thermal": "tir", "panchromatic": "pan"}
@@ -335,6 +335,16 @@ def read(ctx: ReadContext) -> SourceRead:
         info["acquired"] = date_in_name(ctx.path)
         if info["acquired"] is not None:
             info["acquired_from"] = "file name"
+    return SourceRead(info=info)
+
+
+def read_scene(ctx: ReadContext) -> SourceRead:
+    """Catalog facts of a whole Landsat scene given by its ``*_MTL.txt``: the grid of its bands, the calibration
+    of each (radiance, TOA reflectance, brightness temperature) and the acquisition time the MTL records."""
+    if not ls.is_mtl(ctx.path):
+        raise ctx.fail("a Landsat scene is ingested by its *_MTL.txt metadata file")
+    info = raster_info(ctx.path, ctx.crs, ctx.options.get("bands"))
+    info["acquired"] = acquired_of(info)
     return SourceRead(info=info)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.sources import SourceError
+from twin.sources.base import SourceError
 
 # mean exoatmospheric solar irradiance ESUN, W/(m² µm), per band (Chander et al. 2009)
 ESUN = {
@@ -163,6 +163,11 @@ def band_files(scene: Scene) -> dict[str, Path]:
         if m:
             out[m.group(1)] = scene.path.with_name(v)
     return dict(sorted(out.items(), key=lambda kv: (int(kv[0].split("_")[0]), kv[0])))
+
+
+def scene_files(mtl: Path | str) -> list[Path]:
+    """The band files an MTL names (read with the scene, so a folder walk does not ingest them again)."""
+    return list(band_files(parse_mtl(mtl)).values())
 
 
 def band_of_file(scene: Scene, path: Path) -> str | None:

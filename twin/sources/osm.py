@@ -46,8 +46,8 @@ from pydantic import ValidationError
 
 from data_models import Building, Quality, Road, RoofType, Vegetation, WaterBody
 from twin.geo.crs import reproject
-from twin.sources import ReadContext, SourceRead
-from twin.sources.vector import check_extent, extent, length_m, speed_kmh, to_bool, to_int
+from twin.sources.base import ReadContext, SourceRead
+from twin.sources.features import check_extent, extent, length_m, speed_kmh, to_bool, to_int
 
 OSM_CRS = "EPSG:4326"
 _LAYER_CONF = "osm_id=yes\nosm_version=no\nosm_timestamp=no\nosm_uid=no\nosm_user=no\nosm_changeset=no\n" \

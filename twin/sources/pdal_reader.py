@@ -24,7 +24,7 @@ import numpy as np
 import pyproj
 
 from twin.geo.crs import normalise
-from twin.sources import ReadContext, SourceError, SourceRead
+from twin.sources.base import ReadContext, SourceError, SourceRead
 from twin.sources.pointcloud import (
     CHUNK,
     Frame,

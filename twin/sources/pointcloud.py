@@ -30,7 +30,7 @@ import pyproj
 from pyproj.database import get_units_map
 
 from twin.geo.crs import area_of_use, lonlat_outside, normalise
-from twin.sources import ReadContext, SourceError, SourceRead
+from twin.sources.base import ReadContext, SourceError, SourceRead
 
 CHUNK = 1_000_000  # points per chunk: ~60-100 MB of decoded arrays whatever the file size
 AREA_MARGIN_DEG = 1.0  # tolerance around a CRS's area of use
@@ -327,12 +327,8 @@ def _header_info(path: Path, crs: str | None) -> tuple[dict[str, Any], pyproj.CR
 
 
 def crs_of(path: Path | str, crs: str | None = None) -> pyproj.CRS:
-    """The CRS of a point cloud (header or declared, checked), as a pyproj CRS."""
+    """The CRS of a LAS/LAZ file (header or declared, checked), as a pyproj CRS (any cloud: ``points.crs_of``)."""
     path = Path(path)
-    if is_pipeline(path):
-        from twin.sources import pdal_reader
-
-        return pdal_reader.crs_of(path, crs)
     with _open(path) as f:
         h = f.header
         return resolve_crs(path, _header_crs(h, path), crs, _header_facts(path, h)["bbox"])
@@ -353,11 +349,6 @@ def iter_points(path: Path | str, chunk: int = CHUNK, *, crs: str | None = None,
     reprojects x/y (e.g. into the store CRS). Memory is bounded by ``chunk`` whatever the file size.
     """
     path = Path(path)
-    if is_pipeline(path):
-        from twin.sources import pdal_reader
-
-        yield from pdal_reader.iter_points(path, chunk, crs=crs, to_crs=to_crs)
-        return
     with _open(path) as f:
         h = f.header
         _check_scales(path, h)
@@ -495,14 +486,7 @@ def chunk_option(ctx: ReadContext) -> int:
 
 
 def read(ctx: ReadContext) -> SourceRead:
-    """Catalog facts of a LAS/LAZ file (one full streaming read); its points stay in the file for the builds.
-
-    A PDAL pipeline file, or ``ctx.options["pdal_pipeline"]``, goes to the optional PDAL reader instead.
-    """
-    if is_pipeline(ctx.path) or ctx.options.get("pdal_pipeline"):
-        from twin.sources import pdal_reader
-
-        return pdal_reader.read(ctx)
+    """Catalog facts of a LAS/LAZ file (one full streaming read); its points stay in the file for the builds."""
     info = scan(ctx.path, ctx.crs, chunk_option(ctx))
     info["acquired"] = acquired_of(info)
     info["reader"] = "laspy"

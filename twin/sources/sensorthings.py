@@ -24,11 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from data_models import Sensor
-from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.sensors import (
-    OBSERVATIONS,
-    OBSERVATIONS_TEXT,
+from data_models import OBSERVATIONS, OBSERVATIONS_TEXT, Sensor
+from twin.sources.base import ReadContext, SourceError, SourceRead
+from twin.sources.tabular import (
     check_area,
     normalise_unit,
     option_map,

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from twin.sources import ReadContext, SourceError, SourceRead
-from twin.sources.sensors import (
+from data_models import TRAJECTORIES
+from twin.sources.base import ReadContext, SourceError, SourceRead
+from twin.sources.tabular import (
     ALIASES,
-    UTC_TS,
     column_text,
     locate,
     parse_times,
@@ -25,19 +25,6 @@ from twin.sources.sensors import (
     resolve_columns,
     times_from_parts,
 )
-
-TRAJECTORIES = pa.schema(
-    [
-        ("asset_id", pa.string()),
-        ("track_id", pa.string()),
-        ("time", UTC_TS),
-        ("lon", pa.float64()),
-        ("lat", pa.float64()),
-        ("x", pa.float64()),
-        ("y", pa.float64()),
-    ]
-)
-"""Schema of the ``trajectories`` table: lon/lat WGS84 degrees, x/y in the store CRS."""
 
 ROLES = ("track", "time", "year", "month", "day", "hour", "minute", "second", "lon", "lat", "x", "y")
 MIN_INSIDE = 0.5  # at least this fraction of fixes must lie in (or near) the store CRS's area of use

@@ -1,4 +1,5 @@
-"""Vector sources (GeoJSON, GeoPackage, Shapefile, SpatiaLite/SQLite) through pyogrio/GDAL; OSM files go to ``osm``.
+"""Vector sources (GeoJSON, GeoPackage, Shapefile, SpatiaLite/SQLite) through pyogrio/GDAL (OSM and CityJSON have
+their own readers).
 
 Features are read as Arrow with WKB geometry, checked against the CRS's area of use, reprojected into the store CRS
 in one vectorised call and mapped to city objects. What a layer holds is decided, in this order, by
@@ -19,7 +20,6 @@ longitude/latitude).
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,20 @@ import shapely
 from pydantic import ValidationError
 
 from data_models import Building, LandCover, LandCoverClass, Road, Vegetation, WaterBody
-from twin.geo.crs import is_geographic, normalise, outside_area_of_use, reproject, same_horizontal, web_coords
+from twin.geo.crs import is_geographic, normalise, reproject, same_horizontal, web_coords
 from twin.geo.crs import web_to_wgs84 as _web_to_wgs84
-from twin.sources import ReadContext, SourceError, SourceRead
+from twin.sources.base import ReadContext, SourceError, SourceRead
+from twin.sources.features import (
+    BGT_ROAD_CLASS,
+    check_extent,
+    extent,
+    landcover_class,
+    length_m,
+    speed_kmh,
+    to_bool,
+    to_float,
+    to_int,
+)
 
 ENTITY_TYPES = ("building", "road", "water", "landcover", "vegetation")
 _ID_FIELDS = ("id", "cadastre_id", "building_id", "road_id", "water_id", "osm_id", "fid")
@@ -83,105 +94,6 @@ _NAME_THEMES = {
     "water": "water", "waterbodies": "water", "hydro": "water", "landcover": "landcover", "land_cover": "landcover",
     "trees": "vegetation", "vegetation": "vegetation",
 }
-# BGT wegdeel 'function' -> OSM-style road class
-_BGT_ROAD_CLASS = {
-    "rijbaan autosnelweg": "motorway", "rijbaan autoweg": "trunk", "rijbaan regionale weg": "secondary",
-    "rijbaan lokale weg": "residential", "voetpad": "footway", "voetpad op trap": "steps",
-    "voetgangersgebied": "pedestrian", "fietspad": "cycleway", "ruiterpad": "bridleway", "woonerf": "living_street",
-    "parkeervlak": "parking", "inrit": "service", "baan voor vliegverkeer": "aeroway", "ov-baan": "busway",
-    "overweg": "level_crossing", "transitie": "transition",
-}
-_TREE_WORDS = ("bos", "heester", "struik", "houtwal", "houtige", "boom", "forest", "wood", "tree", "shrub", "scrub")
-_GRASS_WORDS = ("gras", "grass", "meadow", "lawn", "kruid", "weide", "grasland")
-_BARE_WORDS = ("onverhard", "zand", "bare", "sand", "soil", "grond", "dirt")
-_IMPERVIOUS_WORDS = ("verhard", "erf", "paved", "asphalt", "concrete", "impervious", "tegel", "klinker")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# value coercion shared by the vector readers
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def to_float(v: Any) -> float | None:
-    """A finite float from a number or numeric text ('12', '12.5 m'), else None."""
-    if v is None or isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
-        f = float(v)
-    else:
-        m = re.match(r"^\s*(-?\d+(?:[.,]\d+)?)", str(v))
-        if not m:
-            return None
-        f = float(m.group(1).replace(",", "."))
-    return f if math.isfinite(f) else None
-
-
-def to_int(v: Any) -> int | None:
-    """A non-negative integer from a number or numeric text ('3', '2.5' -> 2), else None."""
-    f = to_float(v)
-    return None if f is None or f < 0 else int(f)
-
-
-def to_bool(v: Any) -> bool | None:
-    """True/False from booleans, 1/0 and yes/no/true/false text (OSM '-1' = reversed one-way = True)."""
-    if isinstance(v, bool):
-        return v
-    if v is None:
-        return None
-    s = str(v).strip().lower()
-    if s in ("yes", "true", "1", "-1", "y", "t"):
-        return True
-    if s in ("no", "false", "0", "n", "f"):
-        return False
-    return None
-
-
-def length_m(v: Any) -> float | None:
-    """A length in metres from '12', '12 m', '12.5m', "40'" or '40 ft' (feet converted), else None."""
-    if v is None:
-        return None
-    s = str(v).strip().lower()
-    f = to_float(s)
-    if f is None or f < 0:
-        return None
-    if s.endswith(("'", "ft", "feet")):
-        f *= 0.3048
-    return f
-
-
-def speed_kmh(v: Any) -> float | None:
-    """A speed in km/h from '50', '50 km/h', '30 mph' (converted), else None ('none', 'walk', 'FI:urban')."""
-    f = to_float(v)
-    if f is None or f <= 0:
-        return None
-    return f * 1.609344 if "mph" in str(v).lower() else f
-
-
-def landcover_class(props: dict[str, Any], theme: str | None = None, explicit: str | None = None
-                    ) -> LandCoverClass | None:
-    """The land-cover class of a feature: explicit > a class-valued property > keywords in its values > theme."""
-    if explicit:
-        return LandCoverClass(explicit)
-    for key in ("cover_class", "landcover", "land_cover", "class"):
-        v = props.get(key)
-        if isinstance(v, str) and v.strip().lower() in LandCoverClass.__members__:
-            return LandCoverClass(v.strip().lower())
-    text = " ".join(str(props.get(k, "")) for k in (
-        "plus_fysiekvoorkomen", "bgt_fysiekvoorkomen", "fysiekvoorkomen", "class", "landuse", "landcover", "natural",
-        "function", "surface")).lower()
-    if theme == "onbegroeidterreindeel":  # bare land: unpaved -> bare, any paving (or a yard) -> impervious
-        return LandCoverClass.bare if any(w in text for w in _BARE_WORDS) else LandCoverClass.impervious
-    if any(w in text for w in _TREE_WORDS):
-        return LandCoverClass.tree
-    if any(w in text for w in _GRASS_WORDS) or theme == "begroeidterreindeel":
-        return LandCoverClass.grass
-    if "water" in text:
-        return LandCoverClass.water
-    if any(w in text for w in _BARE_WORDS):
-        return LandCoverClass.bare
-    if any(w in text for w in _IMPERVIOUS_WORDS):
-        return LandCoverClass.impervious
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,23 +144,6 @@ def read_vector(path: Path, crs: str | None = None, layer: str | int | None = No
     except ValueError as exc:
         raise SourceError(path, str(exc)) from None
     return crs_out, props, list(geoms)
-
-
-def extent(geoms) -> list[float]:
-    """[xmin, ymin, xmax, ymax] of geometries."""
-    return [float(v) for v in shapely.total_bounds(geoms)]
-
-
-def check_extent(ctx: ReadContext, bbox: list[float], crs: str) -> None:
-    """Refuse data whose bbox misses the area of use of its CRS (wrong CRS) or of the store CRS (wrong store)."""
-    why = outside_area_of_use(bbox, crs)
-    if why:
-        raise ctx.fail(why)
-    if ctx.store_crs and not same_horizontal(crs, ctx.store_crs):
-        why = outside_area_of_use(bbox, crs, against=ctx.store_crs)
-        if why:
-            raise ctx.fail(why.replace("area of use of", "area of use of the store CRS")
-                           .replace("wrong CRS?", "this source does not belong in this store"))
 
 
 def web_to_wgs84(ctx: ReadContext, geoms: np.ndarray, crs: str) -> tuple[np.ndarray, str]:
@@ -384,7 +279,7 @@ def to_entities(ctx: ReadContext, file_crs: str, props: list[dict], geoms: list[
             attrs["bgt_theme"] = bgt_theme
         if etype == "road" and bgt_theme and "road_class" not in fields:
             fn = str(p.get("function") or p.get("plus_functiewegdeel") or "").strip().lower()
-            fields["road_class"] = _BGT_ROAD_CLASS.get(fn, fn.replace(" ", "_") or "unclassified")
+            fields["road_class"] = BGT_ROAD_CLASS.get(fn, fn.replace(" ", "_") or "unclassified")
         if etype == "landcover":
             cls = landcover_class(p, bgt_theme, explicit_cover)
             if cls is None:
@@ -408,22 +303,6 @@ def _repair(g: shapely.Geometry) -> shapely.Geometry:
         parts = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
         fixed = shapely.union_all(parts) if parts else shapely.Polygon()
     return fixed
-
-
-def _is_cityjson(path: Path) -> bool:
-    """True for a .json file holding CityJSON (whose "type" member may come after megabytes of CityObjects)."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-        if b'"CityJSON"' in head:
-            return True
-        if b'"FeatureCollection"' in head or b'"Feature"' in head:
-            return False
-        tail = b""
-        while chunk := f.read(1 << 20):
-            if b'"CityJSON"' in tail[-16:] + chunk:
-                return True
-            tail = chunk
-    return False
 
 
 def _layer_names(ctx: ReadContext) -> list[str | None]:
@@ -451,19 +330,10 @@ def _layer_names(ctx: ReadContext) -> list[str | None]:
 
 def read(ctx: ReadContext) -> SourceRead:
     """Read a vector file (all layers or ``options['layer']``) into city objects in the store CRS."""
-    name = ctx.path.name.lower()
-    if name.endswith((".osm", ".pbf", ".osm.bz2", ".osm.gz")):
-        from twin.sources import osm
-
-        return osm.read(ctx)
     if not ctx.path.exists():
         raise ctx.fail("no such file")
     if ctx.path.stat().st_size == 0:
         raise ctx.fail("the file is empty")
-    if name.endswith(".json") and _is_cityjson(ctx.path):
-        from twin.sources import cityjson
-
-        return cityjson.read(ctx)
     etype = ctx.options.get("entity_type")
     if etype is not None and etype not in ENTITY_TYPES:
         raise ctx.fail(f"unknown entity_type {etype!r}; use one of {', '.join(ENTITY_TYPES)}")
