@@ -305,16 +305,19 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: user errors (bad file, unknown branch, busy store) print one clear line, not a traceback, and
-    exit with the code ``twin.errors.TABLE`` gives their status (2 for any other ValueError)."""
-    from twin.errors import TwinError, answer_for
+    """Entry point: user errors (bad file, unknown branch, busy store) and storage conditions (disk full, read-only
+    store) print one clear line, not a traceback, and exit with the code ``twin.errors.TABLE`` gives their status
+    (2 for any other ValueError)."""
+    from twin.errors import TwinError, storage_error
 
     try:
         app()
-    except (TwinError, ValueError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        answer = answer_for(exc)
-        raise SystemExit(answer.exit_code if answer is not None else 2) from None
+    except (TwinError, ValueError, OSError) as exc:
+        err = exc if isinstance(exc, TwinError) else storage_error(exc)
+        if err is None and isinstance(exc, OSError):
+            raise  # a lost file or a bug: the traceback is what a developer needs
+        Console(stderr=True).print(f"[bold red]error:[/] {err or exc}", highlight=False)
+        raise SystemExit(err.answer.exit_code if err is not None else 2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

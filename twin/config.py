@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     workers: int | None = Field(default=None, ge=1, description="worker processes where a stage is not told "
                                                                  "(default: the machine's cores)")
     executor: str = Field(default="local", description="where parallel work runs: local (processes) | inprocess")
+    public_url: str | None = Field(default=None, description="the server's public base URL for links (e.g. "
+                                   "https://twin.example.org/api); unset: http://<host>:<port> of `twin serve`, "
+                                   "never the request's Host header")
+    trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-* "
+                                 "headers are believed (empty: none)")
+    cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from a "
+                              "browser ('*': any, for the read-only GET routes); empty: no CORS headers")
+    access_log: bool = Field(default=False, description="write one structured line per request (method, path, "
+                             "status, duration, bytes) to stderr")
+    cache_dir: Path | None = Field(default=None, description="where the server may write tilesets it builds and "
+                                   "compressed copies (default <store>/tiles); reads work without it on a "
+                                   "read-only store")
 
 
 def get_settings() -> Settings:

@@ -8,6 +8,7 @@ commands never re-wrap them.
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
 from typing import ClassVar, NamedTuple
 
@@ -21,7 +22,8 @@ class Status(StrEnum):
     forbidden = "forbidden"  # the principal may not do or see this
     unauthorized = "unauthorized"  # no valid credentials were given
     busy = "busy"  # another writer holds the store: retry later
-    unavailable = "unavailable"  # the server or machine cannot do it now (disk full, read-only store, missing part)
+    unavailable = "unavailable"  # the server or machine cannot do it now (missing optional part, overloaded)
+    storage = "storage"  # the store's disk refuses the write: full, read-only, no permission
 
 
 class Answer(NamedTuple):
@@ -39,6 +41,7 @@ TABLE: dict[Status, Answer] = {
     Status.unauthorized: Answer(401, 77, "Unauthorized"),
     Status.busy: Answer(503, 75, "Service Unavailable"),  # EX_TEMPFAIL
     Status.unavailable: Answer(503, 69, "Service Unavailable"),  # EX_UNAVAILABLE
+    Status.storage: Answer(503, 74, "Service Unavailable"),  # EX_IOERR
 }
 
 
@@ -82,6 +85,36 @@ class Unavailable(TwinError):
     status = Status.unavailable
 
 
+class StorageError(Unavailable):
+    """A write the disk refused (full, read-only, no permission); the message names the path and what to do."""
+
+    status = Status.storage
+
+
+# errno -> what an operator should be told; any other OSError is a bug or a lost file, not a storage condition
+_STORAGE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def storage_error(exc: BaseException, what: str = "") -> StorageError | None:
+    """A :class:`StorageError` for an OSError that says the disk refused (ENOSPC, EDQUOT, EROFS, EACCES, EPERM),
+    naming the file and ``what`` was being done; None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in _STORAGE_ERRNOS:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    doing = f" ({what})" if what else ""
+    return StorageError(f"storage refused{where}{doing}: {_STORAGE_ERRNOS[exc.errno]}")
+
+
 def answer_for(exc: BaseException) -> Answer | None:
-    """The table row for an error twin raised on purpose, None for anything else (a bug: HTTP 500)."""
-    return exc.answer if isinstance(exc, TwinError) else None
+    """The table row for an error twin raised on purpose or a storage condition (disk full, read-only), None for
+    anything else (a bug: HTTP 500)."""
+    if isinstance(exc, TwinError):
+        return exc.answer
+    err = storage_error(exc)
+    return err.answer if err is not None else None

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from twin import __version__
 from twin.api.routers import features, history, imagery, layers, system, tiles, viewer
-from twin.errors import TwinError
+from twin.errors import TwinError, storage_error
 from twin.store import Store
 
 
@@ -27,6 +27,14 @@ def create_app(store_path: Path | str) -> FastAPI:
     async def _twin_error(_: Request, exc: TwinError) -> JSONResponse:
         """Any store, source, layer, tile or imagery error: the status of its row in ``twin.errors.TABLE``."""
         return JSONResponse(status_code=exc.answer.http, content={"detail": str(exc)})
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        """A disk that refuses a write (full, read-only) is a 503 saying so; any other OSError is a bug (500)."""
+        err = storage_error(exc)
+        if err is None:
+            raise exc
+        return JSONResponse(status_code=err.answer.http, content={"detail": str(err)})
 
     app.include_router(system.router)
     app.include_router(history.router)
