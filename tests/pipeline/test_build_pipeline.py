@@ -76,4 +76,4 @@ def test_a_second_footprint_source_is_conflated_not_duplicated(demo: Path, tmp_p
         # footprint from the higher-priority cadastre, OSM's extra attribute kept with its own provenance
         src = {pr["source_asset_id"] for pr in b["provenance"]}
         assert {"src-cadastre-buildings-geojson", "src-osm-buildings-geojson"} <= src
-    assert ingest_paths(store, [p]) is None
+    assert ingest_paths(store, [p], options={"priority": {"src-cadastre": 10, "src-osm": 5}}) is None  # read alike

@@ -28,8 +28,8 @@ def test_vector_ingest_creates_assets_and_entities(store: Store, tmp_path: Path)
     b = store.get("bldg-C0003")
     assert b["use"] == "residential" and b["classification"] == "internal"
     assert b["provenance"][0]["source_asset_id"] == asset["id"]
-    # same bytes again: no-op
-    assert ingest_paths(store, [src]) is None
+    # same bytes read the same way again: no-op
+    assert ingest_paths(store, [src], acquired="2024-05-01T00:00:00+08:00", classification="internal") is None
     # changed delivery: a new asset version
     write_buildings_geojson(src, 13)
     c2 = ingest_paths(store, [src])
@@ -100,3 +100,56 @@ def test_pointcloud_and_unknown_files(store: Store, tmp_path: Path) -> None:
         ingest_paths(store, [weird])
     with pytest.raises(SourceError, match="no such file"):
         ingest_paths(store, [tmp_path / "missing.laz"])
+
+
+def _shapefile_without_crs(tmp_path: Path, n: int = 3) -> Path:
+    """A shapefile with no .prj: its CRS is whatever --crs declares, so the same bytes can be read two ways."""
+    import geopandas
+    import pyogrio
+
+    src = write_buildings_geojson(tmp_path / "gj" / "b.geojson", n)
+    shp = tmp_path / "plain" / "b.shp"
+    shp.parent.mkdir()
+    gdf = geopandas.read_file(src).rename(columns={"cadastre_id": "id"})  # shapefile names stop at 10 letters
+    pyogrio.write_dataframe(gdf.set_crs(None, allow_override=True), shp)
+    (shp.parent / "b.prj").unlink(missing_ok=True)
+    return shp
+
+
+def test_the_same_bytes_with_another_crs_are_read_again(store: Store, tmp_path: Path) -> None:
+    """Issue 11: the reading parameters are part of what was ingested; a new --crs re-reads the file (the features
+    move), the same --crs again is a no-op."""
+    shp = _shapefile_without_crs(tmp_path)
+    assert ingest_paths(store, [shp], crs="EPSG:4548").changes.added == 4
+    assert ingest_paths(store, [shp], crs="EPSG:4548") is None
+    aid = "src-plain-b-shp"
+    first = store.get(aid, collection=ASSETS)
+    assert first["properties"]["read_with"]["crs"] == "EPSG:4548"
+    x0, y0 = store.get("bldg-C0000")["geometry"]["coordinates"][0][0][:2]
+    c = ingest_paths(store, [shp], crs="EPSG:2436")  # Beijing 1954, CM 117E: ~80 m from CGCS2000 here
+    assert c is not None and c.changes.modified == 4 and c.changes.added == 0
+    again = store.get(aid, collection=ASSETS)
+    assert again["checksum"] == first["checksum"] and again["asset_version"] == 2 and again["crs"] == "EPSG:2436"
+    assert again["properties"]["read_with"]["digest"] != first["properties"]["read_with"]["digest"]
+    x1, y1 = store.get("bldg-C0000")["geometry"]["coordinates"][0][0][:2]
+    ex, ey = pyproj.Transformer.from_crs(2436, 4548, always_xy=True).transform(x0, y0)
+    assert abs(x1 - ex) < 1e-6 and abs(y1 - ey) < 1e-6 and abs(y1 - y0) > 50
+    assert ingest_paths(store, [shp], crs="EPSG:2436") is None
+
+
+def test_other_reading_options_are_read_again_and_equal_ones_are_not(store: Store, tmp_path: Path) -> None:
+    """Classification, the declared time and reader options change what is stored; naming the reader the file
+    would get anyway (--kind vector) or passing the options in another order does not."""
+    src = write_buildings_geojson(tmp_path / "cadastre" / "b.geojson", 2)
+    aid = "src-cadastre-b-geojson"
+    ingest_paths(store, [src], options={"tz": "+08:00", "priority": "x"})
+    assert ingest_paths(store, [src], kind="vector", options={"priority": "x", "tz": "+08:00"}) is None
+    c = ingest_paths(store, [src], classification="internal", options={"tz": "+08:00", "priority": "x"})
+    assert c is not None and store.get("bldg-C0001")["classification"] == "internal"
+    c = ingest_paths(store, [src], classification="internal", acquired="2024-05-01T00:00:00Z",
+                     options={"tz": "+08:00", "priority": "x"})
+    assert c is not None and store.get(aid, collection=ASSETS)["acquired"].startswith("2024-05-01T00:00:00")
+    c = ingest_paths(store, [src], classification="internal", acquired="2024-05-01T00:00:00Z")
+    assert c is not None and store.get(aid, collection=ASSETS)["properties"]["read_with"]["options"] == {}
+    assert store.get(aid, collection=ASSETS)["asset_version"] == 4
+    assert ingest_paths(store, [src], classification="internal", acquired="2024-05-01T00:00:00Z") is None

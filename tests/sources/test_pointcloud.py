@@ -32,8 +32,9 @@ def autzen() -> Path:
     return shared_data("lidar/autzen_trim") / "autzen_trim.laz"
 
 
-def _ctx(path: Path, crs: str | None = None, **options) -> ReadContext:
-    return ReadContext(path=path, store_crs="EPSG:4548", asset_id="src-test", crs=crs, options=options)
+def _ctx(path: Path, crs: str | None = None, store_crs: str = "", **options) -> ReadContext:
+    """A read of ``path`` on its own (no store CRS to check against), or for a store in ``store_crs``."""
+    return ReadContext(path=path, store_crs=store_crs, asset_id="src-test", crs=crs, options=options)
 
 
 def _patch(src: Path, dst: Path, offset: int, value: float) -> Path:
@@ -73,6 +74,23 @@ def test_delft_with_crs_matches_the_published_counts(delft: Path, tmp_path: Path
     # the compound RD New + NAP CRS is accepted too and says the heights are metres
     info = pointcloud.read(_ctx(delft, "EPSG:7415")).info
     assert info["crs"] == "EPSG:7415" and info["units"]["z"] == "metre"
+
+
+def test_a_cloud_outside_the_store_crs_area_is_refused(delft: Path, tmp_path: Path) -> None:
+    """Issue 11: Delft (RD New) into a Beijing store used to ingest silently and build 28 buildings in the wrong
+    place; like a vector file, it is refused naming the store CRS's area, and the store stays empty."""
+    store = Store.init(tmp_path / "store")  # EPSG:4548, Beijing
+    msg = (r"delft_ahn3_part2\.laz: coordinates \[85000, 447413, 85072\.3, 447641\] \(lon 4\.36\d*\.\.4\.36\d*, "
+           r"lat 52\.01\d*\.\.52\.01\d*\) lie outside the area of use of the store CRS EPSG:4548 "
+           r"\(lon 115\.5\.\.118\.5, lat 22\.6\.\.49\.88\); this source does not belong in this store$")
+    with pytest.raises(SourceError, match=msg):
+        ingest_paths(store, [delft], crs="EPSG:28992")
+    assert store.head() == 0 and not any((store.root / "tmp").iterdir())
+    with pytest.raises(SourceError, match="outside the area of use of the store CRS EPSG:4548"):
+        pointcloud.read(_ctx(delft, "EPSG:7415", store_crs="EPSG:4548"))  # the compound CRS too
+    # the same cloud in a store whose CRS covers Delft, or in one that only differs by a vertical part, is fine
+    assert pointcloud.read(_ctx(delft, "EPSG:28992", store_crs="EPSG:4326")).info["crs"] == "EPSG:28992"
+    assert pointcloud.read(_ctx(delft, "EPSG:7415", store_crs="EPSG:28992")).info["point_count"] == 208_432
 
 
 def test_chunked_reads_equal_a_whole_read(delft: Path) -> None:

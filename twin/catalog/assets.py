@@ -1,9 +1,11 @@
-"""Describe a source file as a SourceAsset: checksum, kind, CRS, extent and acquisition time."""
+"""Describe a source file as a SourceAsset: checksum, kind, CRS, extent, acquisition time and what it was read with."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,17 +38,46 @@ def parse_time(value: str | datetime | None, path: Path) -> datetime | None:
         raise SourceError(path, f"acquisition time {value!r} is not ISO 8601") from None
 
 
+def read_with(reader: str, *, crs: str | None, acquired: datetime | None, classification: str,
+              licence: str | None = None, producer: str | None = None,
+              options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an ingest read a file with (the reader, the declared CRS and time, classification, licence, producer and
+    the reader options) as JSON, with a ``digest`` of it: the same bytes read with other parameters give other
+    entities (a different ``--crs`` moves every feature), so the ingest re-reads a file when the digest differs."""
+    params = {
+        "reader": reader, "crs": crs.strip() if isinstance(crs, str) and crs.strip() else None,
+        "acquired": acquired.isoformat() if acquired is not None else None, "classification": str(classification),
+        "licence": licence, "producer": producer, "options": dict(options or {}),
+    }
+    text = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    out = json.loads(text)
+    out["digest"] = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return out
+
+
+def same_reading(asset: Mapping[str, Any] | None, checksum: str, params: Mapping[str, Any]) -> bool:
+    """True when a stored asset holds the same bytes read with the same parameters (re-ingesting it changes
+    nothing); an asset stored before the parameters were recorded counts as read with unknown ones."""
+    if asset is None or asset.get("checksum") != checksum:
+        return False
+    return ((asset.get("properties") or {}).get("read_with") or {}).get("digest") == params["digest"]
+
+
 def describe(
     path: Path, kind: SourceKind, info: dict[str, Any], *, acquired: datetime | None, classification: str,
     licence: str | None = None, producer: str | None = None, asset_version: int = 1, checksum: str | None = None,
+    read_params: dict[str, Any] | None = None,
 ) -> SourceAsset:
-    """A SourceAsset from a reader's ``info`` (crs, bbox, …); the rest of ``info`` goes into properties."""
+    """A SourceAsset from a reader's ``info`` (crs, bbox, …); the rest of ``info`` goes into properties, and
+    ``read_params`` (:func:`read_with`) into ``properties["read_with"]``."""
     crs = info.get("crs")
     bbox = info.get("bbox")
     extent = None
     if bbox is not None:
         extent = Extent(bbox=bbox, bbox_wgs84=bbox_wgs84(bbox, crs) if crs else None)
     props = {k: v for k, v in info.items() if k not in ("crs", "bbox")}
+    if read_params is not None:
+        props["read_with"] = read_params
     return SourceAsset(
         id=asset_id(path),
         kind=kind,

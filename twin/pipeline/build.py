@@ -3,6 +3,10 @@
 Each step (``steps_buildings``, ``steps_imagery``, ``steps_layers``) reads the branch's current state through a
 shared ``BuildContext`` and edits working copies of entities; the build commits every changed entity as one version,
 so a failing step leaves the store as it was and a rebuild with nothing new is a no-op.
+
+A build writes files into the store outside the writer lock (terrain rasters in ``tmp/``, then ``products/``), so it
+holds a claim on ``tmp/`` while it runs (:func:`twin.store.files.claim`): a concurrent commit's recovery leaves its
+work alone, and removes it if the build is killed. A disk that refuses a write is a ``StorageError``.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from typing import Any
 import pyarrow as pa
 
 from data_models import parse_city_object
+from twin.errors import TwinError
 from twin.pipeline.context import BuildContext, Progress
 from twin.pipeline.steps_buildings import step_heights, step_outlines, step_reality3d
 from twin.pipeline.steps_imagery import step_changes, step_greenness, step_landcover
 from twin.pipeline.steps_layers import step_layers
 from twin.store import ASSETS, CITY, MAIN, Query, Store
+from twin.store.files import claim, disk_refuses, faulty, refused
 
 STEPS: dict[str, Callable[[BuildContext], None]] = {
     "outlines": step_outlines,
@@ -38,7 +44,7 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
     ``report``, when given, is filled with what each step did (counts, images used, layers published);
     ``workers`` caps the processes of per-tile work (default: all cores).
     """
-    progress = progress or (lambda stage, frac: None)
+    progress = faulty(progress or (lambda stage, frac: None))
     names = list(STEPS) if not only else only
     unknown = [n for n in names if n not in STEPS]
     if unknown:
@@ -53,10 +59,16 @@ def build(store: Store, branch: str = MAIN, author: str = "twin", progress: Prog
         e.pop("_store", None)
         ctx.entities[e["id"]] = e
     try:
-        return _run(ctx, names, author)
-    except BaseException:
+        with claim(store.root / "tmp", "build"):
+            return _run(ctx, names, author)
+    except BaseException as exc:
         for folder in ctx.created:  # product files only this failed build referenced
             shutil.rmtree(folder, ignore_errors=True)
+        err = refused(exc, "building")
+        if err is None and isinstance(exc, Exception) and not isinstance(exc, TwinError):
+            err = disk_refuses(store.root / "tmp", f"building; it failed with {type(exc).__name__}")
+        if err is not None and err is not exc:
+            raise err from exc
         raise
 
 

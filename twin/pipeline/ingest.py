@@ -1,7 +1,9 @@
 """Ingest: register source files in the catalog and load what they hold, as one atomic commit.
 
 Everything is read and validated before anything is written, so a bad file anywhere in the batch leaves the
-store exactly as it was. Re-ingesting unchanged bytes is a no-op; a changed file becomes a new asset version.
+store exactly as it was. Re-ingesting unchanged bytes read with the same parameters (reader, ``--crs``, options,
+declared time, classification, licence, producer: ``properties["read_with"]`` of the asset) is a no-op; a changed file
+or changed parameters make a new asset version.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import pyarrow as pa
 import shapely
 
 from data_models import Building
-from twin.catalog.assets import asset_id, describe, parse_time, sha256_file
+from twin.catalog.assets import asset_id, describe, parse_time, read_with, same_reading, sha256_file
 from twin.fusion.conflation import conflate
 from twin.geo.crs import reproject
 from twin.sources import ReadContext, Reader, SourceError, companions, reader_for
 from twin.store import ASSETS, MAIN, Query, Store
+from twin.store.files import faulty
 
 Progress = Callable[[str, float], None]
 _SKIP_NAMES = {"manifest.json"}
@@ -78,7 +81,7 @@ def ingest_paths(
     files = expand(paths)
     if not files:
         raise SourceError(", ".join(str(p) for p in paths), "no source files found")
-    progress = progress or (lambda stage, frac: None)
+    progress = faulty(progress or (lambda stage, frac: None))
     put: list[Any] = []
     geoms: dict[str, shapely.Geometry] = {}
     tables: dict[str, list[pa.Table]] = {}
@@ -92,9 +95,11 @@ def ingest_paths(
             raise SourceError(path, "the file is empty")
         aid = asset_id(path)
         prev = store.get(aid, branch, collection=ASSETS)
-        if prev is not None and prev["checksum"] == checksum:
-            continue  # same bytes as the current asset version: nothing to do
         when = parse_time(acquired.get(str(path.resolve())) if isinstance(acquired, Mapping) else acquired, path)
+        params = read_with(reader.name, crs=crs, acquired=when, classification=classification, licence=licence,
+                           producer=producer, options=options)
+        if same_reading(prev, checksum, params):
+            continue  # same bytes read the same way as the current asset version: nothing to do
         ctx = ReadContext(path=path, store_crs=store.crs, asset_id=aid, crs=crs, acquired=when,
                           classification=classification, options=dict(options or {}))
         got = reader.read(ctx)
@@ -102,7 +107,8 @@ def ingest_paths(
         file_time = info.pop("acquired", None)
         asset = describe(path, k, info, acquired=when or file_time, classification=classification,
                          licence=licence, producer=producer,
-                         asset_version=1 if prev is None else int(prev["asset_version"]) + 1, checksum=checksum)
+                         asset_version=1 if prev is None else int(prev["asset_version"]) + 1, checksum=checksum,
+                         read_params=params)
         if asset.extent is not None and asset.crs:
             geoms[asset.id] = reproject(shapely.box(*asset.extent.bbox), asset.crs, store.crs)
         put.append(asset)

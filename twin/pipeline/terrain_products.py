@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,7 @@ def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds:
     digest = terrain_digest(clouds, resolution, crs, method_key)
     rel = Path("products") / "terrain" / digest
     folder = store_root / rel
-    tmp = store_root / "tmp" / f"terrain-{digest}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = store_root / "tmp" / f"terrain-{digest}-{uuid.uuid4().hex[:12]}"  # per build: concurrent builds never share
     try:
         tt = terrain_by_tile([Path(a["path"]) for a in clouds], tmp, resolution=resolution,
                              crs=clouds[0].get("crs"), to_crs=crs, las_bounds=las_bounds, workers=workers,
@@ -53,8 +53,12 @@ def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds:
         if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
             folder.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-            created = folder
+            try:
+                tmp.rename(folder)
+                created = folder
+            except OSError:  # another build put a complete folder there first: use it
+                if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     acquired = max((a["acquired"] for a in clouds if a.get("acquired")), default=None)

@@ -30,6 +30,7 @@ from twin.sources.pointcloud import (
     Frame,
     Stats,
     check_extent,
+    check_store_area,
     chunk_option,
     is_pipeline,
     resolve_crs,
@@ -207,6 +208,7 @@ def read(ctx: ReadContext) -> SourceRead:
     bbox = [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]
     c = _crs(path, wkt, ctx.crs, bbox)
     check_extent(path, c, bbox, "point coordinates")
+    check_store_area(ctx, normalise(c), bbox)
     units = units_of(c)
     info: dict[str, Any] = {
         "crs": normalise(c), "bbox": bbox, "z_range": [float(lo[2]), float(hi[2])], "point_count": stats.n,

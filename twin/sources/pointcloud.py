@@ -31,6 +31,7 @@ from pyproj.database import get_units_map
 
 from twin.geo.crs import area_of_use, lonlat_outside, normalise
 from twin.sources.base import ReadContext, SourceError, SourceRead
+from twin.sources.features import check_extent as check_source_extent
 
 CHUNK = 1_000_000  # points per chunk: ~60-100 MB of decoded arrays whatever the file size
 AREA_MARGIN_DEG = 1.0  # tolerance around a CRS's area of use
@@ -485,9 +486,16 @@ def chunk_option(ctx: ReadContext) -> int:
     return n
 
 
+def check_store_area(ctx: ReadContext, crs: str, bbox: Sequence[float]) -> None:
+    """Refuse a cloud whose bbox (in ``crs``) lies outside the area of use of the store CRS: a cloud of another city
+    would build its buildings and terrain in the wrong place. Same test and wording as the vector readers'."""
+    check_source_extent(ctx, [float(v) for v in bbox], crs)
+
+
 def read(ctx: ReadContext) -> SourceRead:
     """Catalog facts of a LAS/LAZ file (one full streaming read); its points stay in the file for the builds."""
     info = scan(ctx.path, ctx.crs, chunk_option(ctx))
+    check_store_area(ctx, info["crs"], info["bbox"])
     info["acquired"] = acquired_of(info)
     info["reader"] = "laspy"
     return SourceRead(info=info)

@@ -10,8 +10,9 @@ Layout of a store directory::
     .lock                   writers' advisory lock
 
 Writers take an exclusive flock, write the segment, then publish the commit file by atomic rename; a crash at
-any point leaves at most an unreferenced file, so the last good version stays readable. Readers take no lock
-and rescan ``commits/`` on every call, so a long-running server sees other processes' commits immediately.
+any point leaves only unreferenced files, so the last good version stays readable, and the next commit removes them
+(see docs/store.md, *Recovery*). Readers take no lock and rescan ``commits/`` on every call, so a long-running
+server sees other processes' commits immediately.
 """
 
 from __future__ import annotations
@@ -34,8 +35,19 @@ import shapely
 from data_models import Branch, ChangeSummary, Commit
 from twin.errors import BadInput, Conflict, NotFound, Status
 from twin.store.engine import connect, session
-from twin.store.files import StoreBusy, publish, tmp_path, write_json_atomic, writer_lock
+from twin.store.files import (
+    StoreBusy,
+    fault,
+    publish,
+    recover_tmp,
+    refused,
+    remove_path,
+    tmp_path,
+    write_json_atomic,
+    writer_lock,
+)
 from twin.store.records import (
+    ASSETS,
     CITY,
     COLLECTIONS,
     Record,
@@ -158,6 +170,45 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _holds(refs: set[str], folder: str) -> bool:
+    """True when ``folder`` (a store path) is one of ``refs`` or holds one of them."""
+    return folder in refs or any(r.startswith(folder + "/") for r in refs)
+
+
+_MAX_VERSION = 2**63 - 1  # versions are int64 in the segments
+_AS_OF_HELP = "give a version number (0, 1, 2, …) or an ISO 8601 time such as 2024-05-01T00:00:00Z"
+
+
+def _parse_as_of(as_of: Any) -> int | datetime:
+    """A version number or an aware UTC time from what a caller passed as ``as_of`` (not None), or a
+    :class:`StoreError` starting with ``as_of:`` that says what is wrong with it."""
+    if isinstance(as_of, bool) or not isinstance(as_of, int | str | datetime):
+        raise StoreError(f"as_of: {as_of!r} is neither a version number nor a time; {_AS_OF_HELP}")
+    if isinstance(as_of, str):
+        s = as_of.strip()
+        if not s:
+            raise StoreError(f"as_of: empty; {_AS_OF_HELP}")
+        if re.fullmatch(r"-?[0-9]+", s):
+            if len(s.lstrip("-0")) > 19:  # beyond int64, and int() of a huge digit string is slow or refused
+                raise StoreError(f"as_of: version {s[:40]}{'…' if len(s) > 40 else ''} is out of range "
+                                 f"(0..{_MAX_VERSION}); {_AS_OF_HELP}")
+            as_of = int(s)
+        else:
+            try:
+                as_of = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            except ValueError:
+                raise StoreError(f"as_of: {s[:80]!r} is neither a version number nor an ISO 8601 time; "
+                                 f"{_AS_OF_HELP}") from None
+    if isinstance(as_of, int):
+        if not 0 <= as_of <= _MAX_VERSION:
+            raise StoreError(f"as_of: version {as_of} is out of range (0..{_MAX_VERSION}); {_AS_OF_HELP}")
+        return as_of
+    try:
+        return to_utc(as_of)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last representable UTC time
+        raise StoreError(f"as_of: {as_of.isoformat()} is out of range once converted to UTC") from None
+
+
 
 @dataclass(frozen=True)
 class Extent:
@@ -195,6 +246,8 @@ class Store:
         self._commits: dict[int, Commit] = {}
         self._segments: dict[int, str] = {}
         self._tables: dict[int, dict[str, dict[str, Any]]] = {}  # version -> table name -> {file, assets}
+        self._refs: dict[int, list[str] | None] = {}  # version -> store files its assets name (None: not recorded)
+        self._legacy: tuple[tuple[int, ...], set[str]] | None = None  # (versions, paths) of the unrecorded commits
         self._lock = threading.RLock()
         self._base = None
         self._local = threading.local()
@@ -203,7 +256,10 @@ class Store:
     # ------------------------------------------------------------------ setup
     @classmethod
     def init(cls, root: Path | str, crs: str = "EPSG:4548", exist_ok: bool = True) -> Store:
-        """Create an empty store (idempotent when ``exist_ok``)."""
+        """Create an empty store (idempotent when ``exist_ok``).
+
+        STORE.json is published last, so the store exists exactly when it does; a disk that refuses raises
+        :class:`~twin.errors.StorageError` and every folder this call made is removed again."""
         root = Path(root)
         meta = root / "STORE.json"
         if meta.exists():
@@ -216,13 +272,28 @@ class Store:
             pyproj.CRS.from_user_input(crs)
         except pyproj.exceptions.CRSError as exc:
             raise StoreError(f"unknown CRS {crs!r}: {exc}") from exc
-        for sub in ("branches", "commits", "segments", "tmp"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            meta,
-            {"format": FORMAT, "format_version": FORMAT_VERSION, "crs": crs, "created": datetime.now(UTC)},
-            root / "tmp",
-        )
+        made: list[Path] = []  # folders this call created, outermost first
+        try:
+            subs = [root / sub for sub in ("branches", "commits", "segments", "tmp")]
+            for d in [*reversed(root.parents), root, *subs]:
+                if not d.exists():
+                    try:
+                        d.mkdir()
+                    except FileExistsError:  # made meanwhile by someone else: not ours to remove
+                        continue
+                    made.append(d)
+            write_json_atomic(
+                meta,
+                {"format": FORMAT, "format_version": FORMAT_VERSION, "crs": crs, "created": datetime.now(UTC)},
+                root / "tmp",
+            )
+        except BaseException as exc:
+            for d in reversed(made):
+                remove_path(d)
+            err = refused(exc, f"creating the store {root}")
+            if err is not None and err is not exc:
+                raise err from exc
+            raise
         return cls(root)
 
     @property
@@ -251,6 +322,7 @@ class Store:
                 self._commits[v] = Commit.model_validate(doc["commit"])
                 self._segments[v] = doc["segment"]
                 self._tables[v] = doc.get("tables", {})
+                self._refs[v] = doc.get("files")
 
     def log(self, branch: str | None = None, with_base: bool = True) -> list[Commit]:
         """Commits, newest first: all of them, or those visible on ``branch`` (its base's history included)."""
@@ -305,24 +377,20 @@ class Store:
         return b.base_version or 0
 
     def resolve_version(self, branch: str = MAIN, as_of: int | str | datetime | None = None) -> int:
-        """Turn ``as_of`` (None = latest, a version number, or a timestamp) into a version on ``branch``."""
+        """Turn ``as_of`` (None = latest, a version number, or a timestamp) into a version on ``branch``.
+
+        Blank, malformed or out-of-range values (empty text, ``-1``, ``1e3``, year 10000, a version beyond 64 bits)
+        are the caller's fault: a :class:`StoreError` (400) whose message starts with ``as_of:``; a well-formed
+        version that was never committed is :class:`NotInStore` (404)."""
         self.refresh()
         if as_of is None:
             return self.head(branch)
-        if isinstance(as_of, str):
-            s = as_of.strip()
-            if s.isdigit():
-                as_of = int(s)
-            else:
-                try:
-                    as_of = to_utc(s)
-                except ValueError as exc:
-                    raise StoreError(f"as_of must be a version number or an ISO 8601 time, got {s!r}") from exc
+        as_of = _parse_as_of(as_of)
         if isinstance(as_of, int):
-            if as_of < 0 or as_of > max(self._commits, default=0):
+            if as_of > max(self._commits, default=0):
                 raise NotInStore(f"version {as_of} does not exist (latest is {max(self._commits, default=0)})")
             return as_of
-        t = to_utc(as_of)
+        t = as_of
         vs = [v for v in self._visible_versions(branch, None) if self._commits[v].time <= t]
         if vs:
             return max(vs)
@@ -375,8 +443,12 @@ class Store:
         removals = sorted(set(remove))
         if not message.strip():
             raise StoreError("a commit needs a message")
+        # files inside the store that the assets name (build products): kept by recovery, recorded with the commit
+        in_store = {r.body["path"] for r in records.values()
+                    if r.collection == ASSETS and isinstance(r.body.get("path"), str)
+                    and not Path(r.body["path"]).is_absolute()}
         with writer_lock(self.root / ".lock"):
-            self._clean_tmp()
+            self._clean_tmp(keep=in_store)
             self.branch(branch)
             current = self._current_digests(branch, {k[0] for k in records} | {remove_collection}, records, removals)
             rows: list[Record] = []
@@ -417,6 +489,8 @@ class Store:
             seg_path = self.root / "segments" / segment
             written = [seg_path]
             table_docs: dict[str, dict[str, Any]] = {}
+            files = sorted({r.body["path"] for r, op in zip(rows, ops, strict=True)
+                            if op != "remove" and r.collection == ASSETS and r.body.get("path") in in_store})
             try:
                 self._write_segment(records_table(rows, ops, version), seg_path)
                 for name, t in sorted(tables.items()):
@@ -425,33 +499,73 @@ class Store:
                     self._write_table(t, written[-1])
                     table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": sorted(digests[name]),
                                         "digests": digests[name]}
-                _fault("after_segment")
+                fault("after_segment")
                 write_json_atomic(
                     self.root / "commits" / f"{version:08d}.json",
-                    {"commit": commit.model_dump(mode="json"), "segment": segment, "tables": table_docs},
+                    {"commit": commit.model_dump(mode="json"), "segment": segment, "tables": table_docs,
+                     "files": files},
                     self.root / "tmp",
                 )
-            except BaseException:
+            except BaseException as exc:
                 for p in written:
                     p.unlink(missing_ok=True)
+                err = refused(exc, f"committing version {version}")
+                if err is not None and err is not exc:
+                    raise err from exc
                 raise
             self.refresh()
             return commit
 
-    def _clean_tmp(self) -> None:
-        """Drop leftovers of writers that died (only called while holding the writer lock)."""
-        for p in (self.root / "tmp").iterdir():
-            p.unlink(missing_ok=True)
-        self.refresh()
-        referenced = set(self._segments.values()) | {
-            t["file"] for tables in self._tables.values() for t in tables.values()
-        }
-        for p in (self.root / "segments").iterdir():
-            if p.name not in referenced:
-                p.unlink(missing_ok=True)
+    def _clean_tmp(self, keep: Iterable[str] = ()) -> None:
+        """Remove what writers that died left (called holding the writer lock, so no commit is under way): see
+        :func:`twin.store.files.recover_tmp` for ``tmp/``; segment and table files no commit references; and, when
+        no other build is running, product folders (``products/<kind>/<name>``) that neither a commit nor ``keep``
+        (the store paths the commit being made names) references."""
+        try:
+            others_building = recover_tmp(self.root / "tmp")
+            self.refresh()
+            referenced = set(self._segments.values()) | {
+                t["file"] for tables in self._tables.values() for t in tables.values()
+            }
+            for p in (self.root / "segments").iterdir():
+                if p.name not in referenced:
+                    remove_path(p)
+            products = self.root / "products"
+            if others_building or not products.is_dir():
+                return
+            found = {f"products/{g.name}/{p.name}": p for g in products.iterdir() if g.is_dir() for p in g.iterdir()}
+            if not found:
+                return
+            refs = set(keep) | {f for files in self._refs.values() if files for f in files}
+            if {k for k in found if not _holds(refs, k)}:
+                refs |= self._legacy_refs()
+            for key, p in sorted(found.items()):
+                if not _holds(refs, key):
+                    remove_path(p)
+        except OSError as exc:
+            err = refused(exc, "removing what a killed writer left")
+            if err is None:
+                raise
+            raise err from exc
+
+    def _legacy_refs(self) -> set[str]:
+        """Store paths named by the assets of commits made before commits recorded their ``files``."""
+        old = tuple(v for v in sorted(self._refs) if self._refs[v] is None)
+        if not old:
+            return set()
+        if self._legacy is not None and self._legacy[0] == old:  # commits never change: one scan per Store
+            return self._legacy[1]
+        files = [str(self.root / "segments" / self._segments[v]) for v in old]
+        rows = self._con.execute(
+            "SELECT DISTINCT json_extract_string(body, '$.path') FROM read_parquet(["
+            + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true) WHERE collection = ?", [ASSETS],
+        ).fetchall()
+        self._legacy = (old, {p for (p,) in rows if p and not Path(p).is_absolute()})
+        return self._legacy[1]
 
     def _write_segment(self, table: pa.Table, dst: Path) -> None:
-        """Write rows as a GeoParquet file in Hilbert order, so bbox filters prune row groups."""
+        """Write rows as a GeoParquet file in Hilbert order, so bbox filters prune row groups (the partial file is
+        removed if anything fails)."""
         tmp = tmp_path(self.root / "tmp", ".parquet")
         con = self._con
         con.register("_rows", table)
@@ -470,9 +584,13 @@ class Store:
                 ) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)
                 """
             )
+            fault("segment_written")
+            publish(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         finally:
             con.unregister("_rows")
-        publish(tmp, dst)
 
     def _changed_tables(self, branch: str, tables: dict[str, pa.Table]
                         ) -> tuple[dict[str, pa.Table], dict[str, dict[str, str]]]:
@@ -507,12 +625,18 @@ class Store:
         return out, digests
 
     def _write_table(self, table: pa.Table, dst: Path) -> None:
-        """Bulk rows as Parquet, sorted by asset and time-like first column for pruning."""
+        """Bulk rows as Parquet, sorted by asset and time-like first column for pruning (the partial file is removed
+        if anything fails)."""
         import pyarrow.parquet as pq
 
         tmp = tmp_path(self.root / "tmp", ".parquet")
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
-        publish(tmp, dst)
+        try:
+            pq.write_table(table, tmp, compression="zstd", row_group_size=65536)
+            fault("table_written")
+            publish(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def table_names(self) -> list[str]:
         self.refresh()
@@ -783,19 +907,3 @@ class Store:
                 h.update(str(f.relative_to(self.root)).encode())
                 h.update(f.read_bytes())
         return h.hexdigest()
-
-
-def _fault(point: str) -> None:
-    """Test hook: ``TWIN_FAULT=<point>:<raise|kill>`` fails a commit at a named point."""
-    spec = os.environ.get("TWIN_FAULT", "")
-    if not spec.startswith(point + ":"):
-        return
-    action = spec.split(":", 1)[1]
-    if action == "kill":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise RuntimeError(f"injected fault at {point}")
-
-
-
