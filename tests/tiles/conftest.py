@@ -17,6 +17,16 @@ def copy_store(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session", autouse=True)
+def server_cache(tmp_path_factory) -> Path:
+    """The cache directory the servers of these tests build missing tilesets into (``TWIN_CACHE_DIR``; inherited by
+    the ``twin serve`` processes they start), instead of the user's ``~/.cache``."""
+    path = tmp_path_factory.mktemp("server_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TWIN_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def city_tiles(built_city, tmp_path_factory) -> dict:
     """The small city's buildings and terrain tilesets at the head of main, built once into a store copy

@@ -1,5 +1,6 @@
 """Serving tilesets: media types, strong ETags and 304s, gzip, Cache-Control, 404s with reasons, path traversal
-refused — in process (TestClient) and through real uvicorn workers building a cold cache at once."""
+refused, the OpenAPI description — in process (TestClient) and through real uvicorn workers building a cold cache at
+once; a tileset missing from the store is built once, into the server's cache directory, never into the store."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.tiles.conftest import copy_store
 from tests.tiles.helpers_tiles import walk
 from twin.api.app import create_app
 from twin.store import Store
+from twin.tiles.cache import server_cache_dir
 
 SECRET = b"twin-store"  # in STORE.json: a traversal that reached it would show this
 
@@ -122,9 +124,9 @@ def _raw_get(port: int, path: str, headers: dict[str, str] | None = None) -> tup
 def test_real_uvicorn_workers_build_a_cold_cache_once_and_serve_it(built_city, tmp_path, free_port) -> None:
     import shutil
 
-    root = tmp_path / "store"
+    root, cache = tmp_path / "store", tmp_path / "cache"
     shutil.copytree(built_city["store"], root, ignore=shutil.ignore_patterns("tiles"))
-    env = {**os.environ, "TWIN_STORE": str(root)}
+    env = {**os.environ, "TWIN_STORE": str(root), "TWIN_CACHE_DIR": str(cache)}
     server = subprocess.Popen([TWIN, "serve", "--port", str(free_port), "--workers", "2"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{free_port}"
@@ -146,8 +148,11 @@ def test_real_uvicorn_workers_build_a_cold_cache_once_and_serve_it(built_city, t
         bodies = [gzip.decompress(b) for _, _, b in got]
         assert bodies[0] == bodies[2] == bodies[4] and bodies[1] == bodies[3] == bodies[5]
         doc = json.loads(bodies[0])
-        assert len(list((root / "tiles" / "buildings").glob("*.tileset.json"))) == 1
-        assert not list((root / "tiles").rglob("*.tmp"))  # no torn or left-over files
+        built = server_cache_dir(Store(root), cache)[0]
+        assert not (root / "tiles").exists()  # built into the server's cache directory, never into the store
+        assert len(list((built / "buildings").glob("*.tileset.json"))) == 1
+        assert len(list((built / "terrain").glob("*.json"))) == 1
+        assert not list(cache.rglob("*.tmp"))  # no torn or left-over files
         glb = next(t["content"]["uri"] for t, *_ in walk(doc["root"]) if "content" in t)
         status, headers, body = _raw_get(free_port, f"/tiles/main/latest/buildings/{glb}")
         assert status == 200 and headers["content-type"] == "model/gltf-binary" and body[:4] == b"glTF"
@@ -172,3 +177,57 @@ def test_cli_builds_ahead_and_reports(city_tiles, tmp_path) -> None:
     r = subprocess.run([TWIN, "tiles", "build", "--store", str(root), "--only", "roads"], capture_output=True,
                        text=True, timeout=300, cwd=ROOT)
     assert r.returncode != 0 and "roads" in (r.stdout + r.stderr)
+
+
+def test_cli_builds_into_the_store_and_a_server_reads_it_from_there(built_city, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    root, cache = tmp_path / "store", tmp_path / "cache"
+    shutil.copytree(built_city["store"], root, ignore=shutil.ignore_patterns("tiles"))
+    r = subprocess.run([TWIN, "tiles", "build", "--store", str(root), "--only", "buildings", "--only", "terrain"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert len(list((root / "tiles" / "buildings").glob("*.tileset.json"))) == 1
+    assert len(list((root / "tiles" / "terrain").glob("*.json"))) == 1
+    monkeypatch.setenv("TWIN_CACHE_DIR", str(cache))
+    c = TestClient(create_app(root))
+    for kind in ("buildings", "terrain"):
+        r = c.get(f"/tiles/main/latest/{kind}/tileset.json")
+        assert r.status_code == 200 and r.json()["asset"]["version"] == "1.1"
+    doc = c.get("/tiles/main/latest/buildings/tileset.json").json()
+    glb = next(t["content"]["uri"] for t, *_ in walk(doc["root"]) if "content" in t)
+    assert c.get(f"/tiles/main/latest/buildings/{glb}").content == (root / "tiles/buildings" / glb).read_bytes()
+    assert not cache.exists() or not any(p.name in ("buildings", "terrain") for p in cache.rglob("*"))  # read only
+
+
+def test_concurrent_first_requests_build_a_tileset_once(built_city, tmp_path, caplog, monkeypatch) -> None:
+    import logging
+    import shutil
+
+    root, cache = tmp_path / "store", tmp_path / "cache"
+    shutil.copytree(built_city["store"], root, ignore=shutil.ignore_patterns("tiles"))
+    monkeypatch.setenv("TWIN_CACHE_DIR", str(cache))
+    client = TestClient(create_app(root))
+    caplog.set_level(logging.INFO, logger="twin.tiles")
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: client.get("/tiles/main/latest/terrain/tileset.json"), range(8)))
+    assert [r.status_code for r in got] == [200] * 8
+    assert len({r.content for r in got}) == 1 and len({r.headers["etag"] for r in got}) == 1
+    builds = [r.getMessage() for r in caplog.records if r.getMessage().startswith("built the terrain tileset")]
+    assert len(builds) == 1, builds  # one build; seven requests waited for it
+    built = server_cache_dir(Store(root), cache)[0]
+    assert len(list((built / "terrain").glob("*.json"))) == 1 and not list(cache.rglob("*.tmp"))
+    assert not (root / "tiles").exists()
+
+
+def test_openapi_declares_tile_media_types_and_error_bodies(served) -> None:
+    paths = served["client"].get("/openapi.json").json()["paths"]
+    ts = paths["/tiles/{branch}/{version}/{tileset}/tileset.json"]["get"]["responses"]
+    assert list(ts["200"]["content"]) == ["application/json"] and "content" not in ts["304"]
+    f = paths["/tiles/{branch}/{version}/{tileset}/{path}"]["get"]["responses"]
+    assert {"model/gltf-binary", "application/octet-stream"} <= set(f["200"]["content"])
+    assert f["200"]["content"]["model/gltf-binary"]["schema"] == {"type": "string", "format": "binary"}
+    for responses in (ts, f):
+        for code in ("404", "503"):
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema["properties"]["detail"]["type"] == "string" and schema["required"] == ["detail"]

@@ -128,7 +128,8 @@ def viewer(built_city, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "TWIN_STORE": str(store_dir)}
+    # tilesets missing from the store are built by the server into its cache directory, never into the store
+    env = {**os.environ, "TWIN_STORE": str(store_dir), "TWIN_CACHE_DIR": str(store_dir.parent / "server-cache")}
     server = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     sess = Session()
@@ -137,7 +138,8 @@ def viewer(built_city, tmp_path_factory):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         _wait_http(sess.base + "/health", server)
-        # tilesets are built on their first request: do that here, so the page's timings are the viewer's own
+        # the store has no tilesets built (no `twin tiles build`): the server builds each on its first request, into
+        # its cache directory; do that here, so the page's timings are the viewer's own
         t0 = time.perf_counter()
         for kind in ("buildings", "terrain", "pointcloud"):
             httpx.get(f"{sess.base}/tiles/main/latest/{kind}/tileset.json", timeout=600)

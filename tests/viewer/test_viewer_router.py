@@ -102,3 +102,24 @@ def test_cesium_dir_from_env(monkeypatch) -> None:
     real = cesium_dir()
     monkeypatch.setenv(CESIUM_ENV, str(real))
     assert cesium_dir() == real
+
+
+def test_openapi_declares_the_viewer_media_types(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    page = paths["/viewer/"]["get"]["responses"]
+    assert list(page["200"]["content"]) == ["text/html"] and list(page["503"]["content"]) == ["text/html"]
+    assert "content" not in page["304"]
+    own = paths["/viewer/{path}"]["get"]["responses"]
+    assert {"text/javascript", "text/css"} <= set(own["200"]["content"])
+    assert "application/json" not in own["200"]["content"]
+    cesium = paths["/viewer/cesium/{path}"]["get"]["responses"]
+    assert {"text/javascript", "text/css", "application/json", "application/wasm", "image/png"} <= \
+        set(cesium["200"]["content"])
+    for responses in (own, cesium):
+        schema = responses["404"]["content"]["application/json"]["schema"]
+        assert schema["properties"]["detail"]["type"] == "string" and schema["required"] == ["detail"]
+
+
+def test_a_missing_file_is_a_404_naming_it(client: TestClient) -> None:
+    r = client.get("/viewer/nope.js")
+    assert r.status_code == 404 and "nope.js" in r.json()["detail"]

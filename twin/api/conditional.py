@@ -4,21 +4,33 @@ The tiles, viewer and imagery routers each know how to name a version of what th
 may be cached; :func:`respond` does the rest the same way for all three: a 304 when the client's copy is current
 (RFC 9110 weak comparison, either representation's tag), otherwise the body, gzip-compressed when offered and the
 client accepts it (the compressed form's ETag carries a ``-gzip`` suffix; callers that compress send ``Vary``).
-Compressed bodies come from a sidecar file beside a tile (:func:`gzip_sidecar`) or from memory (:func:`gzip_cached`).
+
+Compressed bodies come from :data:`GZIP`, an LRU in memory bounded by its total bytes, backed for tiles by ``.gz``
+files in the server's cache directory (named by the plain body's strong ETag, so never stale). Nothing is ever
+written beside the file served: a GET must work on a read-only store. A cache directory that refuses a write only
+costs a compression per request; the response is still sent. :func:`file_responses` declares what these routes
+answer (media types, 304, 404 with a ``{"detail": …}`` body) in the OpenAPI document.
 """
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
+import logging
 import os
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
+
+log = logging.getLogger("twin.api")
 
 
 def accepts_gzip(header: str | None) -> bool:
@@ -78,23 +90,115 @@ def file_etag(path: str, mtime_ns: int, size: int) -> str:
     return '"' + h.hexdigest()[:32] + '"'
 
 
-def gzip_sidecar(path: Path, mtime_ns: int) -> Path:
-    """The gzip sidecar of a file, written once (atomically) beside it: tiles are compressed once, not per request
-    (compressing a 150 kB terrain tile costs more than serving it)."""
-    gz = path.with_name(path.name + ".gz")
-    try:
-        if gz.stat().st_mtime_ns >= mtime_ns:
-            return gz
-    except FileNotFoundError:
-        pass
-    tmp = gz.with_name(f".{gz.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(gzip.compress(path.read_bytes(), compresslevel=6, mtime=0))
-    os.replace(tmp, gz)
-    return gz
+def compress(data: bytes) -> bytes:
+    """The gzip form of a body: level 6, no timestamp (the same bytes every time, so the ``-gzip`` ETag holds)."""
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
-@lru_cache(maxsize=256)
+class GzipCache:
+    """gzip bodies by key: an LRU in memory bounded by the total size of what it keeps (``max_bytes``; a body over
+    an eighth of it is not kept in memory), and, when a caller names a directory, ``<dir>/<key[:2]>/<key>.gz`` files
+    written atomically (key: a strong ETag's hex, i.e. the plain body's hash). Thread-safe; compression runs outside
+    the lock. A directory that refuses a write is left alone for a minute; the body is still returned."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._refused: dict[str, float] = {}  # directory -> when a write there last failed
+
+    @property
+    def size(self) -> int:
+        """Bytes kept in memory now (never more than ``max_bytes``)."""
+        return self._size
+
+    def _remember(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 8:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._size -= len(old) if old is not None else 0
+            self._items[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._size -= len(dropped)
+
+    def get(self, key: str, plain: Callable[[], bytes], directory: Path | None = None) -> bytes:
+        """The gzip of ``plain()`` stored under ``key``: from memory, else from ``directory``, else compressed now
+        (and kept in both)."""
+        with self._lock:
+            data = self._items.get(key)
+            if data is not None:
+                self._items.move_to_end(key)
+                return data
+        path = directory / key[:2] / f"{key}.gz" if directory is not None else None
+        if path is not None:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = None
+        if data is None:
+            data = compress(plain())
+            if path is not None:
+                self._store(path, data)
+        self._remember(key, data)
+        return data
+
+    def _store(self, path: Path, data: bytes) -> None:
+        """Write one ``.gz`` file atomically; a refusing disk is logged (once a minute per directory), not raised."""
+        where = str(path.parent.parent)
+        if time.monotonic() - self._refused.get(where, -1e9) < 60.0:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            self._refused[where] = time.monotonic()
+            log.warning("gzip cache %s refused a write (%s); compressing in memory only", where, exc)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._size = 0
+
+
+GZIP = GzipCache()  # shared by the tiles and viewer routes of a process
+
+
+def gzip_file(path: Path, etag: str, directory: Path | None = None) -> bytes:
+    """gzip of a file whose strong ETag is ``etag`` (the hash of its bytes): from :data:`GZIP`, with ``.gz`` files
+    in ``directory`` when given (a server's cache directory, never the store)."""
+    return GZIP.get(etag.strip('"'), path.read_bytes, directory)
+
+
 def gzip_cached(path: str, mtime_ns: int, size: int) -> bytes:
-    """gzip of one file version, kept in memory (keyed by mtime and size): Cesium's 4.7 MB bundle goes out as
+    """gzip of one file version, kept in memory (keyed by path, mtime and size): Cesium's 4.7 MB bundle goes out as
     ~1.3 MB, compressed once per process."""
-    return gzip.compress(Path(path).read_bytes(), compresslevel=6, mtime=0)
+    return GZIP.get(f"{path}\0{mtime_ns}\0{size}", Path(path).read_bytes)
+
+
+DETAIL_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"detail": {"type": "string"}},
+                                 "required": ["detail"]}
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+
+
+def file_responses(media: Mapping[str, Mapping[str, Any]], description: str, not_found: str | None = None,
+                   unavailable: str | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a conditional file route: 200 in each media type of ``media`` (type → schema), 304
+    (no body) and, when described, 404 and 503 with a ``{"detail": string}`` JSON body."""
+    out: dict[int | str, dict[str, Any]] = {
+        200: {"description": description, "content": {m: {"schema": copy.deepcopy(dict(s))} for m, s in media.items()}},
+        304: {"description": "Not Modified: the client's copy (If-None-Match, either the plain or the -gzip ETag) "
+                             "is current; no body"},
+    }
+    for code, text in ((404, not_found), (503, unavailable)):
+        if text:
+            out[code] = {"description": text, "content": {"application/json": {"schema": copy.deepcopy(DETAIL_SCHEMA)}}}
+    return out

@@ -180,11 +180,16 @@ def _content_paths(root: Path, h: str) -> tuple[Path, Path]:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` so readers (other workers) see the old file or the whole new one, never a torn one."""
+    """Write ``data`` so readers (other workers) see the old file or the whole new one, never a torn one; a write
+    the disk refuses (full, read-only) raises and leaves no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _encode_task(args: tuple[str, list[int], str, str, str]) -> tuple[str, dict[str, Any] | None]:

@@ -217,6 +217,32 @@ def build_terrain_tileset(inputs: dict[str, Any], root: Path, progress: Progress
     template = _tile_template()
     tmp = root / f".{digest}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     tmp.mkdir(parents=True)
+    try:
+        doc = _write_tiles(tmp, inputs, digest, dtm, colours, (west, south, east, north, size), last, to_crs,
+                           template, step, subtree_levels)
+        final = root / digest
+        if final.exists():
+            shutil.rmtree(tmp)  # another process finished first; its files are identical
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a refusing disk (full, read-only) leaves no half-written folder
+        raise
+    tmp_json = root / f".{digest}.{os.getpid()}.json.tmp"
+    try:
+        tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
+        os.replace(tmp_json, out)
+    except BaseException:
+        tmp_json.unlink(missing_ok=True)
+        raise
+    return out
+
+
+def _write_tiles(tmp: Path, inputs: dict[str, Any], digest: str, dtm: Dtm, colours: Colours,
+                 extent: tuple[float, float, float, float, float], last: int, to_crs: pyproj.Transformer,
+                 template: np.ndarray, step: Progress, subtree_levels: int) -> dict[str, Any]:
+    """Every level's tiles and the subtrees into ``tmp``; returns the tileset.json document."""
+    west, south, east, north, size = extent
     content: list[np.ndarray] = []
     errors: list[float] = []
     h_lo, h_hi = math.inf, -math.inf
@@ -271,15 +297,7 @@ def build_terrain_tileset(inputs: dict[str, Any], root: Path, progress: Progress
         },
         "extras": {"twin": {"inputs": inputs, "levels_error_m": [round(e, 4) for e in errors]}},
     }
-    final = root / digest
-    if final.exists():
-        shutil.rmtree(tmp)  # another process finished first; its files are identical
-    else:
-        os.rename(tmp, final)
-    tmp_json = root / f".{digest}.{os.getpid()}.json.tmp"
-    tmp_json.write_text(json.dumps(doc, separators=(",", ":")))
-    os.replace(tmp_json, out)
-    return out
+    return doc
 
 
 def _tile_availability(content: list[np.ndarray]) -> list[np.ndarray]:

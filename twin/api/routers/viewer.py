@@ -50,16 +50,17 @@ def cesium_dir() -> Path | None:
     return None
 
 
-def _safe_file(root: Path, rel: str) -> Path:
+def _safe_file(root: Path, rel: str, what: str = "the viewer") -> Path:
     """``root/rel`` when it is a file inside ``root``; 404 for anything else (``..``, absolute paths, links out)."""
+    missing = HTTPException(404, f"no file {rel!r} in {what}")
     if not rel or "\x00" in rel or "\\" in rel:
-        raise HTTPException(404, "not found")
+        raise missing
     parts = Path(rel).parts
     if Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
-        raise HTTPException(404, "not found")
+        raise missing
     path = (root / rel).resolve()
     if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise HTTPException(404, "not found")
+        raise missing
     return path
 
 
@@ -108,7 +109,20 @@ def viewer_redirect() -> RedirectResponse:
     return RedirectResponse("/viewer/", status_code=307)
 
 
-@router.get("/viewer/", response_class=HTMLResponse, summary="The web 3D viewer (CesiumJS, offline, no ion)")
+_TEXT = {"type": "string"}
+_BINARY = conditional.BINARY
+_HTML_503 = {"description": "CesiumJS is not installed: a page naming `make install` (Retry-After)",
+             "content": {"text/html": {"schema": _TEXT}}}
+# what the viewer's own files and Cesium's prebuilt files are sent as (MEDIA_TYPES, by suffix)
+_FILE_TYPES = {"text/javascript": _TEXT, "text/css": _TEXT, "application/json": {"type": "object"},
+               "text/html": _TEXT, "application/wasm": _BINARY, "image/png": _BINARY, "image/jpeg": _BINARY,
+               "image/svg+xml": _TEXT, "model/gltf-binary": _BINARY, "font/woff2": _BINARY,
+               "application/octet-stream": _BINARY}
+
+
+@router.get("/viewer/", response_class=HTMLResponse, summary="The web 3D viewer (CesiumJS, offline, no ion)",
+            responses={**conditional.file_responses({"text/html": _TEXT}, "the viewer page (gzip when accepted)"),
+                       503: _HTML_503})
 def viewer_page(request: Request) -> Response:
     """The viewer page; a 503 page naming ``make install`` when CesiumJS is not installed."""
     if cesium_dir() is None:
@@ -116,14 +130,26 @@ def viewer_page(request: Request) -> Response:
     return _file(request, VIEWER_DIR / "index.html", PAGE_CACHE)
 
 
-@router.get("/viewer/cesium/{path:path}", include_in_schema=False)
+@router.get("/viewer/cesium/{path:path}", summary="CesiumJS's prebuilt files (the npm package's Build/Cesium)",
+            response_class=Response,
+            responses={**conditional.file_responses(
+                _FILE_TYPES, "the file in the media type of its suffix (text/javascript, text/css, application/json, "
+                "application/wasm, images, fonts …), gzip when accepted and it pays",
+                "no such file in CesiumJS's build (also: `..`, absolute paths, links out of it)"), 503: _HTML_503})
 def cesium_file(path: str, request: Request) -> Response:
+    """One of CesiumJS's files (``index.js``, ``Workers/``, ``Assets/``, ``Widgets/``, ``ThirdParty/``), cached a
+    day and revalidated by ETag."""
     root = cesium_dir()
     if root is None:
         return _missing()
-    return _file(request, _safe_file(root, path), CESIUM_CACHE)
+    return _file(request, _safe_file(root, path, "CesiumJS's build"), CESIUM_CACHE)
 
 
-@router.get("/viewer/{path:path}", include_in_schema=False)
+@router.get("/viewer/{path:path}", summary="The viewer's own files (app.js, style.css)", response_class=Response,
+            responses=conditional.file_responses(
+                {"text/javascript": _TEXT, "text/css": _TEXT, "text/html": _TEXT},
+                "the file in the media type of its suffix, gzip when accepted and it pays",
+                "no such file in the viewer (also: `..`, absolute paths)"))
 def viewer_file(path: str, request: Request) -> Response:
+    """A file of the viewer's page, revalidated on each load (``no-cache`` + ETag)."""
     return _file(request, _safe_file(VIEWER_DIR, path), PAGE_CACHE)
