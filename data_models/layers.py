@@ -43,25 +43,38 @@ _UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _ISO_UNITS = {"D": "d", "W": "w", "H": "h", "M": "min", "S": "s"}
 
 
+MAX_TIME_BUCKET = timedelta(days=3660)  # about ten years: longer is no bucket, and it keeps durations in range
+
+
 def _normalise_time_bucket(value: str) -> str:
+    """``value`` as ``<n><unit>``, or a ValueError saying what a time bucket must be (a fixed duration of at least
+    one second and at most :data:`MAX_TIME_BUCKET`)."""
+    if not isinstance(value, str):
+        raise ValueError(f"time_bucket {value!r} is not a fixed duration: give text such as '1h' or 'PT1H'")
     v = value.strip()
     if _BUCKET_RE.fullmatch(v):
-        return v
-    m = _ISO_RE.fullmatch(v)
-    if m:
+        out = v
+    elif m := _ISO_RE.fullmatch(v):
         n, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        return f"{int(n)}{_ISO_UNITS[unit.upper()]}"
-    raise ValueError(
-        f"time_bucket {value!r} is not a fixed duration: use <n><unit> with unit s, min, h, d or w "
-        "(e.g. '15min', '1h', '1d'), or a single-unit ISO-8601 duration ('PT15M', 'PT1H', 'P1D'); "
-        "months and years are not fixed lengths"
-    )
+        out = f"{int(n)}{_ISO_UNITS[unit.upper()]}"
+    else:
+        raise ValueError(
+            f"time_bucket {value[:40]!r} is not a fixed duration: use <n><unit> with n >= 1 and unit s, min, h, d "
+            "or w (e.g. '15min', '1h', '1d'), or a single-unit ISO-8601 duration ('PT15M', 'PT1H', 'P1D'); "
+            "months and years are not fixed lengths"
+        )
+    digits, unit = re.fullmatch(r"(\d+)(s|min|h|d|w)", out).groups()  # type: ignore[union-attr]
+    # compare as digits first: int() of a huge digit string is slow, and timedelta refuses it with an OverflowError
+    if len(digits) > 12 or int(digits) * _UNIT_SECONDS[unit] > MAX_TIME_BUCKET.total_seconds():
+        raise ValueError(f"time_bucket {value[:40]!r} is too long: at most {MAX_TIME_BUCKET.days}d "
+                         f"({MAX_TIME_BUCKET.days * 86400} s)")
+    return out
 
 
 def parse_time_bucket(value: str) -> timedelta:
-    """The duration of a time bucket string (``'15min'`` → 15 minutes; ISO-8601 ``'PT1H'`` also accepted)."""
-    v = _normalise_time_bucket(value)
-    m = re.fullmatch(r"(\d+)(s|min|h|d|w)", v)
+    """The duration of a time bucket string (``'15min'`` → 15 minutes; ISO-8601 ``'PT1H'`` also accepted); a
+    ValueError for anything else, for zero and for more than :data:`MAX_TIME_BUCKET`."""
+    m = re.fullmatch(r"(\d+)(s|min|h|d|w)", _normalise_time_bucket(value))
     assert m is not None
     return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
 

@@ -1,11 +1,16 @@
-"""Imagery XYZ tiles over the demo city: pixels against an independent rasterio warp, TileJSON, caching, errors."""
+"""Imagery XYZ tiles over the demo city: pixels against an independent rasterio warp, TileJSON, caching, errors,
+and bounded work (low zooms refused fast, pixels read per tile bounded, the server's memory flat)."""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import time
 import warnings
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import rasterio
@@ -14,8 +19,12 @@ from rasterio.io import MemoryFile
 from rasterio.transform import from_bounds
 from rasterio.warp import Resampling, reproject
 
+from tests.api.test_serve import _wait
+from tests.conftest import ROOT, TWIN
 from twin.api.app import create_app
+from twin.errors import NotFound
 from twin.store import Query, Store
+from twin.tiles import imagery
 
 HALF = math.pi * 6378137.0  # half the Web Mercator world width, metres
 
@@ -124,8 +133,8 @@ def test_asset_and_datetime_choose_the_image_and_outside_is_transparent(api: Tes
     old_ref, valid = _reference(assets[1], z, x, y)
     got = _png(old.content)
     assert (np.abs(got[:3].astype(float) - old_ref)[:, valid & (got[3] == 255)] <= 1).mean() > 0.99
-    # a tile far from the data (Atlantic) is a transparent 256 px PNG, as documented
-    far = api.get("/imagery/10/400/400.png")
+    # a tile far from the data (Atlantic), at a served zoom, is a transparent 256 px PNG, as documented
+    far = api.get(f"/imagery/{tj['minzoom']}/{400 << (tj['minzoom'] - 10)}/{400 << (tj['minzoom'] - 10)}.png")
     assert far.status_code == 200 and not _png(far.content)[3].any()
 
 
@@ -176,3 +185,139 @@ def test_non_rgb_asset_is_refused_by_name(built_city, tmp_path: Path, assets: li
     assert listed["src-imagery-nir-only"]["true_colour"] is False and listed["src-imagery-nir-only"]["tiles"] is None
     r = api.get("/imagery/2/0/0.png?asset=src-imagery-nir-only")
     assert r.status_code == 404 and "red, green and blue" in r.json()["detail"]
+
+
+def test_a_lost_source_file_is_a_503_naming_the_asset_not_a_500(built_city, tmp_path: Path,
+                                                                  assets: list[dict]) -> None:
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(built_city["store"], root)
+    s = Store(root)
+    lost = {k: v for k, v in assets[0].items() if k != "_store"}
+    gone = tmp_path / "moved-away.tif"
+    shutil.copy(lost["path"] if Path(lost["path"]).is_absolute() else root / lost["path"], gone)
+    lost.update(id="src-imagery-lost", path=str(gone), checksum="0" * 64)
+    s.commit([lost], message="an image whose file goes missing")
+    gone.unlink()
+    api = TestClient(create_app(root), raise_server_exceptions=False)
+    assert "src-imagery-lost" in {im["id"] for im in api.get("/imagery").json()["images"]}  # the listing reads no pixels
+    for url in ("/imagery/tilejson.json?asset=src-imagery-lost", "/imagery/16/0/0.png?asset=src-imagery-lost"):
+        r = api.get(url)
+        assert r.status_code == 503, (url, r.status_code, r.text)
+        detail = r.json()["detail"]
+        assert "src-imagery-lost" in detail and "moved-away.tif" in detail and str(tmp_path) not in detail
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of a process (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_low_zooms_answer_fast_over_http_and_memory_stays_flat(built_city, free_port: int) -> None:
+    """Issue 11: /imagery/0/0/0.png used to hang a core and grow the server to ~5 GB (z8: 15 s). Below the TileJSON
+    minzoom every zoom is a fast 404 naming it; at the minzoom a tile renders quickly; the server's peak memory
+    stays far below what reading the whole source at full resolution per tile used to take."""
+    env = {**os.environ, "TWIN_STORE": str(built_city["store"])}
+    proc = subprocess.Popen([TWIN, "serve", "--port", str(free_port)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        _wait(base + "/health", proc)
+        tj = httpx.get(base + "/imagery/tilejson.json", timeout=10).json()
+        lon, lat = tj["center"][:2]
+        before = _peak_rss_mb(proc.pid)
+        for z in (0, 3, 8, 12, tj["minzoom"] - 1):
+            x, y = _tile_of(lon, lat, z)
+            t0 = time.perf_counter()
+            r = httpx.get(f"{base}/imagery/{z}/{x}/{y}.png", timeout=2)
+            assert time.perf_counter() - t0 < 2 and r.status_code == 404, (z, r.status_code)
+            assert f"zoom {tj['minzoom']} (its TileJSON minzoom)" in r.json()["detail"]
+        for z in (tj["minzoom"], tj["maxzoom"], imagery.MAX_ZOOM):
+            x, y = _tile_of(lon, lat, z)
+            t0 = time.perf_counter()
+            r = httpx.get(f"{base}/imagery/{z}/{x}/{y}.png", timeout=5)
+            assert time.perf_counter() - t0 < 2 and r.status_code == 200 and _png(r.content)[3].any(), z
+        assert _peak_rss_mb(proc.pid) - before < 300, (before, _peak_rss_mb(proc.pid))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a render still running (the fault this test is about): stop it
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_pixels_read_per_tile_are_bounded_at_every_served_zoom(built_city, assets: list[dict]) -> None:
+    """Every tile of the demo image from minzoom to zoom 24 reads one window of at most MAX_READ_SIDE pixels a
+    side (16 tile sizes, whatever part of the image the tile covers); below the minzoom nothing is read."""
+    im = imagery.choose(Store(built_city["store"]), assets[0]["id"])
+    info = imagery.tile_info(im)
+    w, s, e, n = info["bounds"]
+    for z in range(info["minzoom"], imagery.MAX_ZOOM + 1):
+        for f in (0.1, 0.5, 0.9):  # near the corners (inside the image, which is not aligned with lon/lat) and centre
+            x, y = _tile_of(w + f * (e - w), n - f * (n - s), z)
+            plan = imagery.read_plan(im, z, x, y)
+            assert plan is not None, (z, x, y)
+            assert max(plan.window.width, plan.window.height, *plan.out_shape) <= imagery.MAX_READ_SIDE
+            assert plan.pixels <= imagery.MAX_READ_SIDE**2 == (4 * imagery.TILESIZE) ** 2, (z, plan)
+    assert imagery.read_plan(im, info["maxzoom"], 0, 0) is None  # outside the image: nothing to read
+    for z in (0, info["minzoom"] - 1):
+        with pytest.raises(NotFound, match="minzoom"):
+            imagery.read_plan(im, z, *_tile_of((w + e) / 2, (s + n) / 2, z))
+
+
+def _synthetic(path: Path, size: int, overviews: list[int]) -> imagery.Image:
+    """A size x size px, 1 m RGB GeoTIFF near Beijing (EPSG:4548), tiled and deflated, optionally with overviews."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    data = np.stack([(xx * 7) % 3000, (yy * 5) % 3000, ((xx + yy) * 3) % 3000]).astype(np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint16", crs="EPSG:4548",
+                       transform=from_bounds(448_000, 4_418_000, 448_000 + size, 4_418_000 + size, size, size),
+                       tiled=True, blockxsize=256, blockysize=256, compress="deflate") as dst:
+        dst.write(data)
+        if overviews:
+            dst.build_overviews(overviews, Resampling.average)
+    return imagery.Image(id=path.stem, path=path, acquired=None, checksum=path.stem, rgb=(1, 2, 3),
+                         scales=(0.0001,) * 3, offsets=(0.0,) * 3, record={})
+
+
+def test_a_large_image_without_overviews_is_served_only_where_reads_stay_bounded(tmp_path: Path) -> None:
+    """Without overviews a zoomed-out tile would have to read every source pixel it covers: the minzoom rises to
+    where a tile's window fits the budget, and with overviews it falls again; at the minzoom a tile renders fast."""
+    bare = _synthetic(tmp_path / "bare.tif", 2500, [])
+    pyramided = _synthetic(tmp_path / "pyramid.tif", 2500, [2, 4, 8])
+    lo_bare, lo_pyr = imagery.tile_info(bare)["minzoom"], imagery.tile_info(pyramided)["minzoom"]
+    assert lo_pyr < lo_bare <= imagery.tile_info(bare)["maxzoom"]
+    lon, lat = (np.array(imagery.tile_info(bare)["bounds"]).reshape(2, 2).mean(axis=0))
+    for im, lo in ((bare, lo_bare), (pyramided, lo_pyr)):
+        x, y = _tile_of(lon, lat, lo)
+        plan = imagery.read_plan(im, lo, x, y)
+        assert plan is not None and max(plan.window.width, plan.window.height) <= imagery.MAX_READ_SIDE
+        t0 = time.perf_counter()
+        png = imagery.render_tile(im, lo, x, y)
+        assert time.perf_counter() - t0 < 2 and png is not None and _png(png)[3].any()
+        with pytest.raises(NotFound, match="minzoom"):
+            imagery.render_tile(im, lo - 1, *_tile_of(lon, lat, lo - 1))
+    # the pyramid's coarsest level is used where full resolution would exceed the budget
+    plan = imagery.read_plan(pyramided, lo_pyr, *_tile_of(lon, lat, lo_pyr))
+    assert plan is not None and plan.level.overview is not None
+
+
+def _resolve(doc: dict, schema: dict) -> dict:
+    """A schema with its ``$ref`` (if any) looked up in the document's components."""
+    return doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]] if "$ref" in schema else schema
+
+
+def test_openapi_declares_png_tiles_and_error_bodies(api: TestClient) -> None:
+    doc = api.get("/openapi.json").json()
+    tile = doc["paths"]["/imagery/{z}/{x}/{y}.png"]["get"]["responses"]
+    assert list(tile["200"]["content"]) == ["image/png"]
+    for code in ("400", "404"):
+        schema = _resolve(doc, tile[code]["content"]["application/json"]["schema"])
+        assert schema["properties"]["detail"]["type"] == "string" and schema["required"] == ["detail"]
+    assert "minzoom" in tile["404"]["description"]
+    tj = doc["paths"]["/imagery/tilejson.json"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"minzoom", "maxzoom", "tiles", "bounds"} <= set(tj["required"])

@@ -126,22 +126,61 @@ def test_layers_over_http(server: str, layer_store) -> None:
 
 
 @pytest.mark.parametrize("params, status, words", [
-    ({"res": 8}, 400, "resolutions [7, 9]"),
-    ({"res": 16}, 422, ""),
-    ({"start": "2024-05-03T00:00:00Z", "end": "2024-05-02T00:00:00Z"}, 400, "empty time range"),
-    ({"bbox": "100,30,120,45", "res": 9}, 400, "limit"),
-    ({"bbox": "1,2,3"}, 400, "needs 4 numbers"),
-    ({"bbox": "116.3,39.9,116.4,39.95", "bucket": "90min"}, 400, "multiple"),
-    ({"cells": "zzz"}, 400, ""),
-    ({"start": "yesterday"}, 422, ""),
+    ({"res": 8}, 400, "res: layer 'gps-fixes' has resolutions [7, 9]"),
+    ({"res": 16}, 400, "res: "),
+    ({"start": "2024-05-03T00:00:00Z", "end": "2024-05-02T00:00:00Z"}, 400, "end: empty time range"),
+    ({"bbox": "100,30,120,45", "res": 9}, 400, "bbox: the area would need about"),
+    ({"bbox": "1,2,3"}, 400, "bbox: needs 4 numbers"),
+    ({"bbox": "116.3,39.9,116.4,39.95", "bucket": "90min"}, 400, "bucket: '90min' must be a multiple"),
+    ({"cells": "zzz"}, 400, "cells: "),
+    ({"start": "yesterday"}, 400, "start: "),
+    # issue 11: these were 500s (a ValueError and an OverflowError out of the bucket parser)
+    ({"bucket": "xyz"}, 400, "bucket: 'xyz' is not a fixed duration"),
+    ({"bucket": "0s"}, 400, "bucket: '0s' is not a fixed duration"),
+    ({"bucket": "99999999999999999999d"}, 400, "bucket: '99999999999999999999d' is too long"),
+    ({"compare_as_of": "yesterday"}, 400, "compare_as_of: 'yesterday'"),
 ])
 def test_bad_layer_requests_get_clear_4xx(server: str, params: dict, status: int, words: str) -> None:
     r = httpx.get(server + "/layers/gps-fixes/cells", params=params, timeout=30)
     assert r.status_code == status, r.text
-    assert words in r.text
+    assert r.json()["detail"].startswith(words)
 
 
 def test_python_api_refuses_huge_areas_quickly(layer_store) -> None:
     store, _ = layer_store
     with pytest.raises(LayerError, match="limit"):
         Layers(store).query("gps-fixes", bbox=[-180, -80, 180, 80], res=9)
+
+
+@pytest.mark.parametrize("bucket, words", [
+    ("xyz", "not a fixed duration"), ("0s", "not a fixed duration"), ("1mo", "not a fixed duration"),
+    ("99999999999999999999d", "too long"), ("3661d", "too long"), ("9" * 100_000 + "s", "too long"),
+])
+def test_bucket_errors_are_bad_input_naming_the_parameter(layer_store, bucket: str, words: str) -> None:
+    """The parser itself refuses: a LayerError (BadInput, HTTP 400) starting with the parameter, raised before any
+    value is read, never a ValueError or OverflowError (a 500) from timedelta."""
+    from twin.errors import BadInput
+    from twin.layers.values import bucket_seconds
+
+    with pytest.raises(LayerError, match=f"^bucket: .*{words}") as err:
+        bucket_seconds(bucket)
+    assert isinstance(err.value, BadInput) and err.value.answer.http == 400
+    with pytest.raises(LayerError, match=f"^bucket: .*{words}"):
+        Layers(layer_store[0]).query("gps-fixes", res=7, bucket=bucket)
+    assert bucket_seconds("3660d") == 3660 * 86400 and bucket_seconds("PT15M") == 900 and bucket_seconds(None) is None
+
+
+def test_specs_are_remembered_per_version_and_new_versions_seen(tmp_path) -> None:
+    """Layer specs are read once per (branch, version); a layer published later (a new version) shows up at once,
+    and the older version still lists what it had."""
+    store = Store.init(tmp_path / "store")
+    layers = Layers(store)
+    layers.publish(SPEC, _values(*_points(500, 5)))
+    assert [s.name for s in layers.list()] == ["gps-fixes"]
+    other = SPEC.model_copy(update={"name": "gps-fixes-2"})
+    Layers(Store(store.root)).publish(other, _values(*_points(500, 6)))  # another writer
+    assert [s.name for s in layers.list()] == ["gps-fixes", "gps-fixes-2"]
+    assert [s.name for s in layers.list(as_of=1)] == ["gps-fixes"]
+    assert layers.spec("gps-fixes-2").name == "gps-fixes-2"
+    with pytest.raises(LayerNotFound, match="layers: gps-fixes$"):
+        layers.spec("gps-fixes-2", as_of=1)

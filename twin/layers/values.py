@@ -24,8 +24,14 @@ import pyarrow as pa
 from data_models import LAYER_VALUES, Aggregation, LayerSpec
 from data_models.layers import parse_time_bucket
 from twin.layers.h3index import cells_to_parent
+from twin.store import StoreError
 
 VALUE_SCHEMA = LAYER_VALUES  # the contract lives in data_models.tables
+
+
+class LayerError(StoreError):
+    """A layer request that cannot be answered (unknown layer, bad resolution, time range, bucket or area, too
+    large); the message starts with the parameter at fault. A 400 (``BadInput``) unless a subclass says otherwise."""
 
 
 def make_values(cells: np.ndarray, res: int, value: np.ndarray, *, t: np.ndarray | None = None,
@@ -89,6 +95,12 @@ def rollup(finest: pa.Table, spec: LayerSpec) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def bucket_seconds(bucket: str | None) -> int | None:
-    """Seconds of a time bucket string like '1h' (None for static layers)."""
-    return None if bucket is None else int(parse_time_bucket(bucket).total_seconds())
+def bucket_seconds(bucket: str | None, what: str = "bucket") -> int | None:
+    """Seconds of a time bucket string like '1h' (None for static layers); a :class:`LayerError` naming the
+    parameter ``what`` for text that is no fixed duration, zero, or longer than ``MAX_TIME_BUCKET``."""
+    if bucket is None:
+        return None
+    try:
+        return int(parse_time_bucket(bucket).total_seconds())
+    except ValueError as exc:
+        raise LayerError(f"{what}: {str(exc).removeprefix('time_bucket ')}") from None

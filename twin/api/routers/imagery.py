@@ -2,7 +2,9 @@
 
 ``/imagery/{z}/{x}/{y}.png`` renders true colour (bands named red, green, blue; fixed reflectance stretch, see
 ``twin/tiles/imagery.py``) in Web Mercator, 256 px; the newest image by default, ``?asset=`` or ``?datetime=`` for
-another. Tiles outside the image are a transparent PNG (200), so map clients never show broken tiles.
+another. Tiles outside the image are a transparent PNG (200), so map clients never show broken tiles. Zooms below
+the image's TileJSON ``minzoom`` are a 404 naming it (a tile there would read the whole image for a speck); the work
+of every tile is bounded in ``twin/tiles/imagery.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ _ASSET = Q(None, description="imagery asset id (see /imagery); default: the newe
 _DATETIME = Q(None, description="RFC 3339 instant: the newest image acquired at or before it")
 _BRANCH = Q(MAIN, description="branch whose source catalog is used")
 _AS_OF = Q(None, description="catalog version number or RFC 3339 time; default the latest")
+# what these routes' errors mean; the ``{"detail": string}`` body (ErrorDetail) is added by twin/api/openapi.py
+_ERRORS = {400: {"description": "Bad Request: a malformed parameter, named at the start of `detail`"},
+           404: {"description": "Not Found: unknown asset, branch or version; no image at that time; a zoom below "
+                                "the image's TileJSON minzoom or beyond 24; a tile outside the tile matrix"}}
+_TILEJSON = {"type": "object", "required": ["tilejson", "tiles", "minzoom", "maxzoom", "bounds"],
+             "properties": {"tilejson": {"type": "string"}, "name": {"type": "string"},
+                            "tiles": {"type": "array", "items": {"type": "string"}},
+                            "minzoom": {"type": "integer"}, "maxzoom": {"type": "integer"},
+                            "bounds": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+                            "center": {"type": "array", "items": {"type": "number"}}}}
 
 
 def _choose(store: Store, asset: str | None, datetime: str | None, branch: str, as_of: str | None) -> imagery.Image:
@@ -42,7 +54,10 @@ def _tiles_url(request: Request, im: imagery.Image, branch: str) -> str:
     return f"{base}/imagery/{{z}}/{{x}}/{{y}}.png?asset={im.id}{extra}"
 
 
-@router.get("", response_class=JSONDoc)
+@router.get("", response_class=JSONDoc, responses={
+    200: {"content": {"application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": {"type": "object"}}, "stretch": {"type": "string"},
+        "tilesize": {"type": "integer"}}}}}}, **_ERRORS})
 def list_images(request: Request, branch: str = _BRANCH, as_of: str | None = _AS_OF,
                 store: Store = Depends(get_store)) -> JSONDoc:
     """The imagery assets, newest first: acquisition time, bands, WGS84 bbox and the tile URL of each."""
@@ -68,7 +83,9 @@ def list_images(request: Request, branch: str = _BRANCH, as_of: str | None = _AS
                     "outside_data": "transparent PNG tile (HTTP 200)"})
 
 
-@router.get("/tilejson.json", response_class=JSONDoc)
+@router.get("/tilejson.json", response_class=JSONDoc,
+            responses={200: {"content": {"application/json": {"schema": _TILEJSON}}, "description": "TileJSON 3.0"},
+                       **_ERRORS})
 def tilejson(request: Request, asset: str | None = _ASSET, datetime: str | None = _DATETIME,
              branch: str = _BRANCH, as_of: str | None = _AS_OF, store: Store = Depends(get_store)) -> JSONDoc:
     """TileJSON 3.0 of one image (default the newest): tile URL template, WGS84 bounds, zoom range, centre."""
@@ -91,16 +108,18 @@ def tilejson(request: Request, asset: str | None = _ASSET, datetime: str | None 
 
 @router.get("/{z}/{x}/{y}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "PNG tile (transparent outside the image)"},
-                       304: {"description": "not modified (If-None-Match)"}})
+                       304: {"description": "not modified (If-None-Match)"}, **_ERRORS})
 def tile(request: Request, z: int, x: int, y: int, asset: str | None = _ASSET, datetime: str | None = _DATETIME,
          branch: str = _BRANCH, as_of: str | None = _AS_OF, store: Store = Depends(get_store)) -> Response:
-    """One 256 px Web Mercator tile of an image; ETag + Cache-Control, 304 on a matching If-None-Match."""
+    """One 256 px Web Mercator tile of an image, from its TileJSON minzoom to zoom 24 (over-zoomed beyond the native
+    maxzoom); ETag + Cache-Control, 304 on a matching If-None-Match."""
     if not 0 <= z <= imagery.MAX_ZOOM:
         raise OGCError(f"z: zoom must be between 0 and {imagery.MAX_ZOOM}, got {z}", 404)
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
         raise OGCError(f"tile {z}/{x}/{y} does not exist: x and y must lie in 0..{n - 1} at zoom {z}", 404)
     im = _choose(store, asset, datetime, branch, as_of)
+    imagery.require_zoom(im, z)
 
     def png() -> bytes:
         out = imagery.render_tile(im, z, x, y)

@@ -1,6 +1,8 @@
 """H3 layers over HTTP: list, describe, and query cell values as rows (JSON, CSV, Parquet, Arrow) or GeoJSON hexagons.
 
-The encoders live in ``twin/products/formats.py`` (shared with the exports); this router only wires them up.
+The encoders live in ``twin/products/formats.py`` (shared with the exports) and every parameter is parsed and
+checked by ``twin/layers/registry.py``; this router only wires them up. Malformed parameters are 400s whose
+``detail`` starts with the parameter's name (``bbox: …``, ``res: …``, ``bucket: …``, ``compare_as_of: …``).
 """
 
 from __future__ import annotations
@@ -12,42 +14,45 @@ from fastapi.responses import Response
 
 from data_models import LayerSpec
 from twin.api.deps import get_store
-from twin.layers.registry import LayerError, Layers
+from twin.api.ogc import OGCRoute
+from twin.layers.registry import Layers
 from twin.products import formats
 from twin.store import MAIN, Store
 
-router = APIRouter(prefix="/layers", tags=["layers"])
+router = APIRouter(prefix="/layers", tags=["layers"], route_class=OGCRoute)
+
+# what these routes' errors mean; the ``{"detail": string}`` body (ErrorDetail) is added by twin/api/openapi.py
+_ERRORS = {400: {"description": "Bad Request: a malformed parameter; `detail` starts with its name (`bbox: …`)"},
+           404: {"description": "Not Found: an unknown layer, branch or version (compare_* ones named)"}}
 
 
 def _layers(store: Store = Depends(get_store)) -> Layers:
     return Layers(store)
 
 
-@router.get("", response_model=list[LayerSpec])
+@router.get("", response_model=list[LayerSpec], responses=_ERRORS)
 def list_layers(branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> list[LayerSpec]:
     """Every layer of a branch (as of a version or time): name, variable, unit, aggregation, resolutions, lineage."""
     return layers.list(branch, as_of)
 
 
-@router.get("/{name}", response_model=LayerSpec)
+@router.get("/{name}", response_model=LayerSpec, responses=_ERRORS)
 def get_layer(name: str, branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> LayerSpec:
     """One layer's declaration."""
     return layers.spec(name, branch, as_of)
 
 
-def _floats(s: str | None, what: str, n: int | None = None) -> list[float] | None:
-    if s is None:
-        return None
-    try:
-        out = [float(v) for v in s.split(",")]
-    except ValueError:
-        raise LayerError(f"{what} must be comma-separated numbers, got {s!r}") from None
-    if n is not None and len(out) != n:
-        raise LayerError(f"{what} needs {n} numbers, got {len(out)}")
-    return out
+_HEXAGONS = {"type": "object", "required": ["type", "features"], "properties": {
+    "type": {"type": "string", "enum": ["FeatureCollection"]},
+    "features": {"type": "array", "items": {"type": "object", "description": "one hexagon (Polygon) per row, the "
+                                            "row's columns as properties"}}}}
 
 
-@router.get("/{name}/cells", responses={200: {"content": {m: {} for m in formats.MEDIA_TYPES.values()}}})
+@router.get("/{name}/cells", response_model=list[formats.CellRow], responses={
+    200: {"description": "the rows in the requested format (JSON: an array of cell rows; GeoJSON: hexagons)",
+          "content": {m: ({"schema": _HEXAGONS} if f == "geojson" else {})
+                      for f, m in formats.MEDIA_TYPES.items() if f != "json"}},
+    **_ERRORS})
 def layer_cells(
     name: str,
     bbox: str | None = Query(None, description="west,south,east,north in WGS84 degrees"),
@@ -66,24 +71,9 @@ def layer_cells(
 ) -> Response:
     """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state."""
     table = layers.query(
-        name, bbox=_floats(bbox, "bbox", 4), polygon=_polygon(polygon), cells=cells.split(",") if cells else None,
-        res=res, start=start,
+        name, bbox=bbox, polygon=polygon or None, cells=cells.split(",") if cells else None, res=res, start=start,
         end=end, bucket=bucket, branch=branch, as_of=as_of, compare_branch=compare_branch,
         compare_as_of=compare_as_of,
     )
     out = formats.encode(table, format)
     return Response(out.body, media_type=out.media_type)
-
-
-def _polygon(text: str | None):
-    """A WGS84 polygon from WKT or a GeoJSON geometry string."""
-    import json
-
-    import shapely
-
-    if not text:
-        return None
-    try:
-        return shapely.from_geojson(text) if text.lstrip().startswith("{") else shapely.from_wkt(text)
-    except (shapely.errors.GEOSException, ValueError, json.JSONDecodeError) as exc:
-        raise LayerError(f"polygon is neither WKT nor GeoJSON: {exc}") from None
