@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -113,8 +114,12 @@ def build(
     branch: str = typer.Option("main", help="branch to build"),
     only: list[str] = typer.Option(None, "--only", help="run only these steps (repeatable); default: all"),
     workers: int = typer.Option(None, min=1, help="processes for per-tile work (default: all cores)"),
+    tiles: bool = typer.Option(None, "--tiles/--no-tiles", help="then build the branch head's 3D tilesets into "
+                               "<store>/tiles/, what servers read (default: yes, unless --only is given)"),
 ):
-    """Fuse what the catalog and the store hold (heights, land cover, changes, …) and commit the results."""
+    """Fuse what the catalog and the store hold (heights, land cover, changes, …), commit the results, then build
+    the 3D tilesets of the branch head into <store>/tiles/ so that servers only read."""
+    from twin.compute import default_workers
     from twin.pipeline.build import build as run_build
 
     s = _open(store)
@@ -125,6 +130,8 @@ def build(
     for step, what in report.items():
         console.print(f"  {step}: {what}", highlight=False)
     _report(commit)
+    if tiles if tiles is not None else not only:
+        _build_tilesets(s, branch, "latest", None, workers or default_workers())
 
 
 def _report(commit) -> None:
@@ -144,26 +151,45 @@ def serve(
     host: str = typer.Option(None, help="bind address (default $TWIN_HOST, 127.0.0.1)"),
     port: int = typer.Option(None, help="port (default $TWIN_PORT, 8000)"),
     workers: int = typer.Option(1, min=1, help="worker processes (stateless; all read the same store)"),
+    access_log: Annotated[bool | None, typer.Option(
+        "--access-log/--no-access-log", help="one JSON line per request on stderr (default $TWIN_ACCESS_LOG)")] = None,
 ):
-    """Serve the API over the store; commits made meanwhile by other processes show up without a restart."""
+    """Serve the API over the store; commits made meanwhile by other processes show up without a restart.
+
+    Links point at $TWIN_PUBLIC_URL, else at http://<host>:<port>; X-Forwarded-* headers count only from
+    $TWIN_TRUSTED_PROXIES; browsers on other origins may call it when $TWIN_CORS_ORIGINS names them."""
     import os
 
     import uvicorn
 
     from twin.api.app import create_app
+    from twin.api.middleware import MAX_HEADER_BYTES
 
     settings = get_settings()
-    host, port = host or settings.host, port or settings.port
+    updates: dict = {"host": host or settings.host, "port": port or settings.port}
+    if access_log is not None:
+        updates["access_log"] = access_log
+    settings = settings.model_copy(update=updates)
+    host, port = settings.host, settings.port
     path = _store_path(store)
-    create_app(path)  # fail here, with a clear message, if the store cannot be opened
-    console.print(f"twin serving {path} at [bold]http://{host}:{port}/[/]  (Ctrl-C to stop)")
-    console.print(f"3D viewer: [bold]http://{host}:{port}/viewer/[/]")
+    application = create_app(path, settings)  # fail here, with a clear message, if the store cannot be opened
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"twin serving {path} at [bold]http://{shown}:{port}/[/]  (Ctrl-C to stop)")
+    console.print(f"3D viewer: [bold]http://{shown}:{port}/viewer/[/]")
+    if settings.public_url:
+        console.print(f"links point at {settings.public_url}")
+    elif host in ("0.0.0.0", "::"):
+        console.print(f"links point at http://{shown}:{port}: set TWIN_PUBLIC_URL to the address clients use")
+    # uvicorn's own X-Forwarded-* handling (on by default for 127.0.0.1) is off: twin.api.middleware.PublicURL
+    # believes only $TWIN_TRUSTED_PROXIES. The header bound applies to h11; the middleware bounds httptools too.
+    options = {"host": host, "port": port, "log_level": "warning", "proxy_headers": False,
+               "h11_max_incomplete_event_size": MAX_HEADER_BYTES}
     if workers > 1:
-        os.environ["TWIN_STORE"] = str(path.resolve())
-        uvicorn.run("twin.api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    log_level="warning")
+        os.environ.update({"TWIN_STORE": str(path.resolve()), "TWIN_HOST": host, "TWIN_PORT": str(port),
+                           "TWIN_ACCESS_LOG": "1" if settings.access_log else "0"})
+        uvicorn.run("twin.api.app:app_from_env", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(path), host=host, port=port, log_level="warning")
+        uvicorn.run(application, **options)
 
 
 @app.command()
@@ -226,7 +252,8 @@ def export_cityjson(
     console.print(f"wrote {n['buildings']} buildings ({n['vertices']} vertices) to [bold]{out}[/]")
 
 
-tiles_app = typer.Typer(no_args_is_help=True, help="3D Tiles 1.1 tilesets (also built on first request by the API).")
+tiles_app = typer.Typer(no_args_is_help=True, help="3D Tiles 1.1 tilesets, built into <store>/tiles/ for servers "
+                                                    "to read.")
 app.add_typer(tiles_app, name="tiles")
 
 
@@ -238,15 +265,23 @@ def tiles_build(
     only: list[str] = typer.Option(None, "--only", help="buildings | terrain | pointcloud (repeatable; default all)"),
     workers: int = typer.Option(1, min=1, help="processes for encoding tiles"),
 ):
-    """Build the tilesets of a branch and version ahead of the first request, into <store>/tiles/."""
+    """Build the tilesets of a branch and version into <store>/tiles/, where servers read them (a server builds a
+    missing one into its cache directory, never into the store)."""
+    _build_tilesets(_open(store), branch, version, only, workers)
+
+
+def _build_tilesets(s, branch: str, version: str, only: list[str] | None, workers: int) -> None:
+    """The writer's tileset build of ``twin tiles build`` and ``twin build``: each kind into <store>/tiles/, a kind
+    the store has no data for reported as skipped."""
     from twin.tiles.cache import KINDS, TileCache, TileNotFound
 
     kinds = only or list(KINDS)
     for k in kinds:
         if k not in KINDS:
             raise typer.BadParameter(f"--only takes one of {', '.join(KINDS)}, got {k!r}")
-    cache = TileCache(_open(store), workers=workers)
+    cache = TileCache(s, workers=workers)
     v = cache.version(branch, version)
+    console.print(f"tilesets of {branch}@{v} into {cache.root}", highlight=False)
     with _progress() as p:
         stages = _Stages(p)
         for kind in kinds:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,17 +32,56 @@ class Settings(BaseSettings):
                                                                  "(default: the machine's cores)")
     executor: str = Field(default="local", description="where parallel work runs: local (processes) | inprocess")
     public_url: str | None = Field(default=None, description="the server's public base URL for links (e.g. "
-                                   "https://twin.example.org/api); unset: http://<host>:<port> of `twin serve`, "
-                                   "never the request's Host header")
-    trusted_proxies: str = Field(default="", description="comma-separated proxy addresses whose X-Forwarded-* "
-                                 "headers are believed (empty: none)")
+                                   "https://twin.example.org/api; a path is a prefix the proxy strips); unset: "
+                                   "http://<host>:<port> of `twin serve`, never the request's Host header")
+    trusted_proxies: str = Field(default="", description="comma-separated proxy addresses or networks (CIDR; '*': "
+                                 "any) whose X-Forwarded-For/-Proto/-Host/-Prefix headers are believed (empty: none)")
     cors_origins: str = Field(default="", description="comma-separated origins allowed to call the API from a "
-                              "browser ('*': any, for the read-only GET routes); empty: no CORS headers")
-    access_log: bool = Field(default=False, description="write one structured line per request (method, path, "
-                             "status, duration, bytes) to stderr")
-    cache_dir: Path | None = Field(default=None, description="where the server may write tilesets it builds and "
-                                   "compressed copies (default <store>/tiles); reads work without it on a "
-                                   "read-only store")
+                              "browser ('*': any; the API is read-only); empty: no CORS headers")
+    access_log: bool = Field(default=False, description="write one JSON line per request (time, method, path, "
+                             "status, duration, bytes, client) to stderr")
+    cache_dir: Path | None = Field(default=None, description="where `twin serve` builds the tilesets missing "
+                                   "from <store>/tiles/ and keeps compressed copies, in a folder per store (never "
+                                   "inside the store); default $XDG_CACHE_HOME/twin/tiles or ~/.cache/twin/tiles; "
+                                   "'off': no on-demand builds (a missing tileset is a 503). Reads of what the "
+                                   "store's writers built (twin build, twin tiles build) need no writable folder")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        """An absolute http(s) URL without query or fragment, kept without its trailing slash."""
+        if v is None or not v.strip():
+            return None
+        v = v.strip().rstrip("/")
+        scheme, _, rest = v.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/") or any(c in v for c in "?#"):
+            raise ValueError(f"TWIN_PUBLIC_URL must be an http(s) URL like https://twin.example.org/api, got {v!r}")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        """Each entry an IP address, a network in CIDR notation, or ``*``."""
+        for entry in _csv(v):
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"TWIN_TRUSTED_PROXIES: {entry!r} is not an IP address, a network (CIDR) "
+                                     "or '*'") from None
+        return v
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return _csv(self.trusted_proxies)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.rstrip("/") for o in _csv(self.cors_origins)]
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
 
 
 def get_settings() -> Settings:

@@ -1,40 +1,73 @@
 """FastAPI app factory: one router per concern, a Store shared by all requests of the process, and the one place
-where an error twin raised on purpose (:class:`twin.errors.TwinError`) becomes its HTTP answer."""
+where an error twin raised on purpose (:class:`twin.errors.TwinError`) or a malformed request becomes its HTTP
+answer (the status of its row in ``twin.errors.TABLE``, body ``{"detail": message}``).
+
+Around the routers: the middleware of ``twin/api/middleware.py`` (public links, header bound, access log, CORS), the
+OpenAPI document of ``twin/api/openapi.py``, and a lifespan that warms the process up before it accepts requests
+(``twin/api/warm.py``)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 
 from twin import __version__
+from twin.api import middleware, openapi, warm
+from twin.api.ogc import JSONDoc
 from twin.api.routers import features, history, imagery, layers, system, tiles, viewer
-from twin.errors import TwinError, storage_error
+from twin.config import Settings, get_settings
+from twin.errors import TABLE, Status, TwinError, storage_error
 from twin.store import Store
 
+log = logging.getLogger("twin.api")
 
-def create_app(store_path: Path | str) -> FastAPI:
-    """Build the API over the store at ``store_path``; the store is re-scanned per request, never cached stale."""
+
+def create_app(store_path: Path | str, settings: Settings | None = None) -> FastAPI:
+    """Build the API over the store at ``store_path``; the store is re-scanned per request, never cached stale.
+
+    ``settings`` (default: from the environment) give the public URL, trusted proxies, CORS origins and whether
+    to write the access log; links default to ``http://<host>:<port>`` of the settings."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Warm the process up (DuckDB, PROJ, the head's extents) before uvicorn accepts the first request."""
+        timings = await run_in_threadpool(warm.warm, app.state.store)
+        log.info("warm-up (ms): %s", timings)
+        yield
+
     app = FastAPI(
         title="twin",
         version=__version__,
         description="Urban spatiotemporal digital twin: city model, history and branches.",
+        lifespan=lifespan,
     )
     app.state.store = Store(store_path)
 
     @app.exception_handler(TwinError)
-    async def _twin_error(_: Request, exc: TwinError) -> JSONResponse:
+    async def _twin_error(_: Request, exc: TwinError) -> JSONDoc:
         """Any store, source, layer, tile or imagery error: the status of its row in ``twin.errors.TABLE``."""
-        return JSONResponse(status_code=exc.answer.http, content={"detail": str(exc)})
+        return JSONDoc({"detail": str(exc)}, status_code=exc.answer.http)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONDoc:
+        """A parameter FastAPI cannot parse or that is out of range: a bad_input (400) naming the parameter, on
+        every route (FastAPI's default is a 422 with a different body)."""
+        return JSONDoc({"detail": validation_detail(exc)}, status_code=TABLE[Status.bad_input].http)
 
     @app.exception_handler(OSError)
-    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+    async def _os_error(request: Request, exc: OSError) -> JSONDoc:
         """A disk that refuses a write (full, read-only) is a 503 saying so; any other OSError is a bug (500)."""
         err = storage_error(exc)
         if err is None:
             raise exc
-        return JSONResponse(status_code=err.answer.http, content={"detail": str(err)})
+        return JSONDoc({"detail": str(err)}, status_code=err.answer.http)
 
     app.include_router(system.router)
     app.include_router(history.router)
@@ -43,26 +76,26 @@ def create_app(store_path: Path | str) -> FastAPI:
     app.include_router(tiles.router)
     app.include_router(imagery.router)
     app.include_router(viewer.router)
-    _serve_openapi_30(app)
+    openapi.install(app)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    middleware.install(app, public_url=settings.public_url, default_url=f"http://{host}:{settings.port}",
+                       trusted_proxies=settings.trusted_proxy_list, cors_origins=settings.cors_origin_list,
+                       access_log=settings.access_log)
     return app
 
 
-def _serve_openapi_30(app: FastAPI) -> None:
-    """Serve /openapi.json as OpenAPI 3.0.3 (OGC API Features' oas30 class, what GIS clients read)."""
-    from twin.api.ogc import openapi30
-
-    generate = app.openapi
-
-    def openapi() -> dict:
-        if getattr(app.state, "openapi30", None) is None:
-            app.state.openapi30 = openapi30(generate())
-        return app.state.openapi30
-
-    app.openapi = openapi  # type: ignore[method-assign]
+def validation_detail(exc: RequestValidationError) -> str:
+    """``name: what is wrong, got 'value'`` for each invalid parameter, joined by ``; ``."""
+    msgs = []
+    for e in exc.errors():
+        name = e["loc"][-1] if e.get("loc") else "request"
+        shown = repr(e["input"]) if e.get("input") is not None else ""
+        got = f", got {shown[:100]}{'…' if len(shown) > 100 else ''}" if shown else ""
+        msgs.append(f"{name}: {e['msg']}{got}")
+    return "; ".join(msgs) or "malformed request"
 
 
 def app_from_env() -> FastAPI:
     """App over ``$TWIN_STORE``: the factory uvicorn workers call, one independent process each (stateless)."""
-    from twin.config import get_settings
-
-    return create_app(get_settings().store)
+    settings = get_settings()
+    return create_app(settings.store, settings)

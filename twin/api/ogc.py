@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -21,13 +20,12 @@ import numpy as np
 import pyproj
 import shapely
 import shapely.geometry
-from fastapi import HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from data_models import Building, BuildingPart, LandCover, Road, Sensor, Vegetation, WaterBody
+from twin.errors import TABLE, Status, TwinError
 from twin.geo import crs
 from twin.store import Store
 from twin.times import to_utc
@@ -49,36 +47,25 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
 
 
-class OGCError(HTTPException):
-    """A client error (400 unless given) whose message names the parameter and the problem."""
+class OGCError(TwinError):
+    """A client error whose message names the parameter and the problem: a bad_input (400), or a not_found when
+    ``status`` is 404; answered by the app's one TwinError handler."""
 
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(status_code=status, detail=message)
+        super().__init__(message)
+        self.status = Status.not_found if status == TABLE[Status.not_found].http else Status.bad_input  # type: ignore[misc]
 
 
 # ---------------------------------------------------------------------------------------------- responses
 class OGCRoute(APIRoute):
-    """Route whose parameter validation errors are 400s naming the parameter (OGC), not FastAPI's 422."""
-
-    def get_route_handler(self) -> Callable:
-        handler = super().get_route_handler()
-
-        async def wrapped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                msgs = []
-                for e in exc.errors():
-                    name = e["loc"][-1] if e.get("loc") else "request"
-                    got = f", got {e['input']!r}" if e.get("input") is not None else ""
-                    msgs.append(f"{name}: {e['msg']}{got}")
-                return JSONDoc({"detail": "; ".join(msgs)}, status_code=400)
-
-        return wrapped
+    """The routes of the OGC routers. Request-validation errors are 400s naming the parameter on every route (the
+    app's ``RequestValidationError`` handler), so this adds nothing; it stays for the routers that name it."""
 
 
-class JSONDoc(Response):
-    """JSON rendered compactly, with NaN written as null (an invalid float must never become a 500)."""
+class JSONDoc(JSONResponse):
+    """JSON rendered compactly, with NaN written as null (an invalid float must never become a 500). A
+    ``JSONResponse`` so that FastAPI documents a route's ``response_model`` as its body (for any other response
+    class it documents a string)."""
 
     media_type = JSON
 

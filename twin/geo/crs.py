@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -320,10 +321,21 @@ def north_first(uri: str) -> bool:
     return from_uri(uri).axis_info[0].direction.lower() in ("north", "south")
 
 
-@lru_cache(maxsize=32)
+_SEARCH_LOCK = threading.Lock()
+_TRANSFORMERS: dict[tuple[str, str], pyproj.Transformer] = {}
+
+
 def shared_transformer(src: str, dst: str) -> pyproj.Transformer:
     """An x/y-ordered transformer between two CRS URIs, shared by all threads: PROJ's operation search runs once
-    here, and the transformer is rebuilt from its pipeline text, which pyproj re-instantiates per thread in
-    microseconds (a ``from_crs`` transformer repeats the ~170 ms search in every new worker thread)."""
-    found = pyproj.Transformer.from_crs(from_uri(src), from_uri(dst), always_xy=True)
-    return pyproj.Transformer.from_pipeline(found.definition)
+    here (single-flight: concurrent first callers wait for the one search), and the transformer is rebuilt from its
+    pipeline text, which pyproj re-instantiates per thread in microseconds (a ``from_crs`` transformer repeats the
+    ~170 ms search in every new worker thread)."""
+    t = _TRANSFORMERS.get((src, dst))
+    if t is None:
+        with _SEARCH_LOCK:
+            t = _TRANSFORMERS.get((src, dst))
+            if t is None:
+                found = pyproj.Transformer.from_crs(from_uri(src), from_uri(dst), always_xy=True)
+                t = _TRANSFORMERS[(src, dst)] = pyproj.Transformer.from_pipeline(found.definition)
+    return t
+

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as P
 from fastapi import Query as Q
 
-from twin.api import ogc
+from twin.api import ogc, schemas, warm
 from twin.api.cql import CQLError, _split_path
 from twin.api.cql import parse as parse_cql
 from twin.api.deps import get_store
@@ -24,8 +25,10 @@ from twin.store import Query as StoreQuery
 router = APIRouter(tags=["features"], route_class=OGCRoute)
 
 _F = Q(None, description="output format: json (the only one; GeoJSON for items)", pattern="^(json|geojson)$")
-_BRANCH = Q(MAIN, description="branch (scenario) to read")
-_AS_OF = Q(None, description="version number or RFC 3339 time; default the latest")
+_BRANCH = Q(MAIN, description="branch (scenario) to read", examples=[MAIN])
+_AS_OF = Q(None, description="version number or RFC 3339 time; default the latest", examples=["1"])
+_COLLECTION = P(description="collection id, one per entity type (see /collections)", examples=["buildings"])
+_FEATURE = P(description="store entity id (also the 3D Tiles feature id)", examples=["bldg-110101-000001"])
 _CRS = Q(None, description="CRS of the returned geometries (OGC API Features Part 2): CRS84 (default), "
                            "EPSG:4326 (lat/lon order) or the storage CRS (e.g. EPSG:4548, northing/easting order)")
 _ITEM_PARAMS = {"bbox", "bbox-crs", "datetime", "limit", "offset", "filter", "filter-lang", "crs", "properties",
@@ -33,11 +36,12 @@ _ITEM_PARAMS = {"bbox", "bbox-crs", "datetime", "limit", "offset", "filter", "fi
 
 
 def _base(request: Request) -> str:
-    """The API's base URL as the client called it, without a trailing slash."""
+    """The API's public base URL (``twin.api.middleware.PublicURL`` set it; never the client's Host header),
+    without a trailing slash."""
     return str(request.base_url).rstrip("/")
 
 
-@router.get("/conformance", response_class=JSONDoc)
+@router.get("/conformance", response_class=JSONDoc, response_model=schemas.Conformance)
 def conformance(f: str | None = _F) -> JSONDoc:
     """The OGC conformance classes this API implements."""
     return JSONDoc({"conformsTo": ogc.CONFORMANCE})
@@ -73,11 +77,12 @@ def _collection_doc(c: ogc.Collection, base: str, store: Store, ext: dict[str, E
 
 
 def _extents(store: Store, branch: str, as_of: str | None) -> dict[str, Extent]:
-    """Extents of the collections' entity types at the version ``as_of`` names on ``branch``."""
-    return store.extents(branch, store.resolve_version(branch, as_of), types=list(ogc.BY_TYPE))
+    """Extents of the collections' entity types at the version ``as_of`` names on ``branch`` (computed once for
+    concurrent requests)."""
+    return warm.extents(store, branch, store.resolve_version(branch, as_of))
 
 
-@router.get("/collections", response_class=JSONDoc)
+@router.get("/collections", response_class=JSONDoc, response_model=schemas.Collections)
 def collections(request: Request, branch: str = _BRANCH, as_of: str | None = _AS_OF, f: str | None = _F,
                 store: Store = Depends(get_store)) -> JSONDoc:
     """Every collection (one per entity type) with its CRS84 extent computed from the data and validity interval."""
@@ -89,16 +94,17 @@ def collections(request: Request, branch: str = _BRANCH, as_of: str | None = _AS
     })
 
 
-@router.get("/collections/{collectionId}", response_class=JSONDoc)
-def collection(request: Request, collectionId: str, branch: str = _BRANCH,  # noqa: N803 (OGC's name)
+@router.get("/collections/{collectionId}", response_class=JSONDoc, response_model=schemas.CollectionDoc)
+def collection(request: Request, collectionId: str = _COLLECTION, branch: str = _BRANCH,  # noqa: N803 (OGC's)
                as_of: str | None = _AS_OF, f: str | None = _F, store: Store = Depends(get_store)) -> JSONDoc:
     """One collection: title, extent, CRSs and links to its items and queryables."""
     c = ogc.collection(collectionId)
     return JSONDoc(_collection_doc(c, _base(request), store, _extents(store, branch, as_of)))
 
 
-@router.get("/collections/{collectionId}/queryables", response_class=SchemaDoc)
-def queryables(request: Request, collectionId: str, f: str | None = _F) -> SchemaDoc:  # noqa: N803
+@router.get("/collections/{collectionId}/queryables", response_class=SchemaDoc, response_model=schemas.Queryables)
+def queryables(request: Request, collectionId: str = _COLLECTION,  # noqa: N803
+               f: str | None = _F) -> SchemaDoc:
     """The properties usable in ``?name=value`` and in ``filter`` (JSON Schema); nested attributes.* and quality.*
     paths are accepted in ``filter`` too."""
     c = ogc.collection(collectionId)
@@ -135,19 +141,23 @@ def _filters(request: Request, c: ogc.Collection, filter_: str | None, filter_la
     return out
 
 
-@router.get("/collections/{collectionId}/items", response_class=GeoJSONDoc)
+@router.get("/collections/{collectionId}/items", response_class=GeoJSONDoc,
+            response_model=schemas.FeatureCollection)
 def items(
     request: Request,
-    collectionId: str,  # noqa: N803
+    collectionId: str = _COLLECTION,  # noqa: N803
     bbox: str | None = Q(None, description="minx,miny,maxx,maxy (or 6 numbers with heights) in bbox-crs, default "
-                                           "CRS84 lon/lat; features intersecting it"),
+                                           "CRS84 lon/lat; features intersecting it",
+                         examples=["116.395,39.901,116.404,39.909"]),
     bbox_crs: str | None = Q(None, alias="bbox-crs", description="CRS of bbox (same choices as crs)"),
     datetime: str | None = Q(None, description="RFC 3339 instant or interval (a/b, '..' open) matched against the "
-                                               "features' validity [valid_from, valid_to)"),
+                                               "features' validity [valid_from, valid_to)",
+                             examples=["2024-01-01T00:00:00Z/.."]),
     limit: int = Q(ogc.DEFAULT_LIMIT, ge=1, le=ogc.MAX_LIMIT, description="page size"),
     offset: int = Q(0, ge=0, description="features to skip (follow the next link instead of counting)"),
     filter_: str | None = Q(None, alias="filter", description="CQL2-text subset: comparisons (= <> < <= > >=) joined "
-                                                              "by AND, e.g. quality.rmse.2.2 > 1"),
+                                                              "by AND, e.g. quality.rmse.2.2 > 1",
+                            examples=["height > 10 AND use = 'residential'"]),
     filter_lang: str | None = Q(None, alias="filter-lang", description="cql2-text (the only one)"),
     crs: str | None = _CRS,
     properties: str | None = Q(None, description="comma-separated properties to return (lods only this way)"),
@@ -193,11 +203,12 @@ def items(
     return GeoJSONDoc(doc, headers={"Content-Crs": f"<{out_crs}>"})
 
 
-@router.get("/collections/{collectionId}/items/{featureId}", response_class=GeoJSONDoc)
+@router.get("/collections/{collectionId}/items/{featureId}", response_class=GeoJSONDoc,
+            response_model=schemas.Feature)
 def feature(
     request: Request,
-    collectionId: str,  # noqa: N803
-    featureId: str,  # noqa: N803
+    collectionId: str = _COLLECTION,  # noqa: N803
+    featureId: str = _FEATURE,  # noqa: N803
     crs: str | None = _CRS,
     properties: str | None = Q(None, description="comma-separated properties to return (lods only this way)"),
     branch: str = _BRANCH,

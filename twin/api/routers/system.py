@@ -6,20 +6,21 @@ import html
 
 from fastapi import APIRouter, Depends, Request
 from fastapi import Query as Q
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from twin import __version__
-from twin.api import ogc
+from twin.api import ogc, schemas
 from twin.api.deps import get_store
+from twin.api.ogc import JSONDoc
 from twin.store import CITY, Query, Store
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health")
-def health(store: Store = Depends(get_store)) -> dict:
+@router.get("/health", response_class=JSONDoc, response_model=schemas.Health)
+def health(store: Store = Depends(get_store)) -> JSONDoc:
     """Liveness plus the store's latest version, so a probe also proves the store is readable."""
-    return {"status": "ok", "version": __version__, "store_version": store.head()}
+    return JSONDoc({"status": "ok", "version": __version__, "store_version": store.head()})
 
 
 def _wants_json(request: Request, f: str | None) -> bool:
@@ -42,21 +43,22 @@ def _wants_json(request: Request, f: str | None) -> bool:
     return json_q > 0 and json_q >= html_q
 
 
-@router.get("/", response_class=HTMLResponse, responses={200: {"content": {"application/json": {}}, "description":
-            "the OGC API landing page: HTML for browsers, JSON for ?f=json or Accept: application/json"}})
-def landing(request: Request, f: str | None = Q(None, description="json or html (default: from the Accept header)"),
+@router.get("/", response_class=HTMLResponse, responses={200: {
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LandingPage"}}},
+    "description": "the OGC API landing page: HTML for browsers, JSON for ?f=json or Accept: application/json"}})
+def landing(request: Request, f: str | None = Q(None, description="json or html (default: from the Accept header)",
+                                                pattern="^(json|html|application/json|text/html)$"),
             store: Store = Depends(get_store)) -> Response:
-    """The landing page: the OGC API Features landing document as JSON, or a human page for browsers."""
-    if f is not None and f not in ("json", "html", "application/json", "text/html"):
-        return JSONResponse({"detail": f"f: unsupported format {f!r}; use json or html"}, status_code=400)
+    """The landing page: the OGC API Features landing document as JSON, or a human page for browsers. Links use
+    the public base URL (``twin.api.middleware.PublicURL``), never the client's Host header."""
     if _wants_json(request, f):
         base = str(request.base_url).rstrip("/")
-        return JSONResponse(ogc.landing(base, "twin", request.app.description))
+        return JSONDoc(ogc.landing(base, "twin", request.app.description))
     return HTMLResponse(_landing_html(store))
 
 
 def _landing_html(store: Store) -> str:
-    """A human landing page: the store, its latest commit and where to go next."""
+    """A human landing page: the store's CRS and size, its latest commits and where to go next (no server path)."""
     log = store.log()
     latest = log[0] if log else None
     n = store.count(query=Query(collection=CITY))
@@ -77,7 +79,7 @@ def _landing_html(store: Store) -> str:
 table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:.3rem .6rem;text-align:left}}</style>
 </head><body>
 <h1>twin — city digital twin</h1>
-<p>Store <code>{html.escape(str(store.root))}</code> (CRS {html.escape(store.crs)}): {n} city objects;
+<p>Store (CRS {html.escape(store.crs)}): {n} city objects;
 latest commit: <span id="latest">{head}</span>.</p>
 <p><a href="/viewer/"><b>3D viewer</b></a> · <a href="/docs">API documentation</a> ·
 <a href="/commits/latest">latest commit (JSON)</a> ·
