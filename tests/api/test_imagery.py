@@ -201,7 +201,8 @@ def test_a_lost_source_file_is_a_503_naming_the_asset_not_a_500(built_city, tmp_
     s.commit([lost], message="an image whose file goes missing")
     gone.unlink()
     api = TestClient(create_app(root), raise_server_exceptions=False)
-    assert "src-imagery-lost" in {im["id"] for im in api.get("/imagery").json()["images"]}  # the listing reads no pixels
+    listed = {im["id"] for im in api.get("/imagery").json()["images"]}
+    assert "src-imagery-lost" in listed  # the listing reads no pixels
     for url in ("/imagery/tilejson.json?asset=src-imagery-lost", "/imagery/16/0/0.png?asset=src-imagery-lost"):
         r = api.get(url)
         assert r.status_code == 503, (url, r.status_code, r.text)

@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.test_serve import _wait
 from tests.conftest import PYTHON, ROOT, TWIN
 from twin.api.app import create_app
 from twin.store import Store
@@ -160,16 +160,7 @@ def _serve(reader: Reader, store: Path, cache: Path | str) -> Iterator[httpx.Cli
                               stderr=subprocess.PIPE, text=True, **reader.kwargs)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            assert server.poll() is None, f"server exited: {server.stderr.read()}"
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.2)
+        _wait(base + "/health", server)
         with httpx.Client(base_url=base, timeout=120) as client:
             yield client
     finally:

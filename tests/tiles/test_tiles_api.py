@@ -9,14 +9,13 @@ import http.client
 import json
 import os
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.api.test_serve import _wait
 from tests.conftest import ROOT, TWIN
 from tests.tiles.conftest import copy_store
 from tests.tiles.helpers_tiles import walk
@@ -131,16 +130,7 @@ def test_real_uvicorn_workers_build_a_cold_cache_once_and_serve_it(built_city, t
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{free_port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            assert server.poll() is None, server.stderr.read()
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.2)
+        _wait(base + "/health", server)
         urls = ["/tiles/main/latest/buildings/tileset.json", "/tiles/main/latest/terrain/tileset.json"] * 3
         with ThreadPoolExecutor(6) as pool:
             got = list(pool.map(lambda u: _raw_get(free_port, u, {"Accept-Encoding": "gzip"}), urls))
