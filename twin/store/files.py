@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from twin.errors import Status, StorageError, TwinError, storage_error
 
@@ -49,6 +49,15 @@ def refused(exc: BaseException, what: str = "", path: Path | str | None = None) 
             name = getattr(exc, "filename", None) or (m.group(1) if m else None) or path
             return storage_error(OSError(code, os.strerror(code), name), what)
     return None
+
+
+def raise_refused(exc: BaseException, what: str = "", path: Path | str | None = None) -> NoReturn:
+    """Re-raise ``exc`` (from an ``except`` block) as the :class:`StorageError` :func:`refused` makes of it, or as
+    itself when the disk did not refuse."""
+    err = refused(exc, what, path)
+    if err is not None and err is not exc:
+        raise err from exc
+    raise exc
 
 
 def disk_refuses(folder: Path, what: str = "", size: int = 1 << 20) -> StorageError | None:
@@ -127,10 +136,7 @@ def write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
-        err = refused(exc, "writing", path)
-        if err is None:
-            raise
-        raise err from exc
+        raise_refused(exc, "writing", path)
 
 
 def write_json_atomic(path: Path, obj: Any, tmp_dir: Path) -> None:
@@ -143,10 +149,7 @@ def write_json_atomic(path: Path, obj: Any, tmp_dir: Path) -> None:
         publish(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        err = refused(exc, f"writing {path.name}")
-        if err is not None and err is not exc:
-            raise err from exc
-        raise
+        raise_refused(exc, f"writing {path.name}")
 
 
 @contextmanager
@@ -160,10 +163,7 @@ def writer_lock(lock_file: Path, timeout: float = 120.0) -> Iterator[None]:
     try:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        err = refused(exc, "taking the writer lock")
-        if err is None:
-            raise
-        raise err from exc
+        raise_refused(exc, "taking the writer lock")
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -195,10 +195,7 @@ def claim(tmp_dir: Path, what: str) -> Iterator[Path]:
             tmp_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
-            err = refused(exc, f"claiming {tmp_dir} for a {what}")
-            if err is None:
-                raise
-            raise err from exc
+            raise_refused(exc, f"claiming {tmp_dir} for a {what}")
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             same = os.stat(path).st_ino == os.fstat(fd).st_ino

@@ -39,8 +39,8 @@ from twin.store.files import (
     StoreBusy,
     fault,
     publish,
+    raise_refused,
     recover_tmp,
-    refused,
     remove_path,
     tmp_path,
     write_json_atomic,
@@ -290,10 +290,7 @@ class Store:
         except BaseException as exc:
             for d in reversed(made):
                 remove_path(d)
-            err = refused(exc, f"creating the store {root}")
-            if err is not None and err is not exc:
-                raise err from exc
-            raise
+            raise_refused(exc, f"creating the store {root}")
         return cls(root)
 
     @property
@@ -509,10 +506,7 @@ class Store:
             except BaseException as exc:
                 for p in written:
                     p.unlink(missing_ok=True)
-                err = refused(exc, f"committing version {version}")
-                if err is not None and err is not exc:
-                    raise err from exc
-                raise
+                raise_refused(exc, f"committing version {version}")
             self.refresh()
             return commit
 
@@ -543,10 +537,7 @@ class Store:
                 if not _holds(refs, key):
                     remove_path(p)
         except OSError as exc:
-            err = refused(exc, "removing what a killed writer left")
-            if err is None:
-                raise
-            raise err from exc
+            raise_refused(exc, "removing what a killed writer left")
 
     def _legacy_refs(self) -> set[str]:
         """Store paths named by the assets of commits made before commits recorded their ``files``."""
