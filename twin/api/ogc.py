@@ -21,7 +21,6 @@ import pyproj
 import shapely
 import shapely.geometry
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from data_models import Building, BuildingPart, LandCover, Road, Sensor, Vegetation, WaterBody
@@ -57,11 +56,6 @@ class OGCError(TwinError):
 
 
 # ---------------------------------------------------------------------------------------------- responses
-class OGCRoute(APIRoute):
-    """The routes of the OGC routers. Request-validation errors are 400s naming the parameter on every route (the
-    app's ``RequestValidationError`` handler), so this adds nothing; it stays for the routers that name it."""
-
-
 class JSONDoc(JSONResponse):
     """JSON rendered compactly, with NaN written as null (an invalid float must never become a 500). A
     ``JSONResponse`` so that FastAPI documents a route's ``response_model`` as its body (for any other response

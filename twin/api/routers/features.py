@@ -17,12 +17,12 @@ from twin.api import ogc, schemas, warm
 from twin.api.cql import CQLError, _split_path
 from twin.api.cql import parse as parse_cql
 from twin.api.deps import get_store
-from twin.api.ogc import GeoJSONDoc, JSONDoc, OGCRoute, SchemaDoc
+from twin.api.ogc import GeoJSONDoc, JSONDoc, SchemaDoc
 from twin.geo import crs as geocrs
 from twin.store import CITY, MAIN, Extent, Store
 from twin.store import Query as StoreQuery
 
-router = APIRouter(tags=["features"], route_class=OGCRoute)
+router = APIRouter(tags=["features"])
 
 _F = Q(None, description="output format: json (the only one; GeoJSON for items)", pattern="^(json|geojson)$")
 _BRANCH = Q(MAIN, description="branch (scenario) to read", examples=[MAIN])

@@ -15,11 +15,11 @@ from fastapi.responses import Response
 
 from twin.api import conditional, ogc
 from twin.api.deps import get_store
-from twin.api.ogc import JSONDoc, OGCError, OGCRoute
+from twin.api.ogc import JSONDoc, OGCError
 from twin.store import MAIN, Store
 from twin.tiles import imagery
 
-router = APIRouter(prefix="/imagery", tags=["imagery"], route_class=OGCRoute)
+router = APIRouter(prefix="/imagery", tags=["imagery"])
 
 _ASSET = Q(None, description="imagery asset id (see /imagery); default: the newest image")
 _DATETIME = Q(None, description="RFC 3339 instant: the newest image acquired at or before it")

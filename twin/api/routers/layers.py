@@ -14,12 +14,11 @@ from fastapi.responses import Response
 
 from data_models import LayerSpec
 from twin.api.deps import get_store
-from twin.api.ogc import OGCRoute
 from twin.layers.registry import Layers
 from twin.products import formats
 from twin.store import MAIN, Store
 
-router = APIRouter(prefix="/layers", tags=["layers"], route_class=OGCRoute)
+router = APIRouter(prefix="/layers", tags=["layers"])
 
 # what these routes' errors mean; the ``{"detail": string}`` body (ErrorDetail) is added by twin/api/openapi.py
 _ERRORS = {400: {"description": "Bad Request: a malformed parameter; `detail` starts with its name (`bbox: …`)"},
