@@ -36,6 +36,12 @@ class SimulationRun(TwinModel):
     )
     outputs: list[str] = Field(default_factory=list, description="ids of output layers / assets")
     error: str | None = None
+    inputs_digest: str | None = Field(default=None, description="digest of the entities and assets the run read")
+    key: str | None = Field(default=None, description="digest of simulator, code version, parameters and inputs: "
+                                                       "a run with the same key is reused, not recomputed")
+    reused_from: str | None = Field(default=None, description="id of the earlier run whose unchanged results "
+                                                              "this incremental run kept")
+    summary: dict[str, Any] = Field(default_factory=dict, description="headline numbers of the result")
 
     @model_validator(mode="after")
     def _check(self):

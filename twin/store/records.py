@@ -18,13 +18,17 @@ import pyarrow as pa
 import shapely
 from pydantic import BaseModel
 
-from data_models import LayerSpec, SourceAsset, parse_city_object
+from data_models import LayerSpec, Scenario, SimulationRun, SourceAsset, parse_city_object
 from twin.times import to_utc
 
 CITY = "city"
 ASSETS = "assets"
 LAYERS = "layers"
-COLLECTIONS = (CITY, ASSETS, LAYERS)
+SCENARIOS = "scenarios"  # a scenario's record lives on its own branch, rewritten with each edit
+RUNS = "runs"  # simulation runs, on the branch they ran on
+COLLECTIONS = (CITY, ASSETS, LAYERS, SCENARIOS, RUNS)
+_KIND = {SourceAsset: (ASSETS, "SourceAsset"), LayerSpec: (LAYERS, "LayerSpec"), Scenario: (SCENARIOS, "Scenario"),
+         SimulationRun: (RUNS, "SimulationRun")}
 
 # Columns every segment file has, in order (geometry is added by DuckDB from ``wkb``).
 ROW_SCHEMA = pa.schema(
@@ -103,7 +107,7 @@ def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str,
     for obj in objs:
         if isinstance(obj, dict):
             obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
-        kind = ASSETS if isinstance(obj, SourceAsset) else LAYERS if isinstance(obj, LayerSpec) else CITY
+        kind = next((c for cls, (c, _) in _KIND.items() if isinstance(obj, cls)), CITY)
         data = obj.model_dump(mode="json")
         if kind == LAYERS:
             data["id"] = data["name"]  # a layer's id is its name
@@ -116,8 +120,9 @@ def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str,
         if collection == ASSETS:
             type_ = "SourceAsset"
             valid_from, valid_to = to_utc(data.get("acquired")), None
-        elif collection == LAYERS:
-            type_, valid_from, valid_to = "LayerSpec", None, None
+        elif collection != CITY:
+            type_ = next(t for c, t in _KIND.values() if c == collection)
+            valid_from, valid_to = None, None
         else:
             type_ = data["type"]
             valid_from, valid_to = to_utc(data.get("valid_from")), to_utc(data.get("valid_to"))

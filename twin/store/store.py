@@ -782,6 +782,12 @@ class Store:
     _ROW = ("collection, version, op, type, classification, epoch_us(valid_from) AS valid_from_us, "
             "epoch_us(valid_to) AS valid_to_us, body, geometry AS wkb")
 
+    def digests(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> dict[str, str]:
+        """id -> content digest of the live entities matching ``query``: what changed between two versions is the
+        ids whose digests differ, found without reading any body (simulation runs key their inputs by it)."""
+        sql, params = self._state_sql(branch, as_of, query or Query(), "digest", order=False)
+        return {} if sql is None else dict(self._con.execute(sql, params).fetchall())
+
     def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
         """Live entities matching ``query`` as JSON-ready dicts (model shape + ``_store`` metadata)."""
         q = query or Query()

@@ -339,6 +339,11 @@ def demo(
         serve(store=_store_path(store), host=host, port=port, workers=1)
 
 
+# sub-commands in their own modules (they import app, console and the helpers above)
+from twin.cli import scenario as _scenario  # noqa: E402,F401
+from twin.cli import sim as _sim  # noqa: E402,F401
+
+
 def main() -> None:
     """Entry point: user errors (bad file, unknown branch, busy store) and storage conditions (disk full, read-only
     store) print one clear line, not a traceback, and exit with the code ``twin.errors.TABLE`` gives their status

@@ -1,0 +1,489 @@
+"""The simulation engine: one :class:`Simulator` interface, one registry, one runner.
+
+A simulator declares its name, a pydantic parameter model (defaults and JSON Schema for the CLI, Python and OGC API
+Processes), what it reads (entity types and asset ids, whose digests key its inputs) and what it writes (layers,
+per-entity tables, files). :func:`run` validates the parameters, reuses an earlier run with the same key
+(simulator, code version, parameters, inputs), else runs the simulator and commits, in one version on the run's
+branch, the :class:`~data_models.SimulationRun` record, its H3 layers, its per-entity result tables (rows keyed by
+run id and entity id; entities are never overwritten) and its files. A failed run is recorded with its error; a
+cancelled one leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ValidationError
+
+from data_models import Classification, Extent, LayerSpec, RunStatus, SimulationRun, SourceAsset, SourceKind
+from twin import __version__
+from twin.catalog.assets import sha256_file
+from twin.errors import BadInput, Conflict, NotFound
+from twin.store import ASSETS, MAIN, RUNS, Query, Store
+from twin.store.files import claim
+
+ENTRY_POINT_GROUP = "twin.simulators"
+ASSET_PREFIX = "asset:"  # in Simulator.reads: "asset:prd-dtm" is the asset with id prd-dtm
+
+Progress = Callable[[float, str], None]  # fraction done in [0, 1], a message
+
+
+class UnknownSimulator(NotFound):
+    """No simulator of that name is registered."""
+
+
+class UnknownRun(NotFound):
+    """No run of that id is in the store."""
+
+
+class BadParameters(BadInput):
+    """Parameters that do not validate; the message names each bad parameter."""
+
+
+class Cancelled(Conflict):
+    """The run was cancelled; nothing of it was committed."""
+
+
+@dataclass
+class ProductFile:
+    """A file a simulator wrote into its work folder (a COG), kept under ``products/runs/<run id>/``."""
+
+    name: str
+    path: Path
+    description: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)
+    crs: str | None = None
+    bbox: list[float] | None = None
+
+
+@dataclass
+class Outputs:
+    """What a run produced: layers (spec, finest values), per-entity tables (an ``entity_id`` column each), files,
+    and a summary of headline numbers."""
+
+    layers: list[tuple[LayerSpec, pa.Table]] = field(default_factory=list)
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    files: list[ProductFile] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    reused_from: str | None = None  # the earlier run whose unchanged results an incremental run kept
+
+
+@dataclass
+class Previous:
+    """An earlier successful run of the same simulator and parameters on other inputs, for incremental reruns:
+    ``changed`` holds the ids (entities and assets) whose digest differs (added, removed or modified)."""
+
+    run: SimulationRun
+    branch: str
+    version: int  # the version holding its results
+    changed: set[str]
+
+    def table(self, store: Store, name: str) -> pa.Table:
+        return result_table(store, self.run, name)
+
+
+@dataclass
+class RunContext:
+    """What a simulator sees: the store state to read, its parameters, progress, a work folder, timings."""
+
+    store: Store
+    branch: str
+    version: int
+    params: Any
+    run_id: str
+    workdir: Path
+    workers: int | None = None
+    previous: Previous | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    _progress: Progress | None = None
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress; raises :class:`Cancelled` when the caller's callback does (a cancelled job)."""
+        if self._progress is not None:
+            self._progress(min(max(float(fraction), 0.0), 1.0), message)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage of the run (seconds land in ``SimulationRun.timings``)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    """The interface every simulator implements (see :mod:`twin.sim.sunlight`)."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str]
+    version: ClassVar[str]  # bump when results change for the same inputs
+    Parameters: ClassVar[type[BaseModel]]
+    reads: ClassVar[tuple[str, ...]]  # entity types, and asset ids prefixed "asset:"
+    writes: ClassVar[dict[str, str]]  # output name (layer or table) -> description
+    keys: ClassVar[dict[str, tuple[str, ...]]]  # result table -> key columns (default ("entity_id",))
+
+    def run(self, ctx: RunContext) -> Outputs: ...
+
+
+# ---------------------------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, Simulator] = {}
+_LOADED = False
+
+
+def register(sim: Simulator) -> Simulator:
+    """Add a simulator (an instance or class implementing :class:`Simulator`) to the one registry."""
+    missing = [a for a in ("name", "Parameters", "reads", "writes", "version", "run") if not hasattr(sim, a)]
+    if missing:
+        raise TypeError(f"{sim!r} is not a Simulator: it lacks {', '.join(missing)}")
+    _REGISTRY[sim.name] = sim
+    return sim
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from twin.sim.sunlight import SunlightSimulator
+
+    register(SunlightSimulator())
+    plugins = [ep.load for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    # TWIN_SIMULATORS="pkg.module:Name,…": simulators of a script or notebook, loaded in every process (job workers)
+    for ref in filter(None, (r.strip() for r in os.environ.get("TWIN_SIMULATORS", "").split(","))):
+        plugins.append(lambda ref=ref: _object(ref))
+    for load in plugins:
+        obj = load()
+        register(obj() if isinstance(obj, type) else obj)
+
+
+def _object(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    if not attr:
+        raise BadInput(f"TWIN_SIMULATORS: {ref!r} must be module:attribute")
+    return getattr(importlib.import_module(module), attr)
+
+
+def simulators() -> dict[str, Simulator]:
+    """Every registered simulator by name (built-ins and the ``twin.simulators`` entry points)."""
+    _load()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Simulator:
+    sims = simulators()
+    if name not in sims:
+        raise UnknownSimulator(f"unknown simulator {name!r}; simulators: {', '.join(sims) or 'none'}")
+    return sims[name]
+
+
+def parameters(sim: Simulator, params: dict[str, Any] | BaseModel | None) -> BaseModel:
+    """Validated parameters; a :class:`BadParameters` naming every bad one (``step_min: must be > 0``)."""
+    if isinstance(params, sim.Parameters):
+        return params
+    data = params.model_dump() if isinstance(params, BaseModel) else dict(params or {})
+    try:
+        return sim.Parameters.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or "parameters"
+            parts.append(f"{where}: {e['msg']}" + (f" (got {e['input']!r})" if e["type"] != "missing" else ""))
+        raise BadParameters(f"{sim.name} parameters: " + "; ".join(parts)) from None
+
+
+def describe(sim: Simulator) -> dict[str, Any]:
+    """A JSON-ready description: name, title, what it reads and writes, the parameters' JSON Schema."""
+    return {"name": sim.name, "title": sim.title, "description": sim.description, "version": sim.version,
+            "reads": list(sim.reads), "writes": dict(sim.writes), "parameters": sim.Parameters.model_json_schema()}
+
+
+def code_version(sim: Simulator) -> str:
+    """The package version, the simulator's version and a digest of its module's source: a code change is a new
+    code version, so runs of older code are never reused for it."""
+    try:
+        src = Path(inspect.getsourcefile(type(sim)) or "").read_bytes()
+    except (OSError, TypeError):
+        src = b""
+    return f"twin {__version__}; {sim.name} {sim.version}; src {hashlib.sha256(src).hexdigest()[:12]}"
+
+
+# ---------------------------------------------------------------------------------------------- inputs and keys
+def input_digests(store: Store, sim: Simulator, branch: str, version: int) -> dict[str, str]:
+    """id -> digest of every entity and asset the simulator reads at that state."""
+    types = [r for r in sim.reads if not r.startswith(ASSET_PREFIX)]
+    assets = [r[len(ASSET_PREFIX):] for r in sim.reads if r.startswith(ASSET_PREFIX)]
+    out = store.digests(branch, version, Query(types=types)) if types else {}
+    if assets:
+        out.update({f"{ASSET_PREFIX}{k}": v for k, v in
+                    store.digests(branch, version, Query(collection=ASSETS, ids=assets)).items()})
+    return out
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_key(sim: Simulator, params: BaseModel, inputs_digest: str) -> str:
+    return _digest({"simulator": sim.name, "code": code_version(sim), "params": params.model_dump(mode="json"),
+                    "inputs": inputs_digest})
+
+
+def _params_key(sim: Simulator, params: BaseModel) -> str:
+    return _digest({"simulator": sim.name, "code": code_version(sim), "params": params.model_dump(mode="json")})
+
+
+# ---------------------------------------------------------------------------------------------- finding runs
+def runs(store: Store, branch: str | None = None, simulator: str | None = None) -> list[SimulationRun]:
+    """Recorded runs, newest first: of one branch (with the runs it sees of its base) or of every branch."""
+    seen: dict[str, SimulationRun] = {}
+    for b in [branch] if branch else [b.name for b in store.branches()]:
+        for r in store.features(b, query=Query(collection=RUNS)):
+            r.pop("_store", None)
+            if simulator is None or r["simulator"] == simulator:
+                seen.setdefault(r["id"], SimulationRun.model_validate(r))
+    return sorted(seen.values(), key=lambda r: (r.submitted, r.id), reverse=True)
+
+
+def find_run(store: Store, run_id: str) -> tuple[SimulationRun, str, int]:
+    """A run by id with the branch that holds it and the version of its results."""
+    for b in [MAIN] + [b.name for b in store.branches() if b.name != MAIN]:
+        for r in store.features(b, query=Query(collection=RUNS, ids=[run_id])):
+            if r["branch"] != b:
+                continue  # seen through a fork: look it up on its own branch
+            version = r.pop("_store")["version"]
+            return SimulationRun.model_validate(r), b, version
+    raise UnknownRun(f"unknown run {run_id!r}; `twin sim runs` lists them")
+
+
+def result_table(store: Store, run: SimulationRun, name: str) -> pa.Table:
+    """The rows of a run's per-entity result table ``name``."""
+    if name not in run.outputs:
+        tables = [o for o in run.outputs if o.startswith(f"{run.simulator}_")]
+        raise NotFound(f"run {run.id} has no table {name!r}; its tables: {', '.join(tables) or 'none'}")
+    t = store.read_table(name, run.branch, where="run_id = ?", params=[run.id])
+    return t.drop_columns([c for c in ("asset_id",) if c in t.column_names])
+
+
+def _reusable(store: Store, key: str) -> tuple[SimulationRun, str, int] | None:
+    for r in runs(store):
+        if r.key == key and r.status == RunStatus.succeeded:
+            return find_run(store, r.id)
+    return None
+
+
+def _previous(store: Store, sim: Simulator, params: BaseModel, branch: str, version: int,
+              inputs: dict[str, str]) -> Previous | None:
+    """The newest successful run of the same simulator, code and parameters (on this branch first, else any), with
+    the inputs that changed since."""
+    pk = _params_key(sim, params)
+    candidates = [r for r in runs(store, branch, sim.name) if r.status == RunStatus.succeeded]
+    candidates += [r for r in runs(store, simulator=sim.name) if r.status == RunStatus.succeeded]
+    for r in candidates:
+        if r.summary.get("params_key") != pk:
+            continue
+        run, b, v = find_run(store, r.id)
+        before = input_digests(store, sim, run.branch, run.version)
+        changed = {k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k)}
+        return Previous(run=run, branch=b, version=v, changed=changed)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- running
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
+def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None = None, *, branch: str = MAIN,
+        as_of: Any = None, progress: Progress | None = None, workers: int | None = None, author: str = "twin",
+        reuse: bool = True, run_id: str | None = None, scenario_id: str | None = None) -> SimulationRun:
+    """Run ``simulator`` on ``branch`` (at ``as_of``, default its head) and record the run; returns the
+    :class:`SimulationRun` (an earlier one when its key matches and ``reuse`` is on)."""
+    sim = get(simulator)
+    p = parameters(sim, params)
+    version = store.resolve_version(branch, as_of)
+    inputs = input_digests(store, sim, branch, version)
+    inputs_digest = _digest(sorted(inputs.items()))
+    key = run_key(sim, p, inputs_digest)
+    if reuse and (found := _reusable(store, key)) is not None:
+        if progress:
+            progress(1.0, f"reused run {found[0].id}")
+        return found[0]
+    rid = run_id or new_run_id()
+    record = SimulationRun(id=rid, simulator=sim.name, branch=branch, version=version, scenario_id=scenario_id,
+                           parameters=p.model_dump(mode="json"), code_version=code_version(sim),
+                           status=RunStatus.running, started=datetime.now(UTC), inputs_digest=inputs_digest, key=key)
+    previous = _previous(store, sim, p, branch, version, inputs) if reuse else None
+    with claim(store.root / "tmp", "sim"):
+        workdir = store.root / "tmp" / f"sim-{rid}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = RunContext(store=store, branch=branch, version=version, params=p, run_id=rid, workdir=workdir,
+                         workers=workers, previous=previous, _progress=progress)
+        t0 = time.perf_counter()
+        try:
+            try:
+                out = sim.run(ctx)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                _record_failure(store, record, ctx, t0, exc, author)
+                raise
+            ctx.progress(1.0, "committing results")
+            return _commit(store, sim, record, ctx, out, t0, author, _params_key(sim, p))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _record_failure(store: Store, record: SimulationRun, ctx: RunContext, t0: float, exc: BaseException,
+                    author: str) -> None:
+    ctx.timings["total"] = round(time.perf_counter() - t0, 4)
+    failed = record.model_copy(update={"status": RunStatus.failed, "finished": datetime.now(UTC),
+                                       "timings": dict(ctx.timings), "error": f"{type(exc).__name__}: {exc}"[:2000]})
+    try:
+        store.commit([failed], message=f"sim {record.simulator}: run {record.id} failed", author=author,
+                     branch=record.branch)
+    except Exception:  # noqa: BLE001 - the original error is what the caller must see
+        pass
+
+
+def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext, out: Outputs, t0: float,
+            author: str, params_key: str) -> SimulationRun:
+    from twin.layers.registry import TABLE, Layers
+
+    put: list[Any] = []
+    tables: dict[str, pa.Table] = {}
+    outputs: list[str] = []
+    reg = Layers(store)
+    prepared = []
+    for spec, values in out.layers:
+        spec = spec.model_copy(update={"lineage": sorted({*spec.lineage, record.id})})
+        put.append(spec)
+        prepared.append(reg.prepare(spec, values))
+        outputs.append(spec.name)
+    if prepared:
+        tables[TABLE] = pa.concat_tables(prepared)
+    for name, t in out.tables.items():
+        if name not in sim.writes:
+            raise TypeError(f"simulator {sim.name} wrote table {name!r}, which it does not declare in writes")
+        if "entity_id" not in t.column_names:
+            raise TypeError(f"result table {name!r} of {sim.name} has no entity_id column")
+        n = t.num_rows
+        t = t.append_column("run_id", pa.array([record.id] * n, pa.string()))
+        tables[name] = t.append_column("asset_id", pa.array([record.id] * n, pa.string()))
+        outputs.append(name)
+    folder_rel = Path("products") / "runs" / record.id
+    moved: Path | None = None
+    if out.files:
+        moved = store.root / folder_rel
+        moved.mkdir(parents=True, exist_ok=True)
+        for f in out.files:
+            dst = moved / f"{f.name}{f.path.suffix}"
+            shutil.move(str(f.path), dst)
+            bbox = f.bbox or [0.0, 0.0, 0.0, 0.0]
+            from twin.geo.crs import bbox_wgs84
+
+            aid = f"{record.id}-{f.name}"
+            put.append(SourceAsset(
+                id=aid, kind=SourceKind.product, path=str(folder_rel / dst.name), crs=f.crs or store.crs,
+                extent=Extent(bbox=bbox, bbox_wgs84=bbox_wgs84(bbox, f.crs or store.crs)),
+                checksum=sha256_file(dst), size_bytes=dst.stat().st_size, classification=Classification.public,
+                producer=f"twin sim {sim.name}", ingested=datetime.now(UTC),
+                properties={"product": f.name, "description": f.description, "run_id": record.id, **f.properties}))
+            outputs.append(aid)
+    ctx.timings["total"] = round(time.perf_counter() - t0, 4)
+    done = record.model_copy(update={
+        "status": RunStatus.succeeded, "finished": datetime.now(UTC), "timings": dict(ctx.timings),
+        "outputs": outputs, "reused_from": out.reused_from,
+        "summary": {**out.summary, "params_key": params_key}})
+    try:
+        store.commit([done, *put], message=f"sim {sim.name}: run {record.id}", author=author, branch=record.branch,
+                     tables=tables)
+    except BaseException:
+        if moved is not None:
+            shutil.rmtree(moved, ignore_errors=True)
+        raise
+    return done
+
+
+# ---------------------------------------------------------------------------------------------- comparing
+@dataclass
+class Comparison:
+    """Per-entity differences (one table per result table) and per-cell differences (one per layer) of two runs."""
+
+    run_a: SimulationRun
+    run_b: SimulationRun
+    entities: dict[str, pa.Table]
+    cells: dict[str, pa.Table]
+
+
+def compare(store: Store, run_a: str, run_b: str) -> Comparison:
+    """``b - a`` per entity (the key columns, then ``<col>_a``, ``<col>_b`` and ``<col>_diff`` for numbers, and a
+    ``status`` of added / removed / changed / same) and per H3 cell of every layer both runs wrote (the layer
+    registry's ``value``, ``other`` and ``diff`` columns at the finest resolution, ``diff = b - a``)."""
+    from twin.layers.registry import Layers
+
+    a, branch_a, va = find_run(store, run_a)
+    b, branch_b, vb = find_run(store, run_b)
+    if a.simulator != b.simulator:
+        raise BadInput(f"runs {a.id} ({a.simulator}) and {b.id} ({b.simulator}) are of different simulators")
+    sim = get(a.simulator)
+    entities = {}
+    for name in [o for o in a.outputs if o in b.outputs and o in sim.writes]:
+        keys = tuple(getattr(sim, "keys", {}).get(name, ("entity_id",)))
+        entities[name] = _diff_tables(result_table(store, a, name), result_table(store, b, name), keys)
+    cells = {}
+    reg = Layers(store)
+    names_a = {s.name for s in reg.list(branch_a, va)}
+    for name in [o for o in a.outputs if o in b.outputs and o in names_a]:
+        cells[name] = reg.query(name, branch=branch_b, as_of=vb, compare_branch=branch_a, compare_as_of=va)
+    return Comparison(a, b, entities, cells)
+
+
+def _diff_tables(ta: pa.Table, tb: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    import duckdb
+
+    skip = set(keys) | {"run_id"}
+    cols = [c for c in ta.column_names if c not in skip and c in tb.column_names]
+    numeric = [c for c in cols if pa.types.is_integer(ta.schema.field(c).type) or pa.types.is_floating(
+        ta.schema.field(c).type)]
+    con = duckdb.connect()
+    con.register("a", ta)
+    con.register("b", tb)
+    on = " AND ".join(f'a."{k}" IS NOT DISTINCT FROM b."{k}"' for k in keys)
+    key_sel = ", ".join(f'coalesce(a."{k}", b."{k}") AS "{k}"' for k in keys)
+    sel = []
+    for c in cols:
+        sel += [f'a."{c}" AS "{c}_a"', f'b."{c}" AS "{c}_b"']
+        if c in numeric:
+            sel.append(f'b."{c}" - a."{c}" AS "{c}_diff"')
+    changed = " OR ".join(f'a."{c}" IS DISTINCT FROM b."{c}"' for c in cols) or "false"
+    status = (f"CASE WHEN a.\"{keys[0]}\" IS NULL THEN 'added' WHEN b.\"{keys[0]}\" IS NULL THEN 'removed' "
+              f"WHEN {changed} THEN 'changed' ELSE 'same' END AS status")
+    sql = (f"SELECT {key_sel}, {status}{', ' if sel else ''}{', '.join(sel)} FROM a FULL OUTER JOIN b ON {on} "
+           f"ORDER BY {', '.join(f'{chr(34)}{k}{chr(34)}' for k in keys)}")
+    out = con.execute(sql).to_arrow_table()
+    con.close()
+    return out
+
+
+def changed_only(t: pa.Table) -> pa.Table:
+    """The rows of a per-entity comparison whose status is not ``same``."""
+    return t.filter(pc.not_equal(t["status"], "same"))
