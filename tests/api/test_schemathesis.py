@@ -8,6 +8,8 @@ come within 10 s.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -30,8 +32,11 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def api_schema(built_city, tmp_path_factory):
-    """The OpenAPI document of a server over the demo store (shared read-only: tiles go to a temporary cache)."""
-    with serve(built_city["store"], tmp_path_factory.mktemp("schemathesis")) as server:
+    """The OpenAPI document of a server over a copy of the demo store: the write routes (scenarios, processes)
+    commit, and the shared store stays read-only for the other tests."""
+    tmp = tmp_path_factory.mktemp("schemathesis")
+    shutil.copytree(built_city["store"], tmp / "store")
+    with serve(tmp / "store", tmp) as server:
         yield schemathesis.openapi.from_url(f"{server.base}/openapi.json",
                                             config=SchemathesisConfig.from_dict(CONFIG))
 

@@ -6,20 +6,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import shapely
 
 from data_models import OBSERVATIONS_TABLE
 from twin.geo import indices
+from twin.layers import buildings as blayers
 from twin.pipeline.context import BuildContext, multispectral, standing_footprints
 from twin.sources.imagery import image_grid, read_bands
 
 GREEN_NDVI = 0.3  # NDVI at and above which a surface counts as green (vegetation)
 
-M2_PER_PERSON = 35.0  # residential floor area per inhabitant, Beijing urban average order of magnitude
-
-STOREY_M = 3.0
-
-STATIC_RES = [8, 9, 10, 11]
+STATIC_RES = blayers.STATIC_RES
 
 SENSOR_RES = [7, 8, 9]
 
@@ -50,28 +46,20 @@ def step_layers(ctx: BuildContext) -> None:
     cover = ctx.of_type("LandCover")
     if cover:
         geoms = np.asarray([ctx.geometry(e) for e in cover], dtype=object)
-        imp = np.asarray([e["cover_class"] in ("building", "road", "impervious") for e in cover])
-        domain = polygons.candidate_cells(geoms, crs, top)
-        add("impervious-fraction", polygons.area_fraction(geoms[imp], crs, top, cells=domain),
-            [p["source_asset_id"] for e in cover[:1] for p in e.get("provenance", [])],
-            variable="impervious_fraction", unit="1", kind="intensive", aggregation="area_weighted_mean",
-            resolutions=STATIC_RES, description="share of area covered by buildings, roads and other sealed land")
-    standing = [b for b in standing_footprints(ctx) if b.get("height")]
+        lineage = [p["source_asset_id"] for e in cover[:1] for p in e.get("provenance", [])]
+        values = blayers.impervious_values(geoms, [e["cover_class"] for e in cover], crs, res=top)
+        if values.num_rows:
+            ctx.layers.append((blayers.spec(blayers.IMPERVIOUS, lineage), values))
+    standing = [b for b in standing_footprints(ctx) if blayers.is_standing(b)]
     if standing:
         geoms = np.asarray([ctx.geometry(b) for b in standing], dtype=object)
         height = np.asarray([b["height"] for b in standing], np.float64)
-        storeys = np.maximum(1.0, np.round(height / STOREY_M))
         lineage = sorted({p["source_asset_id"] for b in standing for p in b.get("provenance", [])})
-        vals = polygons.building_values(geoms, crs, top, height=height)
-        add("building-volume", vals["volume"], lineage, variable="building_volume", unit="m3", kind="extensive",
-            aggregation="sum", resolutions=STATIC_RES, description="footprint area x LiDAR height, split by area")
-        resid = np.asarray([(b.get("use") or b.get("attributes", {}).get("use")) == "residential" for b in standing])
-        if resid.any():
-            people = polygons.sum_values(geoms[resid], shapely.area(geoms[resid]) * storeys[resid] / M2_PER_PERSON,
-                                         crs, top)
-            add("population", people, lineage, variable="population_proxy", unit="persons", kind="extensive",
-                aggregation="sum", resolutions=STATIC_RES,
-                description=f"residential floor area (height / {STOREY_M} m storeys) / {M2_PER_PERSON} m2 per person")
+        resid = np.asarray([blayers.is_residential(b) for b in standing])
+        for name, values in ((blayers.VOLUME, blayers.volume_values(geoms, height, crs, res=top)),
+                             (blayers.POPULATION, blayers.population_values(geoms, height, resid, crs, res=top))):
+            if values.num_rows:
+                ctx.layers.append((blayers.spec(name, lineage), values))
     series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get(OBSERVATIONS_TABLE, ())]
     stations = ctx.of_type("Sensor")
     if series and stations:

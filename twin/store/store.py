@@ -365,6 +365,18 @@ class Store:
             write_json_atomic(self.root / "branches" / f"{name}.json", b.model_dump(mode="json"), self.root / "tmp")
         return b
 
+    def drop_branch(self, name: str) -> None:
+        """Remove a branch that holds no commit and that no branch forks from (undoing a fork whose first commit
+        failed); anything else is a :class:`AlreadyInStore` conflict, an unknown branch :class:`NotInStore`."""
+        with writer_lock(self.root / ".lock"):
+            self.branch(name)
+            self.refresh()
+            if name == MAIN or any(c.branch == name for c in self._commits.values()):
+                raise AlreadyInStore(f"branch {name!r} holds commits: it cannot be dropped")
+            if any(b.base_branch == name for b in self.branches()):
+                raise AlreadyInStore(f"branch {name!r} has branches forked from it: it cannot be dropped")
+            remove_path(self.root / "branches" / f"{name}.json")
+
     def head(self, branch: str = MAIN) -> int:
         """Latest version visible on a branch (0 for an empty store)."""
         vs = self._visible_versions(branch, None)
