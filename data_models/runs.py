@@ -35,6 +35,9 @@ class SimulationRun(TwinModel):
         default_factory=dict, description="seconds per stage, e.g. {'solve': 1.2}"
     )
     outputs: list[str] = Field(default_factory=list, description="ids of output layers / assets")
+    layers: list[str] = Field(default_factory=list, description="names of the H3 layers the run wrote")
+    tables: list[str] = Field(default_factory=list, description="per-entity result tables (rows keyed by run id "
+                                                                "and entity id)")
     error: str | None = None
     inputs_digest: str | None = Field(default=None, description="digest of the entities and assets the run read")
     key: str | None = Field(default=None, description="digest of simulator, code version, parameters and inputs: "

@@ -29,10 +29,11 @@ def _open(store: Path | None):
     return Store(_store_path(store))
 
 
-def _progress() -> Progress:
+def _progress(stderr: bool = False) -> Progress:
+    """A progress bar on stdout, or on stderr when stdout carries a result (``--json``)."""
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), console=Console(stderr=True) if stderr else console, transient=False,
     )
 
 

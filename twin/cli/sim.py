@@ -1,10 +1,206 @@
-"""`twin sim …`: list, describe and run simulators, list runs and compare them (issue 12)."""
+"""`twin sim …`: list, describe and run simulators, list runs and compare them (issue 12).
+
+One CLI for every simulator of the registry (:mod:`twin.sim.engine`): parameters come as ``-p key=value`` (a value
+that parses as JSON is taken as such: ``-p step_min=2``, ``-p ground=false``), are validated by the simulator's
+parameter model, and a run shows its progress as a bar.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import shutil
+from pathlib import Path
+from typing import Any
 
-from twin.cli import app
+import typer
+from rich.table import Table
+
+from twin.cli import StoreOpt, _open, _progress, app, console
+from twin.config import get_settings
 
 sim_app = typer.Typer(no_args_is_help=True, help="simulations: run a simulator on a branch or scenario, compare runs")
 app.add_typer(sim_app, name="sim")
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to parameters; values that parse as JSON (numbers, booleans, lists) are taken as JSON."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"-p expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@sim_app.command("list")
+def list_simulators():
+    """The simulators this installation has."""
+    from twin.sim.engine import simulators
+
+    t = Table("name", "title", "version", "reads", "writes")
+    for sim in simulators().values():
+        t.add_row(sim.name, sim.title, sim.version, ", ".join(sim.reads), ", ".join(sim.writes))
+    console.print(t)
+
+
+@sim_app.command("show")
+def show(name: str = typer.Argument(..., help="simulator name"),
+         as_json: bool = typer.Option(False, "--json", help="print the description and JSON Schema")):
+    """A simulator's parameters: name, type, default, range and meaning."""
+    from twin.sim.engine import describe, get
+
+    d = describe(get(name))
+    if as_json:
+        console.print_json(json.dumps(d))
+        return
+    console.print(f"[bold]{d['name']}[/] {d['version']}: {d['title']}\n{d['description']}\n")
+    t = Table("parameter", "type", "default", "range / values", "description")
+    schema = d["parameters"]
+    for key, prop in schema.get("properties", {}).items():
+        prop = _resolve(prop, schema)
+        rng = [f"{op} {prop[k]}" for k, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                                  ("exclusiveMaximum", "<")) if k in prop]
+        if "enum" in prop:
+            rng.append(" | ".join(map(str, prop["enum"])))
+        t.add_row(key, str(prop.get("type", "")), json.dumps(prop.get("default")), ", ".join(rng),
+                  prop.get("description", ""))
+    console.print(t)
+    console.print("outputs: " + "; ".join(f"{k}: {v}" for k, v in d["writes"].items()))
+
+
+def _resolve(prop: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """A property with its ``$ref`` / single ``anyOf`` / ``allOf`` branch merged in (enums and nullable types)."""
+    out = dict(prop)
+    for key in ("allOf", "anyOf"):
+        for sub in prop.get(key, []):
+            if "$ref" in sub:
+                sub = schema.get("$defs", {}).get(sub["$ref"].rsplit("/", 1)[-1], {})
+            if sub.get("type") != "null":
+                out = {**sub, **{k: v for k, v in out.items() if k not in ("allOf", "anyOf")}}
+    if "$ref" in prop:
+        out = {**schema.get("$defs", {}).get(prop["$ref"].rsplit("/", 1)[-1], {}), **out}
+    return out
+
+
+@sim_app.command("run")
+def run(
+    name: str = typer.Argument(..., help="simulator name (`twin sim list`)"),
+    store: Path = StoreOpt,
+    branch: str = typer.Option(None, help="branch to run on (default: main)"),
+    scenario: str = typer.Option(None, help="scenario to run on (its branch); excludes --branch"),
+    at: str = typer.Option(None, help="version number or ISO time to read (default: head)"),
+    param: list[str] = typer.Option(None, "-p", "--param", help="parameter KEY=VALUE (repeatable)"),
+    out: Path = typer.Option(None, help="also write the run record, result tables (CSV) and files to this folder"),
+    as_json: bool = typer.Option(False, "--json", help="print the run record as JSON"),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="compute even when an identical run exists"),
+    workers: int = typer.Option(None, min=1, help="processes (default: all cores)"),
+):
+    """Run a simulator on a branch or scenario and record the run (an identical earlier run is reused)."""
+    from twin.errors import BadInput
+    from twin.sim import engine
+
+    if branch and scenario:
+        raise BadInput("give --branch or --scenario, not both")
+    s = _open(store)
+    scenario_id = None
+    if scenario:
+        from twin.sim.scenarios import get as get_scenario
+
+        branch, scenario_id = get_scenario(s, scenario).branch, scenario
+    params = parse_params(param)
+    engine.parameters(engine.get(name), params)  # a bad parameter is an error before the bar appears
+    with _progress(stderr=as_json) as p:
+        task = p.add_task(f"{name} on {branch or 'main'}", total=1.0)
+
+        def progress(fraction: float, message: str) -> None:
+            p.update(task, completed=fraction, description=f"{name}: {message}" if message else name)
+
+        r = engine.run(s, name, params, branch=branch or "main", as_of=at, progress=progress,
+                       author=get_settings().author, reuse=not no_reuse, workers=workers, scenario_id=scenario_id)
+    if out is not None:
+        write_run(s, r, out)
+    if as_json:
+        console.print_json(r.model_dump_json())
+        return
+    console.print(f"run [bold]{r.id}[/] {r.status.value} on {r.branch} v{r.version} in "
+                  f"{r.timings.get('total', 0):.1f} s" + (f" (incremental from {r.reused_from})" if r.reused_from
+                                                          else ""))
+    for k, v in r.summary.items():
+        if k != "params_key":
+            console.print(f"  {k}: {v}", highlight=False)
+    console.print("  outputs: " + ", ".join(r.outputs))
+
+
+def write_run(store, r, out: Path) -> None:
+    """The run record (run.json), each result table as CSV and the run's files, into ``out``."""
+    import pyarrow.csv as pacsv
+
+    from twin.sim import engine
+    from twin.store import ASSETS
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(r.model_dump_json(indent=2))
+    for name in r.tables:
+        pacsv.write_csv(engine.result_table(store, r, name), out / f"{name}.csv")
+    for o in r.outputs:
+        asset = store.get(o, r.branch, collection=ASSETS)
+        if asset is not None:
+            shutil.copyfile(store.asset_path(asset), out / Path(asset["path"]).name)
+    console.print(f"wrote {out}")
+
+
+@sim_app.command("runs")
+def runs(store: Path = StoreOpt, branch: str = typer.Option(None, help="only runs visible on this branch"),
+         simulator: str = typer.Option(None, help="only runs of this simulator"),
+         limit: int = typer.Option(20, help="how many, newest first")):
+    """Recorded runs, newest first."""
+    from twin.sim.engine import runs as all_runs
+
+    t = Table("run", "simulator", "branch", "version", "status", "submitted (UTC)", "seconds", "summary")
+    for r in all_runs(_open(store), branch, simulator)[:limit]:
+        summary = ", ".join(f"{k}={v}" for k, v in r.summary.items() if k != "params_key" and
+                            isinstance(v, int | float | str))[:80]
+        t.add_row(r.id, r.simulator, r.branch, str(r.version), r.status.value, f"{r.submitted:%Y-%m-%d %H:%M:%S}",
+                  f"{r.timings.get('total', 0):.1f}", summary or (r.error or "")[:80])
+    console.print(t)
+
+
+@sim_app.command("compare")
+def compare(run_a: str = typer.Argument(..., help="the baseline run"),
+            run_b: str = typer.Argument(..., help="the run to compare with it (b - a)"),
+            store: Path = StoreOpt,
+            out: Path = typer.Option(None, help="write each difference table as CSV (entities) and GeoJSON (cells)"),
+            as_json: bool = typer.Option(False, "--json", help="print the entities that differ as JSON")):
+    """Per-entity and per-cell differences of two runs of the same simulator."""
+    import pyarrow.compute as pc
+
+    from twin.layers.registry import to_geojson
+    from twin.sim.engine import changed_only
+    from twin.sim.engine import compare as run_compare
+
+    c = run_compare(_open(store), run_a, run_b)
+    if as_json:
+        console.print_json(json.dumps({name: changed_only(t).to_pylist() for name, t in c.entities.items()},
+                                      default=str))
+    else:
+        for name, t in c.entities.items():
+            counts = {s: int(pc.sum(pc.equal(t["status"], s)).as_py() or 0)
+                      for s in ("added", "removed", "changed", "same")}
+            console.print(f"[bold]{name}[/]: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        for name, t in c.cells.items():
+            d = t["difference"]
+            console.print(f"[bold]{name}[/]: {t.num_rows} cells, diff min {pc.min(d).as_py()}, "
+                          f"mean {pc.mean(d).as_py()}, max {pc.max(d).as_py()}")
+    if out is not None:
+        import pyarrow.csv as pacsv
+
+        out.mkdir(parents=True, exist_ok=True)
+        for name, t in c.entities.items():
+            pacsv.write_csv(t, out / f"{name}.csv")
+        for name, t in c.cells.items():
+            (out / f"{name}.geojson").write_text(json.dumps(to_geojson(t)))
+        console.print(f"wrote {out}")

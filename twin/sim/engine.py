@@ -19,130 +19,38 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from data_models import Classification, Extent, LayerSpec, RunStatus, SimulationRun, SourceAsset, SourceKind
+from data_models import Classification, Extent, RunStatus, SimulationRun, SourceAsset, SourceKind
 from twin import __version__
 from twin.catalog.assets import sha256_file
-from twin.errors import BadInput, Conflict, NotFound
+from twin.errors import BadInput
+from twin.sim.base import (  # noqa: F401 - the interface, re-exported: twin.sim.engine is what users import
+    ASSET_PREFIX,
+    BadParameters,
+    Cancelled,
+    Outputs,
+    Previous,
+    ProductFile,
+    Progress,
+    RunContext,
+    Simulator,
+    UnknownRun,
+    UnknownSimulator,
+    result_table,
+)
 from twin.store import ASSETS, MAIN, RUNS, Query, Store
 from twin.store.files import claim
 
 ENTRY_POINT_GROUP = "twin.simulators"
-ASSET_PREFIX = "asset:"  # in Simulator.reads: "asset:prd-dtm" is the asset with id prd-dtm
-
-Progress = Callable[[float, str], None]  # fraction done in [0, 1], a message
-
-
-class UnknownSimulator(NotFound):
-    """No simulator of that name is registered."""
-
-
-class UnknownRun(NotFound):
-    """No run of that id is in the store."""
-
-
-class BadParameters(BadInput):
-    """Parameters that do not validate; the message names each bad parameter."""
-
-
-class Cancelled(Conflict):
-    """The run was cancelled; nothing of it was committed."""
-
-
-@dataclass
-class ProductFile:
-    """A file a simulator wrote into its work folder (a COG), kept under ``products/runs/<run id>/``."""
-
-    name: str
-    path: Path
-    description: str = ""
-    properties: dict[str, Any] = field(default_factory=dict)
-    crs: str | None = None
-    bbox: list[float] | None = None
-
-
-@dataclass
-class Outputs:
-    """What a run produced: layers (spec, finest values), per-entity tables (an ``entity_id`` column each), files,
-    and a summary of headline numbers."""
-
-    layers: list[tuple[LayerSpec, pa.Table]] = field(default_factory=list)
-    tables: dict[str, pa.Table] = field(default_factory=dict)
-    files: list[ProductFile] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    reused_from: str | None = None  # the earlier run whose unchanged results an incremental run kept
-
-
-@dataclass
-class Previous:
-    """An earlier successful run of the same simulator and parameters on other inputs, for incremental reruns:
-    ``changed`` holds the ids (entities and assets) whose digest differs (added, removed or modified)."""
-
-    run: SimulationRun
-    branch: str
-    version: int  # the version holding its results
-    changed: set[str]
-
-    def table(self, store: Store, name: str) -> pa.Table:
-        return result_table(store, self.run, name)
-
-
-@dataclass
-class RunContext:
-    """What a simulator sees: the store state to read, its parameters, progress, a work folder, timings."""
-
-    store: Store
-    branch: str
-    version: int
-    params: Any
-    run_id: str
-    workdir: Path
-    workers: int | None = None
-    previous: Previous | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    _progress: Progress | None = None
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Report progress; raises :class:`Cancelled` when the caller's callback does (a cancelled job)."""
-        if self._progress is not None:
-            self._progress(min(max(float(fraction), 0.0), 1.0), message)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage of the run (seconds land in ``SimulationRun.timings``)."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 4)
-
-
-@runtime_checkable
-class Simulator(Protocol):
-    """The interface every simulator implements (see :mod:`twin.sim.sunlight`)."""
-
-    name: ClassVar[str]
-    title: ClassVar[str]
-    description: ClassVar[str]
-    version: ClassVar[str]  # bump when results change for the same inputs
-    Parameters: ClassVar[type[BaseModel]]
-    reads: ClassVar[tuple[str, ...]]  # entity types, and asset ids prefixed "asset:"
-    writes: ClassVar[dict[str, str]]  # output name (layer or table) -> description
-    keys: ClassVar[dict[str, tuple[str, ...]]]  # result table -> key columns (default ("entity_id",))
-
-    def run(self, ctx: RunContext) -> Outputs: ...
-
 
 # ---------------------------------------------------------------------------------------------- registry
 _REGISTRY: dict[str, Simulator] = {}
@@ -200,6 +108,11 @@ def parameters(sim: Simulator, params: dict[str, Any] | BaseModel | None) -> Bas
     if isinstance(params, sim.Parameters):
         return params
     data = params.model_dump() if isinstance(params, BaseModel) else dict(params or {})
+    known = sim.Parameters.model_fields
+    unknown = [k for k in data if k not in known]
+    if unknown:  # a misspelt parameter must not silently run with the default
+        raise BadParameters(f"{sim.name} parameters: {', '.join(f'{k}: unknown parameter' for k in unknown)}; "
+                            f"parameters: {', '.join(known)}")
     try:
         return sim.Parameters.model_validate(data)
     except ValidationError as exc:
@@ -272,15 +185,6 @@ def find_run(store: Store, run_id: str) -> tuple[SimulationRun, str, int]:
             version = r.pop("_store")["version"]
             return SimulationRun.model_validate(r), b, version
     raise UnknownRun(f"unknown run {run_id!r}; `twin sim runs` lists them")
-
-
-def result_table(store: Store, run: SimulationRun, name: str) -> pa.Table:
-    """The rows of a run's per-entity result table ``name``."""
-    if name not in run.outputs:
-        tables = [o for o in run.outputs if o.startswith(f"{run.simulator}_")]
-        raise NotFound(f"run {run.id} has no table {name!r}; its tables: {', '.join(tables) or 'none'}")
-    t = store.read_table(name, run.branch, where="run_id = ?", params=[run.id])
-    return t.drop_columns([c for c in ("asset_id",) if c in t.column_names])
 
 
 def _reusable(store: Store, key: str) -> tuple[SimulationRun, str, int] | None:
@@ -411,7 +315,8 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
     ctx.timings["total"] = round(time.perf_counter() - t0, 4)
     done = record.model_copy(update={
         "status": RunStatus.succeeded, "finished": datetime.now(UTC), "timings": dict(ctx.timings),
-        "outputs": outputs, "reused_from": out.reused_from,
+        "outputs": outputs, "reused_from": out.reused_from, "layers": [s.name for s, _ in out.layers],
+        "tables": list(out.tables),
         "summary": {**out.summary, "params_key": params_key}})
     try:
         store.commit([done, *put], message=f"sim {sim.name}: run {record.id}", author=author, branch=record.branch,
@@ -437,7 +342,7 @@ class Comparison:
 def compare(store: Store, run_a: str, run_b: str) -> Comparison:
     """``b - a`` per entity (the key columns, then ``<col>_a``, ``<col>_b`` and ``<col>_diff`` for numbers, and a
     ``status`` of added / removed / changed / same) and per H3 cell of every layer both runs wrote (the layer
-    registry's ``value``, ``other`` and ``diff`` columns at the finest resolution, ``diff = b - a``)."""
+    registry's ``value``, ``other`` and ``difference`` columns at the finest resolution, ``difference = b - a``)."""
     from twin.layers.registry import Layers
 
     a, branch_a, va = find_run(store, run_a)
@@ -446,13 +351,12 @@ def compare(store: Store, run_a: str, run_b: str) -> Comparison:
         raise BadInput(f"runs {a.id} ({a.simulator}) and {b.id} ({b.simulator}) are of different simulators")
     sim = get(a.simulator)
     entities = {}
-    for name in [o for o in a.outputs if o in b.outputs and o in sim.writes]:
+    for name in [t for t in a.tables if t in b.tables]:
         keys = tuple(getattr(sim, "keys", {}).get(name, ("entity_id",)))
         entities[name] = _diff_tables(result_table(store, a, name), result_table(store, b, name), keys)
     cells = {}
     reg = Layers(store)
-    names_a = {s.name for s in reg.list(branch_a, va)}
-    for name in [o for o in a.outputs if o in b.outputs and o in names_a]:
+    for name in [n for n in a.layers if n in b.layers]:
         cells[name] = reg.query(name, branch=branch_b, as_of=vb, compare_branch=branch_a, compare_as_of=va)
     return Comparison(a, b, entities, cells)
 

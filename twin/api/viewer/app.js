@@ -5,8 +5,10 @@
 // Imagery    /imagery/tilejson.json, /imagery/{z}/{x}/{y}.png  (Web Mercator XYZ)
 // Layers     /layers, /layers/{name}, /layers/{name}/cells?format=geojson|json&res=&start=&end=&branch=&as_of=
 // History    /branches, /commits?branch=
+// Sunlight   /runs?simulator=sunlight&branch=, /runs/{id}/tables/sunlight_buildings (pass/fail and hours by id)
 //
-// URL parameters: branch, version (integer or latest), colorBy (none|height|roof_type|rmse|valid|marker),
+// URL parameters: branch, version (integer or latest), colorBy (none|height|roof_type|rmse|valid|sunlight|
+// sunlight_hours|marker), run and runBase (sunlight run ids: colour by the run, and what changed from the base run),
 // layer, res, pointcloud=0, test=1 (small canvas, no animations, buildings in the marker colour, see docs/viewer.md).
 // Test hooks: window.twin (documented in docs/viewer.md).
 import * as Cesium from "./cesium/index.js";
@@ -30,6 +32,10 @@ const state = {
   switching: 0, // branch/version switches in progress
   frames: 0, // frames rendered since the page was ready
   imagery: null,
+  run: params.get("run") || "", // sunlight run whose results colour the buildings
+  runBase: params.get("runBase") || "", // the baseline run it is compared with
+  runValues: new Map(), // building id -> {passes, worst_hours, compliant_share} of state.run
+  baseValues: new Map(), // the same of state.runBase
 };
 
 // ---------------------------------------------------------------- errors, fetch
@@ -94,6 +100,10 @@ function syncUrl() {
   q.set("colorBy", state.colorBy);
   if (state.layer) q.set("layer", state.layer.spec.name);
   else q.delete("layer");
+  for (const [k, v] of [["run", state.run], ["runBase", state.runBase]]) {
+    if (v) q.set(k, v);
+    else q.delete(k);
+  }
   history.replaceState(null, "", `${location.pathname}?${q}`);
 }
 
@@ -264,6 +274,10 @@ function buildingStyle(by) {
         ],
         legend: [["#4caf50", "valid solid"], ["#e53935", "invalid"], [NODATA, "not checked"]],
       };
+    case "sunlight":
+      return sunlightStyle();
+    case "sunlight_hours":
+      return sunlightHoursStyle();
     case "marker":
       return { conditions: [["true", `color('${MARKER}')`]], legend: [[MARKER, "all buildings (test colour)"]] };
     default:
@@ -271,14 +285,96 @@ function buildingStyle(by) {
   }
 }
 
+// ---------------------------------------------------------------- sunlight results by feature id
+
+const SUN = { lost: "#e53935", fails: "#ff9800", passes: "#4caf50", gained: "#1e88e5", none: NODATA };
+const SUN_EDGES = [1, 2, 3, 5];
+
+function sunClass(id) {
+  // what a building is in the run (and against the base run): lost / gained compliance, passes, fails, no result
+  const v = state.runValues.get(id);
+  if (!v) return "none";
+  const b = state.runBase ? state.baseValues.get(id) : undefined;
+  if (b && b.passes && !v.passes) return "lost";
+  if (b && !b.passes && v.passes) return "gained";
+  return v.passes ? "passes" : "fails";
+}
+
+function byId(colourOf) {
+  // a style colour evaluated per feature from its id (thousands of ids would not fit in style conditions)
+  const cache = new Map();
+  const colour = (f) => {
+    const c = colourOf(String(f.getProperty("id")));
+    if (!cache.has(c)) cache.set(c, Cesium.Color.fromCssColorString(c));
+    return cache.get(c);
+  };
+  return { evaluate: colour, evaluateColor: (f, result) => Cesium.Color.clone(colour(f), result) };
+}
+
+function sunlightStyle() {
+  const legend = state.runBase
+    ? [[SUN.lost, "loses compliance vs base"], [SUN.fails, "fails (also in base)"], [SUN.gained, "gains compliance"],
+       [SUN.passes, "passes"], [SUN.none, "no result (not residential)"]]
+    : [[SUN.passes, "passes GB 50180"], [SUN.fails, "fails"], [SUN.none, "no result (not residential)"]];
+  if (!state.run) legend.unshift([NODATA, "choose a sunlight run"]);
+  return { expression: byId((id) => SUN[sunClass(id)]), legend };
+}
+
+function sunlightHoursStyle() {
+  const ramp = (h) => {
+    if (h === undefined || h === null || Number.isNaN(h)) return NODATA;
+    let i = 0;
+    while (i < SUN_EDGES.length && h >= SUN_EDGES[i]) i++;
+    return RAMP5[i];
+  };
+  const { legend } = binned("worst_hours", SUN_EDGES, "h");
+  return { expression: byId((id) => ramp(state.runValues.get(id)?.worst_hours)), legend };
+}
+
+async function runTable(id) {
+  const rows = await getJSON(`/runs/${encodeURIComponent(id)}/tables/sunlight_buildings`);
+  return new Map(rows.map((r) => [String(r.entity_id), r]));
+}
+
+async function loadRuns() {
+  // the sunlight runs this branch sees (for colouring) and every sunlight run (as the base of a comparison)
+  const [own, all] = await Promise.all([
+    getJSON(`/runs?simulator=sunlight&branch=${encodeURIComponent(state.branch)}`).catch(() => []),
+    getJSON("/runs?simulator=sunlight").catch(() => []),
+  ]);
+  const label = (r) => `${r.id} · ${r.branch} v${r.version} · ${String(r.submitted).slice(0, 16).replace("T", " ")}`;
+  const ok = (r) => r.status === "succeeded";
+  $("run").replaceChildren(new Option("— none —", ""), ...own.filter(ok).map((r) => new Option(label(r), r.id)));
+  $("run-base").replaceChildren(new Option("— none —", ""), ...all.filter(ok).map((r) => new Option(label(r), r.id)));
+  for (const [sel, key] of [[$("run"), "run"], [$("run-base"), "runBase"]]) {
+    if (state[key] && ![...sel.options].some((o) => o.value === state[key])) sel.append(new Option(state[key], state[key]));
+    sel.value = state[key];
+  }
+  await setRun(state.run, state.runBase);
+}
+
+async function setRun(run, base) {
+  state.run = run || "";
+  state.runBase = base || "";
+  try {
+    state.runValues = state.run ? await runTable(state.run) : new Map();
+    state.baseValues = state.runBase ? await runTable(state.runBase) : new Map();
+  } catch (e) {
+    showError(`sunlight run: ${e.message}`);
+  }
+  syncUrl();
+  if (state.colorBy.startsWith("sunlight")) applyBuildingStyle();
+}
+
 function applyBuildingStyle() {
-  const { conditions, legend } = buildingStyle(state.colorBy);
+  const { conditions, legend, expression } = buildingStyle(state.colorBy);
   const ts = state.tilesets.buildings;
   if (ts) {
     // plain: the tiles' own materials (walls, terracotta roofs); by attribute: the class colour replaces them
     const plain = state.colorBy === "none";
     ts.colorBlendMode = plain ? Cesium.Cesium3DTileColorBlendMode.HIGHLIGHT : Cesium.Cesium3DTileColorBlendMode.REPLACE;
-    ts.style = plain ? undefined : new Cesium.Cesium3DTileStyle({ color: { conditions } });
+    ts.style = plain ? undefined : new Cesium.Cesium3DTileStyle({ color: expression ? "color('white')" : { conditions } });
+    if (expression && ts.style) ts.style.color = expression;
   }
   const ul = $("legend");
   ul.replaceChildren(
@@ -436,6 +532,17 @@ function renderBuilding(rec, body) {
       for (const v of [pr.attribute, pr.method, pr.source_asset_id, pr.acquired]) tr.insertCell().textContent = cell(v);
     }
     parts.push(t);
+  }
+  const sun = state.runValues.get(String(rec.id));
+  if (sun) {
+    const base = state.baseValues.get(String(rec.id));
+    parts.push(heading(`sunlight (${state.run})`));
+    parts.push(table([
+      ["passes GB 50180", sun.passes, sun.passes ? "good" : "bad"],
+      ["worst window", `${cell(sun.worst_hours)} h (required ${cell(sun.required_hours)} h)`],
+      ["compliant windows", `${cell(100 * sun.compliant_share)} % of ${sun.windows}`],
+      ...(base ? [["base run", `${base.passes ? "passes" : "fails"}, worst ${cell(base.worst_hours)} h`]] : []),
+    ]));
   }
   const links = document.createElement("p");
   const hist = document.createElement("a");
@@ -694,6 +801,7 @@ async function switchTo(branch, version) {
     const layerName = state.layer?.spec.name ?? "";
     const res = state.layer?.res;
     await loadTilesets();
+    await loadRuns();
     await loadLayerList();
     if (layerName) await loadLayer($("layer").value === layerName ? layerName : "", res);
     setStatus(statusText());
@@ -722,6 +830,8 @@ $("color-by").addEventListener("change", (e) => {
   syncUrl();
 });
 $("branch").addEventListener("change", (e) => switchTo(e.target.value, "latest"));
+$("run").addEventListener("change", (e) => setRun(e.target.value, state.runBase));
+$("run-base").addEventListener("change", (e) => setRun(state.run, e.target.value));
 $("version").addEventListener("change", (e) => switchTo(state.branch, e.target.value));
 $("layer").addEventListener("change", (e) => loadLayer(e.target.value));
 $("layer-res").addEventListener("change", (e) => loadLayer(state.layer?.spec.name ?? $("layer").value, Number(e.target.value)));
@@ -815,6 +925,8 @@ window.twin = {
   },
   setLayer: (name, res) => { $("layer").value = name; return loadLayer(name, res); },
   setBucket,
+  setRun,
+  sunlightClass: (id) => sunClass(String(id)),
   setColorBy(by) {
     state.colorBy = by;
     $("color-by").value = by;
@@ -835,6 +947,7 @@ async function start() {
   const imagery = loadImagery();
   await loadTilesets();
   await imagery;
+  await loadRuns();
   applyBuildingStyle();
   flyToCity(TEST ? 0 : 2);
   const layerName = await loadLayerList();
