@@ -40,6 +40,8 @@ class Settings(BaseSettings):
                               "browser ('*': any; the API is read-only); empty: no CORS headers")
     access_log: bool = Field(default=False, description="write one JSON line per request (time, method, path, "
                              "status, duration, bytes, client) to stderr")
+    jobs_max: int = Field(default=2, ge=1, description="OGC API Processes jobs run at once per store (each in its "
+                          "own worker process); more wait as accepted and start as running ones finish")
     cache_dir: Path | None = Field(default=None, description="where `twin serve` builds the tilesets missing "
                                    "from <store>/tiles/ and keeps compressed copies, in a folder per store (never "
                                    "inside the store); default $XDG_CACHE_HOME/twin/tiles or ~/.cache/twin/tiles; "

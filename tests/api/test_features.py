@@ -71,7 +71,7 @@ def test_landing_page_json_links_resolve_and_html_stays_for_browsers(api: TestCl
     assert api.get("/", headers={"Accept": "application/json"}).json()["links"] == doc["links"]
     browser = api.get("/", headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
     assert browser.headers["content-type"].startswith("text/html") and "/collections" in browser.text
-    assert api.get("/").headers["content-type"].startswith("text/html")  # */* (curl, httpx) keeps the page
+    assert api.get("/").headers["content-type"].startswith("application/json")  # */* (curl, httpx, OWSLib): JSON
     assert api.get("/?f=xml").status_code == 400
 
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from twin import __version__
 from twin.api import middleware, openapi, warm
 from twin.api.ogc import JSONDoc
-from twin.api.routers import features, history, imagery, layers, system, tiles, viewer
+from twin.api.routers import features, history, imagery, layers, processes, runs, scenarios, system, tiles, viewer
 from twin.config import Settings, get_settings
 from twin.errors import TABLE, Status, TwinError, storage_error
 from twin.store import Store
@@ -72,10 +72,13 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
     app.include_router(system.router)
     app.include_router(history.router)
     app.include_router(layers.router)
+    app.include_router(runs.router)
+    app.include_router(processes.router)
     app.include_router(features.router)
     app.include_router(tiles.router)
     app.include_router(imagery.router)
     app.include_router(viewer.router)
+    app.include_router(scenarios.router)
     openapi.install(app)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     middleware.install(app, public_url=settings.public_url, default_url=f"http://{host}:{settings.port}",
@@ -88,7 +91,10 @@ def validation_detail(exc: RequestValidationError) -> str:
     """``name: what is wrong, got 'value'`` for each invalid parameter, joined by ``; ``."""
     msgs = []
     for e in exc.errors():
-        name = e["loc"][-1] if e.get("loc") else "request"
+        loc = [p for p in e.get("loc") or () if p not in ("query", "path", "header", "body", "cookie")]
+        # a list parameter's item is named by the parameter and its index: status[1], not 1
+        name = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+        name = name or (str(e["loc"][-1]) if e.get("loc") else "request")
         shown = repr(e["input"]) if e.get("input") is not None else ""
         got = f", got {shown[:100]}{'…' if len(shown) > 100 else ''}" if shown else ""
         msgs.append(f"{name}: {e['msg']}{got}")

@@ -40,7 +40,8 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
-]
+] + [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{c}" for c in (
+    "core", "ogc-process-description", "json", "html", "oas30", "job-list", "callback", "dismiss")]
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -461,6 +462,9 @@ def landing(base: str, title: str, description: str) -> dict[str, Any]:
             link(f"{base}/conformance", "conformance", JSON, "OGC conformance classes implemented"),
             link(f"{base}/collections", "data", JSON, "feature collections of the city model"),
             link(f"{base}/imagery/tilejson.json", "tiles", JSON, "imagery XYZ tiles (TileJSON)"),
+            link(f"{base}/processes", "http://www.opengis.net/def/rel/ogc/1.0/processes", JSON,
+                 "OGC API Processes: the simulators"),
+            link(f"{base}/jobs", "http://www.opengis.net/def/rel/ogc/1.0/job-list", JSON, "the simulation jobs"),
         ],
     }
 
@@ -533,3 +537,30 @@ def openapi30(doc: dict[str, Any]) -> dict[str, Any]:
     for name in list(comps):
         comps[name] = schema(comps[name])
     return out
+
+
+def accept_weights(header: str | None) -> dict[str, float]:
+    """Media type -> the highest q an HTTP Accept header gives it (a malformed q counts as 0)."""
+    best: dict[str, float] = {}
+    for part in (header or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        best[media.lower()] = max(q, best.get(media.lower(), 0.0))
+    return best
+
+
+def wants_html(accept: str | None, f: str | None) -> bool:
+    """``f=html``, or an Accept header that prefers text/html to JSON (browsers). ``*/*`` alone and no header get
+    JSON: API clients (OWSLib, curl, QGIS) send those, and a browser always names text/html."""
+    if f is not None:
+        return f in ("html", "text/html")
+    q = accept_weights(accept)
+    json_q = max(q.get("application/json", 0.0), q.get("application/geo+json", 0.0), q.get("*/*", 0.0) * 0.99)
+    return q.get("text/html", 0.0) > json_q
+

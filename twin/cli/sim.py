@@ -100,27 +100,19 @@ def run(
     workers: int = typer.Option(None, min=1, help="processes (default: all cores)"),
 ):
     """Run a simulator on a branch or scenario and record the run (an identical earlier run is reused)."""
-    from twin.errors import BadInput
     from twin.sim import engine
 
-    if branch and scenario:
-        raise BadInput("give --branch or --scenario, not both")
     s = _open(store)
-    scenario_id = None
-    if scenario:
-        from twin.sim.scenarios import get as get_scenario
-
-        branch, scenario_id = get_scenario(s, scenario).branch, scenario
     params = parse_params(param)
     engine.parameters(engine.get(name), params)  # a bad parameter is an error before the bar appears
     with _progress(stderr=as_json) as p:
-        task = p.add_task(f"{name} on {branch or 'main'}", total=1.0)
+        task = p.add_task(f"{name} on {scenario or branch or 'main'}", total=1.0)
 
         def progress(fraction: float, message: str) -> None:
             p.update(task, completed=fraction, description=f"{name}: {message}" if message else name)
 
-        r = engine.run(s, name, params, branch=branch or "main", as_of=at, progress=progress,
-                       author=get_settings().author, reuse=not no_reuse, workers=workers, scenario_id=scenario_id)
+        r = engine.run(s, name, params, branch=branch, scenario=scenario, as_of=at, progress=progress,
+                       author=get_settings().author, reuse=not no_reuse, workers=workers)
     if out is not None:
         write_run(s, r, out)
     if as_json:

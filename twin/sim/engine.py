@@ -216,13 +216,22 @@ def new_run_id() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
 
 
-def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None = None, *, branch: str = MAIN,
-        as_of: Any = None, progress: Progress | None = None, workers: int | None = None, author: str = "twin",
-        reuse: bool = True, run_id: str | None = None, scenario_id: str | None = None) -> SimulationRun:
-    """Run ``simulator`` on ``branch`` (at ``as_of``, default its head) and record the run; returns the
-    :class:`SimulationRun` (an earlier one when its key matches and ``reuse`` is on)."""
+def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None = None, *, branch: str | None = None,
+        scenario: str | None = None, as_of: Any = None, progress: Progress | None = None, workers: int | None = None,
+        author: str = "twin", reuse: bool = True, run_id: str | None = None,
+        scenario_id: str | None = None) -> SimulationRun:
+    """Run ``simulator`` on ``branch`` or on the branch of ``scenario`` (default: main; at ``as_of``, default the
+    head) and record the run; returns the :class:`SimulationRun` (an earlier one when its key matches and
+    ``reuse`` is on). ``scenario_id`` only records the scenario of a branch the caller resolved already."""
     sim = get(simulator)
     p = parameters(sim, params)
+    if scenario is not None:
+        from twin.sim.scenarios import get as get_scenario
+
+        if branch is not None:
+            raise BadInput("branch, scenario: give one of them, not both")
+        branch, scenario_id = get_scenario(store, scenario).branch, scenario
+    branch = branch or MAIN
     version = store.resolve_version(branch, as_of)
     inputs = input_digests(store, sim, branch, version)
     inputs_digest = _digest(sorted(inputs.items()))

@@ -8,7 +8,11 @@ faster than the first-hit query that ``trimesh.ray.ray_pyembree.RayMeshIntersect
 ``intersects_first`` and compares with −1), and skips trimesh's float64 copies and re-normalisation.
 
 An :class:`Occluder` pickles as its arrays (the BVH is rebuilt lazily in the process that casts), so it can be the
-``shared`` object of a :mod:`twin.compute` executor.
+``shared`` object of a :mod:`twin.compute` executor; with ``fork`` workers inherit a BVH the parent built
+(:meth:`Occluder.prepare`), so no worker builds one. embreex releases the GIL while it casts.
+
+Hot loops should hand :meth:`Occluder.occluded_local` rays already in the local float32 frame (:meth:`local`): one
+float64→float32 conversion per window point rather than per ray.
 """
 
 from __future__ import annotations
@@ -57,6 +61,29 @@ class Occluder:
                          indices=self.faces.astype(np.int32))
             self._scene = scene
         return self._scene
+
+    def prepare(self) -> Occluder:
+        """Build the BVH now (before forking workers that should inherit it); returns self."""
+        if self.n_triangles:
+            self._embree()
+        return self
+
+    def local(self, points: np.ndarray) -> np.ndarray:
+        """Points (n, 3) in the local float32 frame the BVH is built in."""
+        return np.ascontiguousarray(np.asarray(points, dtype=np.float64) - self.origin, dtype=np.float32)
+
+    def occluded_local(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """:meth:`occluded` for contiguous float32 (n, 3) origins already in the local frame and directions."""
+        if len(origins) == 0 or not self.n_triangles:
+            return np.zeros(len(origins), dtype=bool)
+        return self._embree().run(origins, directions, query="OCCLUDED") != -1
+
+    def subset(self, faces: np.ndarray) -> Occluder:
+        """An occluder of some of the faces (a boolean mask or indices), at the same origin: every ray gets the
+        same answer from it as from the whole scene when no removed triangle can be hit."""
+        f = self.faces[faces]
+        used, inv = np.unique(f.ravel(), return_inverse=True)
+        return Occluder(self.vertices[used], inv.reshape(-1, 3), origin=self.origin)
 
     def _rays(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Origins shifted to the local frame and directions, as contiguous float32."""

@@ -35,7 +35,7 @@ WINDOW_OFFSET_M = 0.02  # rays leave a window this far out along the façade nor
 GROUND_OFFSET_M = 0.05  # and a ground cell this far above the terrain
 FRONT_EPS = 1e-9  # the sun is in front of a façade when dot(normal, sun) exceeds this
 CHUNK_RAYS = 400_000  # rays per task: a chunk takes well under half a second, so progress runs at ≥ 2 Hz
-PARALLEL_MIN_RAYS = 20_000_000  # fewer rays than this are cast in the calling process (a pool costs ~1 s per worker)
+PARALLEL_MIN_RAYS = 2_000_000  # fewer rays than this are cast in the calling process (forking a pool costs ~0.1 s)
 MAX_GROUND_CELLS = 20_000_000
 LAYER_RES = [9, 10, 11]
 SITE_ROUND_DEG = 0.01  # the default site is rounded so that editing a building does not move the sun
@@ -166,14 +166,17 @@ def sun_path(day: Any, start_tst: float, end_tst: float, step_min: float, lat: f
 def lit_matrix(occluder: Occluder, points: np.ndarray, normals: np.ndarray, dirs: np.ndarray, up: np.ndarray,
                offset: float) -> tuple[np.ndarray, int]:
     """(n, m) lit samples of n points over m sun vectors, and the number of rays cast (only those with the sun up
-    and in front of the surface are cast)."""
+    and in front of the surface are cast). Every step of every point goes to Embree in one call: the offset origins
+    are converted to the local float32 frame once per point and gathered per ray with the directions."""
     front = (normals @ dirs.T > FRONT_EPS) & up[None, :]
-    i, j = np.nonzero(front)
-    if not len(i):
+    flat = np.flatnonzero(front)
+    if not len(flat):
         return front, 0
-    occ = occluder.occluded(points[i] + normals[i] * offset, dirs[j])
-    front[i[occ], j[occ]] = False
-    return front, len(i)
+    i, j = np.divmod(flat, front.shape[1])
+    o = occluder.local(points + normals * offset)[i]
+    d = np.ascontiguousarray(dirs, dtype=np.float32)[j]
+    front.reshape(-1)[flat[occluder.occluded_local(o, d)]] = False
+    return front, len(flat)
 
 
 def segment_hours(lit: np.ndarray, minutes: np.ndarray, min_segment_min: float) -> tuple[np.ndarray, np.ndarray]:
@@ -240,13 +243,15 @@ def cast(shared: Shared, kind: str, points: np.ndarray, normals: np.ndarray, off
     chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
     est = n * per_point // (1 if kind == "hours" else 2)
     w = workers if est >= PARALLEL_MIN_RAYS else 1
+    # the BVHs are built here, once: forked workers inherit them (and the sun's path) instead of rebuilding
+    shared.scene.prepare() if kind == "hours" else shared.changed.prepare()  # type: ignore[union-attr]
     outs: list[tuple[Any, ...]] = []
 
     def progress(done: int, total: int | None) -> None:
         if report is not None:
             report(done / max(total or len(chunks), 1))
 
-    with executor(w, tasks=len(chunks), start="spawn", shared=shared) as ex:
+    with executor(w, tasks=len(chunks), start="fork", shared=shared) as ex:
         outs = list(ex.map(_task, [kind] * len(chunks), [points[a:b] for a, b in chunks],
                            [normals[a:b] for a, b in chunks], [offset] * len(chunks), progress=progress,
                            max_in_flight=4 * max(ex.workers, 1)))

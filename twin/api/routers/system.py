@@ -23,35 +23,16 @@ def health(store: Store = Depends(get_store)) -> JSONDoc:
     return JSONDoc({"status": "ok", "version": __version__, "store_version": store.head()})
 
 
-def _wants_json(request: Request, f: str | None) -> bool:
-    """``?f=json`` or an Accept header that prefers JSON over HTML (browsers send text/html; */* gets HTML)."""
-    if f is not None:
-        return f in ("json", "application/json")
-    best: dict[str, float] = {}
-    for part in request.headers.get("accept", "").split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        best[media.lower()] = max(q, best.get(media.lower(), 0.0))
-    json_q = max(best.get("application/json", 0.0), best.get("application/geo+json", 0.0))
-    html_q = max(best.get("text/html", 0.0), best.get("*/*", 0.0) * 0.99)
-    return json_q > 0 and json_q >= html_q
-
-
 @router.get("/", response_class=HTMLResponse, responses={200: {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LandingPage"}}},
-    "description": "the OGC API landing page: HTML for browsers, JSON for ?f=json or Accept: application/json"}})
+    "description": "the OGC API landing page: HTML for browsers (Accept: text/html first) and ?f=html, JSON "
+                   "otherwise"}})
 def landing(request: Request, f: str | None = Q(None, description="json or html (default: from the Accept header)",
                                                 pattern="^(json|html|application/json|text/html)$"),
             store: Store = Depends(get_store)) -> Response:
     """The landing page: the OGC API Features landing document as JSON, or a human page for browsers. Links use
     the public base URL (``twin.api.middleware.PublicURL``), never the client's Host header."""
-    if _wants_json(request, f):
+    if not ogc.wants_html(request.headers.get("accept"), f):
         base = str(request.base_url).rstrip("/")
         return JSONDoc(ogc.landing(base, "twin", request.app.description))
     return HTMLResponse(_landing_html(store))
