@@ -64,8 +64,9 @@ class Occluder:
 
     def prepare(self) -> Occluder:
         """Build the BVH now (before forking workers that should inherit it); returns self."""
-        if self.n_triangles:
-            self._embree()
+        if self.n_triangles:  # embreex commits (builds the BVH) on the first query: make one
+            self._embree().run(np.zeros((1, 3), np.float32), np.array([[0.0, 0.0, 1.0]], np.float32),
+                               query="OCCLUDED")
         return self
 
     def local(self, points: np.ndarray) -> np.ndarray:

@@ -13,7 +13,12 @@ so triangle orientation is not fixed up.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -291,3 +296,154 @@ def build_scene(buildings: list[BuildingGeom], terrain: Terrain | None) -> Scene
     v, f, owner = merge(meshes)
     owner = np.where(owner == len(buildings), -1, owner) if terrain is not None else owner
     return Scene(buildings, terrain, Occluder(v, f), owner)
+
+
+# ------------------------------------------------------------------------------------------------ the scene cache
+CACHE_VERSION = "1"  # bump when building_geom, solid_mesh, extrude or load_terrain change what they make
+CACHE_KEEP = 2.0  # a building pack keeps at most this many times the current run's buildings (old versions too)
+
+
+def cache_dir(store_root: Path) -> Path:
+    """Where the sunlight scene cache lives: ``<store>/cache/sunlight`` (outside ``tmp/``; safe to delete)."""
+    return Path(store_root) / "cache" / "sunlight"
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256("\n".join([CACHE_VERSION, *map(str, parts)]).encode()).hexdigest()[:24]
+
+
+def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` to a temporary file beside ``path``, then renamed over it (readers never see half a file); a
+    cache that cannot be written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+
+
+_MEMO: dict[Path, tuple[tuple[int, int], dict[str, np.ndarray]]] = {}  # the last cache files read, by path
+_MEMO_KEEP = 4
+
+
+def _load(path: Path) -> dict[str, np.ndarray] | None:
+    """A cache file's arrays (read-only), remembered in this process while the file is unchanged (a service or a
+    benchmark running many runs reads each once), or None when it cannot be read."""
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = _MEMO.get(path)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    for a in data.values():
+        a.flags.writeable = False
+    _MEMO[path] = (stamp, data)
+    while len(_MEMO) > _MEMO_KEEP:
+        _MEMO.pop(next(iter(_MEMO)))
+    return data
+
+
+def terrain_key(checksum: str | None, path: Any) -> str:
+    """The cache key of a DTM: its asset checksum (else its path and mtime) and the meshing settings."""
+    ident = checksum or f"{path}:{os.path.getmtime(path) if os.path.exists(path) else ''}"
+    return _key("terrain", ident, TERRAIN_MAX_ERROR_M, MAX_TERRAIN_TRIANGLES)
+
+
+def cached_terrain(path: Any, key: str, cache: Path | None) -> Terrain:
+    """:func:`load_terrain`, read from ``cache/terrain-<key>.npz`` when there, written there when not."""
+    f = cache / f"terrain-{key}.npz" if cache is not None else None
+    z = _load(f) if f is not None and f.exists() else None
+    if z is not None:
+        v, t = z["vertices"], z["faces"].astype(np.int64)
+        return Terrain(v, t, Occluder(v, t), float(z["zmax"]), tuple(float(x) for x in z["bounds"]))  # type: ignore[arg-type]
+    terrain = load_terrain(path)
+    if f is not None:
+        _save_atomic(f, {"vertices": terrain.vertices, "faces": terrain.faces.astype(np.int32),
+                         "zmax": np.float64(terrain.zmax), "bounds": np.asarray(terrain.bounds, np.float64)})
+    return terrain
+
+
+class BuildingCache:
+    """Building geometry (:class:`BuildingGeom`, or None for a feature without one) by entity digest, for one
+    terrain and storey height: ``buildings-<key>.npz`` holds every building of the last runs as flat arrays."""
+
+    def __init__(self, cache: Path | None, terrain: str, storey_height_m: float) -> None:
+        self.path = cache / f"buildings-{_key('buildings', terrain, storey_height_m)}.npz" if cache else None
+        self.z = _load(self.path) if self.path is not None and self.path.exists() else None
+        self.index = {str(d): i for i, d in enumerate(self.z["digest"])} if self.z is not None else {}
+        self.new: dict[str, BuildingGeom | None] = {}
+
+    def get(self, digest: str) -> BuildingGeom | None | bool:
+        """The cached geometry (None: the feature has none), or False when the digest is not cached."""
+        if digest in self.new:
+            return self.new[digest]
+        i = self.index.get(digest)
+        if i is None or self.z is None:
+            return False
+        z = self.z
+        if not z["valid"][i]:
+            return None
+        v0, v1, f0, f1, p0, p1 = (int(z["v_off"][i]), int(z["v_off"][i + 1]), int(z["f_off"][i]),
+                                  int(z["f_off"][i + 1]), int(z["p_off"][i]), int(z["p_off"][i + 1]))
+        wkb, w_off = z["wkb"], z["w_off"]
+        polys = list(shapely.from_wkb([wkb[w_off[k]:w_off[k + 1]].tobytes() for k in range(p0, p1)]))
+        return BuildingGeom(id=str(z["id"][i]), polygons=polys, base_z=float(z["base"][i]),
+                            height=float(z["height"][i]), storeys=int(z["storeys"][i]),
+                            residential=bool(z["residential"][i]), vertices=z["verts"][v0:v1],
+                            faces=z["faces"][f0:f1].astype(np.int64), source=str(z["source"][i]))
+
+    def put(self, digest: str, geom: BuildingGeom | None) -> None:
+        """Remember a building computed in this run (written by :meth:`save`)."""
+        self.new[digest] = geom
+
+    def save(self, current: dict[str, str]) -> None:
+        """Write the pack when something new was computed: this run's buildings (``current``: id → digest) first,
+        then older cached ones up to ``CACHE_KEEP`` times as many (so a branch and its base both hit)."""
+        if self.path is None or not self.new:
+            return
+        keep = list(dict.fromkeys(current.values()))
+        extra = [d for d in self.index if d not in set(keep)]
+        digests = keep + extra[:max(0, int(CACHE_KEEP * len(keep)) - len(keep))]
+        geoms = [self.get(d) for d in digests]
+        rows = [(d, g) for d, g in zip(digests, geoms, strict=True) if g is not False]
+        gs = [g for _, g in rows]
+        ok = [g is not None for g in gs]
+        real = [g for g in gs if g is not None]
+        polys = [p for g in real for p in g.polygons]
+        wkb = [bytes(b) for b in shapely.to_wkb(polys)] if polys else []
+
+        def offsets(sizes: list[int]) -> np.ndarray:
+            return np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+
+        def per(values: list[int]) -> list[int]:  # sizes of every row (0 for those without geometry)
+            it = iter(values)
+            return [next(it) if o else 0 for o in ok]
+
+        _save_atomic(self.path, {
+            "digest": np.array([d for d, _ in rows], dtype=str),
+            "id": np.array([g.id if g is not None else "" for g in gs], dtype=str),
+            "valid": np.array(ok, bool),
+            "base": np.array([g.base_z if g is not None else 0.0 for g in gs], np.float64),
+            "height": np.array([g.height if g is not None else 0.0 for g in gs], np.float64),
+            "storeys": np.array([g.storeys if g is not None else 0 for g in gs], np.int64),
+            "residential": np.array([g.residential if g is not None else False for g in gs], bool),
+            "source": np.array([g.source if g is not None else "" for g in gs], dtype=str),
+            "v_off": offsets(per([len(g.vertices) for g in real])),
+            "f_off": offsets(per([len(g.faces) for g in real])),
+            "p_off": offsets(per([len(g.polygons) for g in real])),
+            "verts": np.concatenate([g.vertices for g in real]) if real else _EMPTY_V,
+            "faces": np.concatenate([g.faces for g in real]).astype(np.int32) if real else _EMPTY_F.astype(np.int32),
+            "wkb": np.frombuffer(b"".join(wkb), np.uint8) if wkb else np.zeros(0, np.uint8),
+            "w_off": offsets([len(b) for b in wkb]),
+        })

@@ -10,11 +10,14 @@ Embree occlusion queries in :mod:`twin.sim.raycast`). Cumulative hours add the l
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -26,7 +29,17 @@ from twin.errors import BadInput
 from twin.sim import gb50180, sun
 from twin.sim.base import ASSET_PREFIX, BadParameters, Outputs, ProductFile, RunContext
 from twin.sim.raycast import Occluder, merge
-from twin.sim.scene import BuildingGeom, Scene, Terrain, build_scene, building_geom, load_terrain
+from twin.sim.scene import (
+    BuildingCache,
+    BuildingGeom,
+    Scene,
+    Terrain,
+    build_scene,
+    building_geom,
+    cache_dir,
+    cached_terrain,
+    terrain_key,
+)
 from twin.sim.windows import WindowPoints, window_points
 
 DTM_ASSET = TERRAIN_PRODUCT_IDS["dtm"]
@@ -36,6 +49,7 @@ GROUND_OFFSET_M = 0.05  # and a ground cell this far above the terrain
 FRONT_EPS = 1e-9  # the sun is in front of a façade when dot(normal, sun) exceeds this
 CHUNK_RAYS = 400_000  # rays per task: a chunk takes well under half a second, so progress runs at ≥ 2 Hz
 PARALLEL_MIN_RAYS = 2_000_000  # fewer rays than this are cast in the calling process (forking a pool costs ~0.1 s)
+SUBSET_MAX_SHARE = 0.2  # an incremental rerun casting fewer points than this share casts on a reachable subset
 MAX_GROUND_CELLS = 20_000_000
 LAYER_RES = [9, 10, 11]
 SITE_ROUND_DEG = 0.01  # the default site is rounded so that editing a building does not move the sun
@@ -163,18 +177,24 @@ def sun_path(day: Any, start_tst: float, end_tst: float, step_min: float, lat: f
 
 
 # ------------------------------------------------------------------------------------------------ counting
+def facing(normals: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """(n, m) dot products of normals (n, 3) and sun vectors (m, 3), without BLAS: OpenBLAS threads spin in every
+    forked worker and took the other core (two workers cast no faster than one)."""
+    return normals[:, :1] * dirs[:, 0] + normals[:, 1:2] * dirs[:, 1] + normals[:, 2:3] * dirs[:, 2]
+
+
 def lit_matrix(occluder: Occluder, points: np.ndarray, normals: np.ndarray, dirs: np.ndarray, up: np.ndarray,
                offset: float) -> tuple[np.ndarray, int]:
     """(n, m) lit samples of n points over m sun vectors, and the number of rays cast (only those with the sun up
     and in front of the surface are cast). Every step of every point goes to Embree in one call: the offset origins
     are converted to the local float32 frame once per point and gathered per ray with the directions."""
-    front = (normals @ dirs.T > FRONT_EPS) & up[None, :]
+    front = (facing(normals, dirs) > FRONT_EPS) & up[None, :]
     flat = np.flatnonzero(front)
     if not len(flat):
         return front, 0
     i, j = np.divmod(flat, front.shape[1])
-    o = occluder.local(points + normals * offset)[i]
-    d = np.ascontiguousarray(dirs, dtype=np.float32)[j]
+    o = np.take(occluder.local(points + normals * offset), i, axis=0)  # take: 3× faster than o[i] on rows
+    d = np.take(np.ascontiguousarray(dirs, dtype=np.float32), j, axis=0)
     front.reshape(-1)[flat[occluder.occluded_local(o, d)]] = False
     return front, len(flat)
 
@@ -220,7 +240,7 @@ def _task(kind: str, points: np.ndarray, normals: np.ndarray, offset: float) -> 
     if kind == "touch":
         assert s.changed is not None
         lit, rays = lit_matrix(s.changed, points, normals, s.dirs, s.up, offset)
-        front = (normals @ s.dirs.T > FRONT_EPS) & s.up[None, :]
+        front = (facing(normals, s.dirs) > FRONT_EPS) & s.up[None, :]
         return (front & ~lit).any(axis=1), rays
     lit, rays = lit_matrix(s.scene, points, normals, s.dirs, s.up, offset)
     cum, cont = segment_hours(lit, s.minutes, s.min_segment_min)
@@ -244,7 +264,9 @@ def cast(shared: Shared, kind: str, points: np.ndarray, normals: np.ndarray, off
     est = n * per_point // (1 if kind == "hours" else 2)
     w = workers if est >= PARALLEL_MIN_RAYS else 1
     # the BVHs are built here, once: forked workers inherit them (and the sun's path) instead of rebuilding
-    shared.scene.prepare() if kind == "hours" else shared.changed.prepare()  # type: ignore[union-attr]
+    occ = shared.scene if kind == "hours" else shared.changed
+    if occ is not None:
+        occ.prepare()
     outs: list[tuple[Any, ...]] = []
 
     def progress(done: int, total: int | None) -> None:
@@ -272,6 +294,39 @@ def could_touch(points: np.ndarray, boxes: np.ndarray, min_elevation_deg: float)
         dy = np.maximum(np.maximum(b[1] - points[:, 1], points[:, 1] - b[4]), 0.0)
         out |= (points[:, 2] < b[5]) & (np.hypot(dx, dy) * tan_e <= b[5] - points[:, 2] + 1.0)
     return out
+
+
+def reachable(occluder: Occluder, points: np.ndarray, min_elevation_deg: float, group_m: float = 200.0
+              ) -> np.ndarray:
+    """Faces of ``occluder`` that a ray from one of ``points`` toward the sun (elevation ≥ ``min_elevation_deg``)
+    could hit: the test of :func:`could_touch` turned round (a face is out of reach of a group of points when its
+    top is lower than the ray from the group's lowest point climbs over the distance between their boxes). Points
+    are grouped on a ``group_m`` grid so that a few scattered windows do not widen one box over the whole city.
+    A scene of these faces answers every such ray as the whole scene does (same origin, so the same float32)."""
+    faces = occluder.faces
+    if not len(points) or not len(faces):
+        return np.zeros(len(faces), bool)
+    tan_e = math.tan(math.radians(max(min_elevation_deg, 0.01)))
+    v = occluder.vertices
+    lo = np.minimum(np.minimum(v[faces[:, 0]], v[faces[:, 1]]), v[faces[:, 2]])
+    hi = np.maximum(np.maximum(v[faces[:, 0]], v[faces[:, 1]]), v[faces[:, 2]])
+
+    def near(b: np.ndarray, idx: np.ndarray) -> np.ndarray:  # b: (minx, miny, minz, maxx, maxy)
+        dx = np.maximum(np.maximum(lo[idx, 0] - b[3], b[0] - hi[idx, 0]), 0.0)
+        dy = np.maximum(np.maximum(lo[idx, 1] - b[4], b[1] - hi[idx, 1]), 0.0)
+        return np.hypot(dx, dy) * tan_e <= hi[idx, 2] - b[2] + 1.0
+
+    def box(p: np.ndarray) -> np.ndarray:
+        return np.array([p[:, 0].min(), p[:, 1].min(), p[:, 2].min(), p[:, 0].max(), p[:, 1].max()])
+
+    cand = np.flatnonzero(near(box(points), np.arange(len(faces))))
+    cell = np.floor(points[:, :2] / group_m).astype(np.int64)
+    _, group = np.unique(cell, axis=0, return_inverse=True)
+    keep = np.zeros(len(faces), bool)
+    for g in range(int(group.max()) + 1):
+        c = cand[~keep[cand]]
+        keep[c[near(box(points[group.ravel() == g]), c)]] = True
+    return keep
 
 
 # ------------------------------------------------------------------------------------------------ the ground
@@ -326,15 +381,52 @@ def _site(p: Parameters, buildings: list[BuildingGeom], crs: str) -> tuple[float
     return round(float(lat[0]) * r) / r, round(float(lon[0]) * r) / r
 
 
-def _terrain(ctx: RunContext) -> Terrain | None:
-    """The DTM product of the run's store state as a mesh, or None when the store has none."""
+def _terrain(ctx: RunContext, cache: Path | None = None) -> tuple[Terrain | None, str]:
+    """The DTM product of the run's store state as a mesh (from the scene cache when it has it) and its cache key,
+    or (None, "") when the store has none."""
     from twin.store import ASSETS
 
     asset = ctx.store.get(DTM_ASSET, ctx.branch, ctx.version, collection=ASSETS)
     if asset is None:
-        return None
+        return None, ""
     path = ctx.store.asset_path(asset)
-    return load_terrain(path) if path.exists() else None
+    if not path.exists():
+        return None, ""
+    key = terrain_key(asset.get("checksum"), path)
+    return cached_terrain(path, key, cache), key
+
+
+def scene_cache(ctx: RunContext) -> Path | None:
+    """The scene cache folder of the run's store (None when ``TWIN_SUNLIGHT_CACHE=off``)."""
+    if os.environ.get("TWIN_SUNLIGHT_CACHE", "").strip().lower() in ("off", "0", "none"):
+        return None
+    return cache_dir(ctx.store.root)
+
+
+def cached_geoms(ctx: RunContext, branch: str, version: int, terrain: Terrain | None, terrain_key: str,
+                 storey_height_m: float, ids: list[str] | None = None, cache: Path | None = None,
+                 tick: Callable[[float], None] | None = None) -> list[BuildingGeom]:
+    """The buildings (and parts) at a store state in id order, as :func:`geoms` makes them: those whose entity
+    digest is in the scene cache are taken from it, only the others are read and triangulated (then cached)."""
+    from twin.store import Query
+
+    q = Query(types=list(BUILDING_TYPES), ids=ids)
+    digests = ctx.store.digests(branch, version, q)
+    bc = BuildingCache(cache, terrain_key, storey_height_m)
+    got = {i: bc.get(d) for i, d in digests.items()}
+    missing = sorted(i for i, g in got.items() if g is False)
+    if missing:
+        feats = ctx.store.features(branch, version, Query(types=list(BUILDING_TYPES), ids=missing))
+        t = time.perf_counter()
+        for k, f in enumerate(feats):
+            g = building_geom(f, terrain, storey_height_m)
+            got[f["id"]] = g
+            bc.put(digests[f["id"]], g)
+            if tick is not None and time.perf_counter() - t > 0.3:
+                tick(k / max(len(feats), 1))
+                t = time.perf_counter()
+        bc.save(digests)
+    return [g for i in sorted(got) if isinstance(g := got[i], BuildingGeom)]
 
 
 def geoms(features: list[dict[str, Any]], terrain: Terrain | None, storey_height_m: float,
@@ -437,13 +529,12 @@ class _Run:
     def run(self) -> Any:
         """The whole run."""
         ctx, p = self.ctx, self.p
-        from twin.store import Query
-
         with ctx.stage("scene"):
             ctx.progress(0.0, "reading buildings")
-            terrain = _terrain(ctx)
-            feats = ctx.store.features(ctx.branch, ctx.version, Query(types=list(BUILDING_TYPES)))
-            buildings = geoms(feats, terrain, p.storey_height_m, self.progress(0.0, 0.08, "building the scene"))
+            self.cache = scene_cache(ctx)
+            terrain, self.terrain_key = _terrain(ctx, self.cache)
+            buildings = cached_geoms(ctx, ctx.branch, ctx.version, terrain, self.terrain_key, p.storey_height_m,
+                                     cache=self.cache, tick=self.progress(0.0, 0.08, "building the scene"))
             if not buildings:
                 raise BadInput("sunlight: the store has no buildings with a height or a solid at this version")
             scene = build_scene(buildings, terrain)
@@ -498,12 +589,9 @@ class _Run:
             return None, False
         if prev.run.summary.get("site") != [lat, lon]:
             return None, False
-        from twin.store import Query
-
         self.changed = set(prev.changed)
-        old = self.ctx.store.features(prev.run.branch, prev.run.version,
-                                      Query(types=list(BUILDING_TYPES), ids=sorted(self.changed)))
-        old_g = geoms(old, terrain, self.p.storey_height_m)
+        old_g = cached_geoms(self.ctx, prev.run.branch, prev.run.version, terrain, self.terrain_key,
+                             self.p.storey_height_m, ids=sorted(self.changed), cache=self.cache)
         new_g = [b for b in scene.buildings if b.id in self.changed]
         v, f, _ = merge([(b.vertices, b.faces) for b in old_g + new_g])
         self.changed_boxes = np.array([b.bounds3d() for b in old_g + new_g]).reshape(-1, 6)
@@ -546,6 +634,11 @@ class _Run:
         idx = np.where(np.isfinite(old[grid.cells]), grid.cells, -1)
         return idx, np.column_stack([old, old])
 
+    @staticmethod
+    def min_elevation(shared: Shared) -> float:
+        """The sun's lowest elevation above the horizon over the window, degrees."""
+        return float(np.degrees(np.arcsin(np.clip(shared.dirs[shared.up, 2].min(), -1, 1))))
+
     def _points(self, shared: Shared, reuse: bool, what: str, points: np.ndarray, normals: np.ndarray,
                 offset: float, previous: tuple[np.ndarray, np.ndarray] | None, lo: float, hi: float
                 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -557,8 +650,7 @@ class _Run:
         if reuse and previous is not None:
             idx, vals = previous
             have = idx >= 0
-            min_elev = float(np.degrees(np.arcsin(np.clip(shared.dirs[shared.up, 2].min(), -1, 1))))
-            near = have & could_touch(points, self.changed_boxes, min_elev)
+            near = have & could_touch(points, self.changed_boxes, self.min_elevation(shared))
             touch = np.zeros(n, bool)
             if near.any():
                 (hit,), rays, s = cast(shared, "touch", points[near], normals[near], offset, self.ctx.workers,
@@ -569,6 +661,9 @@ class _Run:
             cum[~todo], cont[~todo] = vals[idx[~todo], 0], vals[idx[~todo], 1]
             lo = lo + 0.2 * (hi - lo)
         sel = np.flatnonzero(todo)
+        if reuse and len(sel) < SUBSET_MAX_SHARE * n:  # a few points: a scene of the triangles they can reach
+            keep = reachable(shared.scene, points[sel], self.min_elevation(shared))
+            shared = dataclasses.replace(shared, scene=shared.scene.subset(keep))
         (c, k), rays, s = cast(shared, "hours", points[sel], normals[sel], offset, self.ctx.workers,
                                self.progress(lo, hi, f"{what}: casting rays"))
         cum[sel], cont[sel] = c, k
