@@ -123,8 +123,13 @@ def viewer(built_city, tmp_path_factory):
     shutil.copytree(built_city["store"], store_dir, symlinks=True)
     store = Store(store_dir)
     demolished = sorted(b["id"] for b in store.features(query=Query(types=["Building"])))[0]
+    from twin.sim import engine
+
+    sun = {"step_min": 20, "window_spacing_m": 8, "ground": False}  # coarse: the colours are what is tested
+    run_main = engine.run(store, "sunlight", sun).id
     store.create_branch(BRANCH, from_branch="main", description="what if one building is demolished")
     store.commit([], [demolished], message="demolish one building", branch=BRANCH)
+    run_branch = engine.run(store, "sunlight", sun, branch=BRANCH).id
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -135,6 +140,7 @@ def viewer(built_city, tmp_path_factory):
     sess = Session()
     sess.base = f"http://127.0.0.1:{port}"
     sess.demolished = demolished
+    sess.runs = (run_main, run_branch)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         _wait_http(sess.base + "/health", server)
@@ -261,6 +267,35 @@ def test_colour_by_attribute_with_legend(viewer: Session) -> None:
     _settle(viewer)
     rgb = _canvas_png(viewer, "height.png")
     assert _marker_mask(rgb).mean() < 0.002  # the buildings left the test colour for the height ramp
+    page.select_option("#color-by", "marker")
+    _settle(viewer)
+
+
+def test_colour_by_sunlight_run_against_a_base_run(viewer: Session) -> None:
+    """Buildings coloured by a sunlight run's GB 50180 result per feature id, against a base run: the class the page
+    gives every loaded building matches the two runs' tables, and passing buildings show green on screen."""
+    page, (run_main, run_branch) = viewer.page, viewer.runs
+    assert run_branch in page.eval_on_selector("#run-base", "s => [...s.options].map(o => o.value)")
+    page.evaluate("([r, b]) => window.twin.setRun(r, b)", [run_branch, run_main])
+    page.select_option("#color-by", "sunlight")
+    assert "loses compliance" in page.inner_text("#legend") and f"runBase={run_main}" in page.url
+    _settle(viewer)
+    rgb = _canvas_png(viewer, "sunlight.png")
+    assert _marker_mask(rgb).mean() < 0.002  # every building left the test colour
+
+    def passes(run: str) -> dict[str, bool]:
+        rows = httpx.get(f"{viewer.base}/runs/{run}/tables/sunlight_buildings", timeout=30).json()
+        return {r["entity_id"]: r["passes"] for r in rows}
+
+    a, b = passes(run_main), passes(run_branch)
+    ids = page.evaluate("window.twin.loadedBuildingIds(100000)")
+    want = ["none" if i not in b else "lost" if a.get(i) and not b[i] else "gained" if a.get(i) is False and b[i]
+            else "passes" if b[i] else "fails" for i in ids]
+    got = page.evaluate("(ids) => ids.map((i) => window.twin.sunlightClass(i))", ids)
+    assert got == want and "passes" in got
+    r, g, bl = (rgb[..., k].astype(int) for k in range(3))
+    assert ((g > r + 40) & (g > bl + 40)).mean() > 0.002  # the green of passing buildings (#4caf50, shaded)
+    page.evaluate("() => window.twin.setRun('', '')")
     page.select_option("#color-by", "marker")
     _settle(viewer)
 
