@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+import rasterio
 
 from data_models import Building
 from tests.conftest import ROOT, TWIN, square
@@ -127,8 +128,10 @@ def test_tower_scenario_over_http_with_owslib(city: Store, tmp_path: Path) -> No
         p = Processes(srv.base)
         assert "sunlight" in {x["id"] for x in p.processes()}
         assert "step_min" in p.process("sunlight")["inputs"]
-        base = p.execute("sunlight", inputs=PARAMS)["run"]["value"]
-        job = p.execute("sunlight", inputs={**PARAMS, "scenario": "tower"}, async_=True)
+        params = {**PARAMS, "ground": True, "ground_cell_m": 4.0}  # with the ground raster, for the GIS check
+        doc = p.execute("sunlight", inputs=params)
+        base = doc["run"]["value"]
+        job = p.execute("sunlight", inputs={**params, "scenario": "tower"}, async_=True)
         deadline = time.time() + 120
         while (status := api.get(f"/jobs/{job['jobID']}").json())["status"] in ("accepted", "running"):
             assert time.time() < deadline, status
@@ -141,3 +144,18 @@ def test_tower_scenario_over_http_with_owslib(city: Store, tmp_path: Path) -> No
         # what the viewer colours by: pass/fail per building id, with footprints for GIS
         fc = api.get(f"/runs/{scen['id']}/tables/sunlight_buildings", params={"f": "geojson"}).json()
         assert {f["id"]: f["properties"]["passes"] for f in fc["features"]}["slab-2"] is False
+        # the ground hours as a COG, linked from the job results, opened by GDAL (rasterio) as a GIS would
+        link = p._request(path=f"jobs/{job['jobID']}/results")["ground-hours"]
+        assert link["href"].endswith(f"/runs/{scen['id']}/files/ground-hours") and "geotiff" in link["type"]
+        grids = {}
+        for run in (base, scen):
+            r = api.get(f"/runs/{run['id']}/files/ground-hours")
+            assert r.status_code == 200 and "cloud-optimized" in r.headers["content-type"]
+            (tmp_path / f"{run['id']}.tif").write_bytes(r.content)
+            with rasterio.open(tmp_path / f"{run['id']}.tif") as src:
+                grids[run["id"]] = (src.read(1, masked=True), src.transform)
+        (a, transform), (b, _) = grids[base["id"]], grids[scen["id"]]
+        assert 0 <= a.min() and a.max() <= 8.0 + 1e-9 and a.mask.any()  # building footprints are nodata
+        row, col = rasterio.transform.rowcol(transform, X0 + 75.0, Y0 - 20.0)  # between the tower and the block
+        assert b[row, col] < a[row, col] - 1.0  # the tower's shadow
+        assert api.get(f"/runs/{base['id']}/files/nope").status_code == 404

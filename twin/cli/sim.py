@@ -132,16 +132,15 @@ def write_run(store, r, out: Path) -> None:
     import pyarrow.csv as pacsv
 
     from twin.sim import engine
-    from twin.store import ASSETS
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(r.model_dump_json(indent=2))
     for name in r.tables:
         pacsv.write_csv(engine.result_table(store, r, name), out / f"{name}.csv")
     for o in r.outputs:
-        asset = store.get(o, r.branch, collection=ASSETS)
-        if asset is not None:
-            shutil.copyfile(store.asset_path(asset), out / Path(asset["path"]).name)
+        if o.startswith(f"{r.id}-"):  # a file the run wrote
+            path, _ = engine.result_file(store, r, o[len(r.id) + 1:])
+            shutil.copyfile(path, out / path.name)
     console.print(f"wrote {out}")
 
 

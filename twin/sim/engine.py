@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from data_models import Classification, Extent, RunStatus, SimulationRun, SourceAsset, SourceKind
 from twin import __version__
 from twin.catalog.assets import sha256_file
-from twin.errors import BadInput
+from twin.errors import BadInput, NotFound
 from twin.sim.base import (  # noqa: F401 - the interface, re-exported: twin.sim.engine is what users import
     ASSET_PREFIX,
     BadParameters,
@@ -185,6 +185,16 @@ def find_run(store: Store, run_id: str) -> tuple[SimulationRun, str, int]:
             version = r.pop("_store")["version"]
             return SimulationRun.model_validate(r), b, version
     raise UnknownRun(f"unknown run {run_id!r}; `twin sim runs` lists them")
+
+
+def result_file(store: Store, run: SimulationRun, name: str) -> tuple[Path, dict[str, Any]]:
+    """The path and asset record of a file a run wrote (e.g. sunlight's ``ground-hours`` COG)."""
+    asset_id = f"{run.id}-{name}"
+    asset = store.get(asset_id, run.branch, collection=ASSETS) if asset_id in run.outputs else None
+    if asset is None:
+        files = [o[len(run.id) + 1:] for o in run.outputs if o.startswith(f"{run.id}-")]
+        raise NotFound(f"run {run.id} has no file {name!r}; its files: {', '.join(files) or 'none'}")
+    return store.asset_path(asset), asset
 
 
 def _reusable(store: Store, key: str) -> tuple[SimulationRun, str, int] | None:

@@ -207,6 +207,10 @@ def results(store: Store, job: dict[str, Any], base: str, raw: bool = False) -> 
         elif name in run.tables:
             href = f"{base}/runs/{run.id}/tables/{name}?f=json"
             value = _table_rows(store, run, name)
+        elif f"{run.id}-{name}" in run.outputs:  # a file (COG): by reference only
+            out[name] = {"href": f"{base}/runs/{run.id}/files/{name}", "rel": "related",
+                         "type": "image/tiff; application=geotiff; profile=cloud-optimized", "title": name}
+            continue
         else:
             continue  # the simulator wrote nothing of that name in this run
         if mode == VALUE:

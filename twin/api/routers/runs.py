@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from data_models import SimulationRun
 from twin.api.deps import get_store
@@ -98,6 +98,19 @@ def run_table(run_id: str, name: str, f: TableFormat = Query("json", description
         t = t.filter(pc.equal(t["entity_id"], entity_id))
     feats = _footprints(store, run.branch, run.version, t["entity_id"].unique().to_pylist()) if f == "geojson" else None
     return encode_rows(t, f, feats)
+
+
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+
+
+@router.get("/{run_id}/files/{name}", response_class=FileResponse, responses={
+    200: {"description": "the file (a Cloud-Optimized GeoTIFF for rasters)", "content": {COG: {}}}, **_ERRORS})
+def run_file(run_id: str, name: str, store: Store = Depends(get_store)) -> FileResponse:
+    """A file a run wrote, e.g. sunlight's ``ground-hours`` raster (opens in QGIS / GDAL as it is)."""
+    run = engine.find_run(store, run_id)[0]
+    path, _ = engine.result_file(store, run, name)
+    return FileResponse(path, media_type=COG if path.suffix.lower() in (".tif", ".tiff") else None,
+                        filename=f"{run.id}-{path.name}")
 
 
 @router.get("/{run_id}/compare/{other_id}", responses={
