@@ -25,25 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def ensure_store(work: Path) -> Path:
-    """The medium demo city, built once into ``work/store``."""
-    store = work / "store"
-    if (store / "STORE.json").exists():
-        return store
-    from twin.demo import generate
-    from twin.pipeline.build import build
-    from twin.pipeline.ingest import ingest_paths
-    from twin.store import Store
-
-    src = work / "city"
-    manifest = generate(src, size="medium", seed=7)
-    s = Store.init(store, manifest.get("crs", "EPSG:4548"))
-    acquired = {str((src / f["path"]).resolve()): f.get("acquired") for f in manifest["files"]}
-    ingest_paths(s, [src / "sources"], acquired=acquired, message="ingest demo city (medium)")
-    build(s)
-    return store
+from tiles_bench import ensure_store  # the medium demo city, built once (bench/ is on sys.path)
 
 
 def raw_embree(store, params: dict, subsample: int) -> dict:
