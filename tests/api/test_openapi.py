@@ -99,4 +99,6 @@ def test_the_landing_page_documents_both_of_its_media_types(doc: dict, api: Test
     assert set(content) == {"text/html", "application/json"}
     assert _resolve(doc, content["application/json"]["schema"])["required"] == ["title", "description", "links"]
     assert api.get("/?f=json").headers["content-type"] == "application/json"
-    assert api.get("/").headers["content-type"].startswith("text/html")
+    assert api.get("/?f=html").headers["content-type"].startswith("text/html")
+    assert api.get("/", headers={"Accept": "text/html"}).headers["content-type"].startswith("text/html")
+    assert api.get("/").headers["content-type"] == "application/json"  # */* (API clients): JSON
