@@ -99,7 +99,7 @@ def test_no_server_path_in_assets_or_landing_page(plain: Server, built_city) -> 
         assert a["file"] and "/" not in a["file"]
         assert "path" not in a or not a["path"].startswith("/") and ".." not in a["path"]
     assert any(a.get("path", "").startswith("products/") for a in assets)  # a build product keeps its store path
-    page = httpx.get(plain.base + "/")
+    page = httpx.get(plain.base + "/?f=html")
     assert page.status_code == 200 and "city objects" in page.text
     assert not any(r in page.text for r in roots)
 

@@ -47,7 +47,7 @@ def test_server_sees_new_versions_from_another_process(tmp_path: Path, free_port
         latest = httpx.get(base + "/commits/latest").json()
         assert latest["version"] == 2
         assert latest["changes"] == {"added": 5, "modified": 1, "removed": 0}  # 5 buildings + new asset version
-        page = httpx.get(base + "/")
+        page = httpx.get(base + "/?f=html")
         assert page.status_code == 200 and "version <b>2</b>" in page.text and "25 city objects" in page.text
         changes = httpx.get(base + "/commits/2/changes").json()
         assert {c["id"] for c in changes if c["collection"] == "city"} == {f"bldg-C{i:04d}" for i in range(20, 25)}
