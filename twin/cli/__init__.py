@@ -98,13 +98,13 @@ def ingest(
     _report(commit)
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    """KEY=VALUE strings to a dict; a pair without '=' is a usage error."""
+def parse_options(pairs: list[str], flag: str = "--option") -> dict[str, str]:
+    """KEY=VALUE strings to a dict; a pair without '=' is a usage error naming ``flag``."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"--option expects KEY=VALUE, got {pair!r}")
+            raise typer.BadParameter(f"{flag} expects KEY=VALUE, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from twin.cli import StoreOpt, _open, _progress, app, console
+from twin.cli import StoreOpt, _open, _progress, app, console, parse_options
 from twin.config import get_settings
 
 sim_app = typer.Typer(no_args_is_help=True, help="simulations: run a simulator on a branch or scenario, compare runs")
@@ -25,14 +25,11 @@ app.add_typer(sim_app, name="sim")
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` strings to parameters; values that parse as JSON (numbers, booleans, lists) are taken as JSON."""
     out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"-p expects KEY=VALUE, got {pair!r}")
+    for key, value in parse_options(pairs or [], flag="-p").items():
         try:
-            out[key.strip()] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            out[key] = value
     return out
 
 

@@ -33,6 +33,7 @@ from data_models import Classification, Extent, RunStatus, SimulationRun, Source
 from twin import __version__
 from twin.catalog.assets import sha256_file
 from twin.errors import BadInput, NotFound
+from twin.geo.crs import bbox_wgs84
 from twin.sim.base import (  # noqa: F401 - the interface, re-exported: twin.sim.engine is what users import
     ASSET_PREFIX,
     BadParameters,
@@ -197,28 +198,36 @@ def result_file(store: Store, run: SimulationRun, name: str) -> tuple[Path, dict
     return store.asset_path(asset), asset
 
 
-def _reusable(store: Store, key: str) -> tuple[SimulationRun, str, int] | None:
-    for r in runs(store):
-        if r.key == key and r.status == RunStatus.succeeded:
-            return find_run(store, r.id)
-    return None
+def _recorded(store: Store) -> list[tuple[SimulationRun, int]]:
+    """Every run on the branch it ran on, with the version holding its results, newest first (read once per run:
+    reuse and the incremental hint both search it)."""
+    out = []
+    for b in store.branches():
+        for r in store.features(b.name, query=Query(collection=RUNS)):
+            version = r.pop("_store")["version"]
+            if r["branch"] == b.name:  # not one seen through a fork
+                out.append((SimulationRun.model_validate(r), version))
+    return sorted(out, key=lambda rv: (rv[0].submitted, rv[0].id), reverse=True)
 
 
-def _previous(store: Store, sim: Simulator, params: BaseModel, branch: str, version: int,
-              inputs: dict[str, str]) -> Previous | None:
-    """The newest successful run of the same simulator, code and parameters (on this branch first, else any), with
-    the inputs that changed since."""
-    pk = _params_key(sim, params)
-    candidates = [r for r in runs(store, branch, sim.name) if r.status == RunStatus.succeeded]
-    candidates += [r for r in runs(store, simulator=sim.name) if r.status == RunStatus.succeeded]
-    for r in candidates:
-        if r.summary.get("params_key") != pk:
-            continue
-        run, b, v = find_run(store, r.id)
-        before = input_digests(store, sim, run.branch, run.version)
-        changed = {k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k)}
-        return Previous(run=run, branch=b, version=v, changed=changed)
-    return None
+def _reusable(recorded: list[tuple[SimulationRun, int]], key: str) -> tuple[SimulationRun, int] | None:
+    """The newest successful run with this key."""
+    return next(((r, v) for r, v in recorded if r.key == key and r.status == RunStatus.succeeded), None)
+
+
+def _previous(store: Store, sim: Simulator, params_key: str, branch: str, inputs: dict[str, str],
+              recorded: list[tuple[SimulationRun, int]]) -> Previous | None:
+    """The newest successful run of the same simulator, code and parameters (of those this branch sees first, else
+    any), with the inputs that changed since."""
+    same = [(r, v) for r, v in recorded if r.simulator == sim.name and r.status == RunStatus.succeeded
+            and r.summary.get("params_key") == params_key]
+    if not same:
+        return None
+    visible = {r.id for r in runs(store, branch, sim.name)}
+    run, version = next(((r, v) for r, v in same if r.id in visible), same[0])
+    before = input_digests(store, sim, run.branch, run.version)
+    changed = {k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k)}
+    return Previous(run=run, branch=run.branch, version=version, changed=changed)
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -246,7 +255,8 @@ def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None 
     inputs = input_digests(store, sim, branch, version)
     inputs_digest = _digest(sorted(inputs.items()))
     key = run_key(sim, p, inputs_digest)
-    if reuse and (found := _reusable(store, key)) is not None:
+    recorded = _recorded(store) if reuse else []
+    if (found := _reusable(recorded, key)) is not None:
         if progress:
             progress(1.0, f"reused run {found[0].id}")
         return found[0]
@@ -254,7 +264,8 @@ def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None 
     record = SimulationRun(id=rid, simulator=sim.name, branch=branch, version=version, scenario_id=scenario_id,
                            parameters=p.model_dump(mode="json"), code_version=code_version(sim),
                            status=RunStatus.running, started=datetime.now(UTC), inputs_digest=inputs_digest, key=key)
-    previous = _previous(store, sim, p, branch, version, inputs) if reuse else None
+    params_key = _params_key(sim, p)
+    previous = _previous(store, sim, params_key, branch, inputs, recorded) if reuse else None
     with claim(store.root / "tmp", "sim"):
         workdir = store.root / "tmp" / f"sim-{rid}"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +281,7 @@ def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None 
                 _record_failure(store, record, ctx, t0, exc, author)
                 raise
             ctx.progress(1.0, "committing results")
-            return _commit(store, sim, record, ctx, out, t0, author, _params_key(sim, p))
+            return _commit(store, sim, record, ctx, out, t0, author, params_key)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -321,8 +332,6 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
             dst = moved / f"{f.name}{f.path.suffix}"
             shutil.move(str(f.path), dst)
             bbox = f.bbox or [0.0, 0.0, 0.0, 0.0]
-            from twin.geo.crs import bbox_wgs84
-
             aid = f"{record.id}-{f.name}"
             put.append(SourceAsset(
                 id=aid, kind=SourceKind.product, path=str(folder_rel / dst.name), crs=f.crs or store.crs,
