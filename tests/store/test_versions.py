@@ -155,3 +155,33 @@ def test_branch_of_an_empty_store_sees_only_its_own_commits(store: Store) -> Non
     store.commit(make_buildings(2, prefix="e"), message="branch work", branch="early")
     assert store.count() == 3 and store.count(branch="early") == 2
     assert store.head("early") == 2 and store.head() == 1
+
+
+def test_what_the_store_returns_can_be_edited_and_committed_again(store: Store, tmp_path) -> None:
+    """get → edit → commit, for a city object, a source asset and a layer spec (their ``_store`` metadata is
+    dropped on the way in, and the models themselves still refuse unknown fields)."""
+    from data_models import LayerSpec, SourceAsset
+    from twin.store import ASSETS, LAYERS
+
+    f = tmp_path / "a.geojson"
+    f.write_text("{}")
+    asset = SourceAsset(id="asset-1", kind="vector", path=str(f), checksum="0" * 64, size_bytes=2, crs="EPSG:4548")
+    spec = LayerSpec(name="h", variable="height", unit="m", aggregation="max", resolutions=[10])
+    store.commit([*make_buildings(3), asset, spec], message="initial")
+    b = store.get("b000001")
+    assert b["_store"]["version"] == 1
+    b["height"] = 42.5
+    a = store.get("asset-1", collection=ASSETS)
+    a["licence"] = "CC-BY-4.0"
+    s = store.get("h", collection=LAYERS)
+    s["unit"] = "cm"
+    c = store.commit([b, a, s], message="edit what was read")
+    assert c is not None and c.changes.modified == 3
+    assert store.get("b000001")["height"] == 42.5
+    assert store.get("asset-1", collection=ASSETS)["licence"] == "CC-BY-4.0"
+    assert store.get("h", collection=LAYERS)["unit"] == "cm"
+    # unchanged read objects make no commit; an unknown field is still refused, naming it
+    assert store.commit([store.get("b000002")], message="same") is None
+    bad = store.get("b000002") | {"colour": "red"}
+    with pytest.raises(ValueError, match="colour"):
+        store.commit([bad], message="bad")

@@ -97,6 +97,22 @@ def from_us(us: int | None) -> datetime | None:
 
 
 
+def parse_record(data: dict[str, Any]) -> BaseModel:
+    """A dict as its model: what ``Store.get`` / ``features`` returned (its ``_store`` metadata names the collection
+    and is dropped, so a read object, edited, can be committed again), a source asset, or a city object."""
+    meta = data.get("_store")
+    body = {k: v for k, v in data.items() if k != "_store"}
+    collection = meta.get("collection") if isinstance(meta, dict) else None
+    model = next((cls for cls, (c, _) in _KIND.items() if c == collection), None)
+    if model is None and collection in (None, ASSETS) and "checksum" in body:
+        model = SourceAsset
+    if model is None:
+        return parse_city_object(body)
+    if model is LayerSpec:
+        body.pop("id", None)  # a layer's id is its name, added on the way in
+    return model.model_validate(body)
+
+
 def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str, shapely.Geometry]) -> list[Record]:
     """Validate city objects, source assets or layer specs (models or dicts) and turn them into store records.
 
@@ -106,7 +122,7 @@ def to_records(objs: Iterable[BaseModel | dict[str, Any]], geometries: dict[str,
     dumped: list[tuple[str, dict[str, Any]]] = []
     for obj in objs:
         if isinstance(obj, dict):
-            obj = SourceAsset.model_validate(obj) if "checksum" in obj else parse_city_object(obj)
+            obj = parse_record(obj)
         kind = next((c for cls, (c, _) in _KIND.items() if isinstance(obj, cls)), CITY)
         data = obj.model_dump(mode="json")
         if kind == LAYERS:

@@ -867,7 +867,8 @@ class Store:
         return self._con.execute(sql, params).to_arrow_table()
 
     def get(self, entity_id: str, branch: str = MAIN, as_of: Any = None, collection: str = CITY) -> dict | None:
-        """One live entity by id, or None."""
+        """One live entity by id, or None: the model's JSON shape plus ``_store`` metadata (version, op,
+        collection). Edit the dict and pass it to :meth:`commit` as it is; the metadata is dropped on the way in."""
         rows = self.features(branch, as_of, Query(collection=collection, ids=[entity_id]))
         return rows[0] if rows else None
 
