@@ -37,8 +37,10 @@ $(NODE_STAMP): package.json package-lock.json | sysdeps
 
 install: $(STAMP) $(NODE_STAMP)
 
+# make demo [SIZE=tiny|small|medium|large] [SEED=N] [HOST=0.0.0.0] [PORT=8000]; each size and seed has its own
+# folder (demo-city[-SIZE][-seedN]) and store (twin-store[-SIZE][-seedN])
 demo: install
-	$(VENV)/bin/twin demo --size $(SIZE)
+	$(VENV)/bin/twin demo --size $(SIZE) $(if $(SEED),--seed $(SEED)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -60,4 +62,4 @@ bench: install
 	$(PY) bench/run.py $(BENCH)
 
 clean:
-	rm -rf $(VENV) node_modules twin-store demo-city .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules twin-store twin-store-* demo-city demo-city-* .pytest_cache .ruff_cache

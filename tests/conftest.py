@@ -70,6 +70,7 @@ def free_port() -> int:
 def built_city(city, tmp_path_factory) -> dict:
     """The small demo city ingested and built (all steps) into one store, shared read-only by the tiles, features,
     imagery and viewer tests: tests that commit must copy it (``shutil.copytree``) first."""
+    from twin.demo.targets import ingest_message
     from twin.pipeline.build import build
     from twin.pipeline.ingest import ingest_paths
 
@@ -77,6 +78,6 @@ def built_city(city, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("built_city") / "store"
     s = Store.init(root, city["manifest"].get("crs", "EPSG:4548"))
     acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in city["manifest"]["files"]}
-    ingest_paths(s, [out / "sources"], acquired=acquired, message="ingest demo city (small)")
+    ingest_paths(s, [out / "sources"], acquired=acquired, message=ingest_message("small", city["seed"]))
     build(s)
     return {"store": root, "dir": out, "manifest": city["manifest"]}

@@ -229,3 +229,55 @@ def test_a_full_disk_is_one_error_line_and_leaves_nothing_behind(tmp_path: Path)
         rc, err = out[step]
         _refused(subprocess.CompletedProcess([], rc, "", err), "no space left on the device", noise=step == "build")
     assert out["same"] and not out["other"]
+
+
+def test_version_and_help_name_every_option_and_show_flags_as_flags(tmp_path: Path) -> None:
+    """`twin --version`; every option and argument of every command has help text; a flag's help shows no value
+    type (typer's rich help printed `--no-serve <bool>`)."""
+    import click
+    import typer
+
+    from twin import __version__
+    from twin.cli import app
+
+    r = _twin(tmp_path, "--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"twin {__version__}"
+    undocumented = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+            return
+        undocumented.extend(f"{' '.join(path)} {p.opts[0]}" for p in cmd.params if not getattr(p, "help", None))
+
+    walk(typer.main.get_command(app), ["twin"])
+    assert not undocumented
+    r = _twin(tmp_path, "demo", "--help")
+    assert r.returncode == 0 and "--no-serve" in r.stdout and "<bool>" not in r.stdout
+    assert "--port" in r.stdout and "<int>" in r.stdout
+
+
+def test_progress_in_a_log_is_one_timed_line_per_step() -> None:
+    """Not on a terminal, steps print ``<step> done in N s`` as they end, a long step a line per heartbeat."""
+    import io
+
+    from rich.console import Console
+
+    from twin.cli.progress import LineProgress, progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False)
+    p = progress(console)
+    assert isinstance(p, LineProgress)
+    p.heartbeat_s = 0.0
+    with p:
+        t = p.add_task("ingest: reading", total=1.0)
+        p.update(t, completed=0.5)
+        p.update(t, completed=1.0)
+        u = p.add_task("build: heights", total=1.0)
+        p.update(u, description="build: landcover")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "ingest: reading: 50% after 0 s"
+    assert lines[1].startswith("ingest: reading done in ")
+    assert lines[2].startswith("build: heights done in ") and lines[-1].startswith("build: landcover done in ")

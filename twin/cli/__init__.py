@@ -8,15 +8,52 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
+from twin import __version__
+from twin.cli.progress import LineProgress, Stages, progress
 from twin.config import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="twin: urban spatiotemporal digital twin.")
-console = Console()
+console = Console(soft_wrap=True)  # long lines wrap in the terminal, not mid-word in a log
+
+
+
+def _hide_flag_types() -> None:
+    """typer's rich help prints a value type for every option, flags too (``--no-serve <bool>``); a flag takes no
+    value, so it gets none."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_twin", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    display_type_rich._twin = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"twin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """twin: urban spatiotemporal digital twin."""
+
 
 StoreOpt = typer.Option(None, "--store", "-s", help="store directory (default $TWIN_STORE or ./twin-store)")
+HostOpt = typer.Option(None, help="bind address (default $TWIN_HOST, 127.0.0.1)")
+PortOpt = typer.Option(None, help="port (default $TWIN_PORT, 8000)")
 
 
 def _store_path(store: Path | None) -> Path:
@@ -29,25 +66,13 @@ def _open(store: Path | None):
     return Store(_store_path(store))
 
 
-def _progress(stderr: bool = False) -> Progress:
-    """A progress bar on stdout, or on stderr when stdout carries a result (``--json``)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=Console(stderr=True) if stderr else console, transient=False,
-    )
+def _progress(stderr: bool = False) -> Progress | LineProgress:
+    """Progress on stdout, or on stderr when stdout carries a result (``--json``): bars in a terminal, timed lines
+    in a log."""
+    return progress(Console(stderr=True) if stderr else console)
 
 
-class _Stages:
-    """Adapter from ``progress(stage, fraction)`` callbacks to one rich task per stage."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, stage: str, fraction: float) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=1.0)
-        self.progress.update(self.tasks[stage], completed=min(max(fraction, 0.0), 1.0))
+_Stages = Stages
 
 
 @app.command()
@@ -78,7 +103,7 @@ def ingest(
     entity_type: str = typer.Option(None, "--as", help="map features to: building|road|water|landcover|vegetation"),
     option: list[str] = typer.Option(None, "--option", "-o", help="reader option KEY=VALUE (repeatable)"),
     branch: str = typer.Option("main", help="branch to commit to"),
-    message: str = typer.Option(None, "--message", "-m"),
+    message: str = typer.Option(None, "--message", "-m", help="commit message (default: what was ingested)"),
 ):
     """Register source files in the catalog and load what they hold, in one atomic commit."""
     from twin.pipeline.ingest import ingest_paths
@@ -149,8 +174,8 @@ def _report(commit) -> None:
 @app.command()
 def serve(
     store: Path = StoreOpt,
-    host: str = typer.Option(None, help="bind address (default $TWIN_HOST, 127.0.0.1)"),
-    port: int = typer.Option(None, help="port (default $TWIN_PORT, 8000)"),
+    host: str = HostOpt,
+    port: int = PortOpt,
     workers: int = typer.Option(1, min=1, help="worker processes (stateless; all read the same store)"),
     access_log: Annotated[bool | None, typer.Option(
         "--access-log/--no-access-log", help="one JSON line per request on stderr (default $TWIN_ACCESS_LOG)")] = None,
@@ -240,7 +265,7 @@ def export_cityjson(
     store: Path = StoreOpt,
     bbox: str = typer.Option(None, help="minx,miny,maxx,maxy in the store CRS"),
     lod: list[str] = typer.Option(None, "--lod", help="LoD to include (repeatable; default all), e.g. 1.2"),
-    branch: str = typer.Option("main"),
+    branch: str = typer.Option("main", help="branch to export"),
     as_of: str = typer.Option(None, help="version number or ISO time"),
 ):
     """Buildings with every LoD, semantic surfaces, quality and provenance as CityJSON 2.0."""
@@ -301,21 +326,31 @@ def _build_tilesets(s, branch: str, version: str, only: list[str] | None, worker
 
 @app.command()
 def demo(
-    size: str = typer.Option("small", help="small (~300 buildings) | medium (~3,000) | large (100,000+)"),
+    size: str = typer.Option("small", help="tiny (~15 buildings) | small (~300) | medium (~3,000) | large "
+                                           "(100,000+)"),
     seed: int = typer.Option(7, help="random seed: the same seed gives byte-identical sources"),
-    out: Path = typer.Option(None, help="where to write the sources (default $TWIN_DEMO_DIR or ./demo-city)"),
-    store: Path = StoreOpt,
+    out: Path = typer.Option(None, help="where to write the sources (default $TWIN_DEMO_DIR or ./demo-city, with "
+                                        "-<size> and -seed<N> added for other sizes and seeds)"),
+    store: Path = typer.Option(None, "--store", "-s", help="store directory (default $TWIN_STORE or ./twin-store, "
+                                                           "with -<size> and -seed<N> added likewise)"),
     no_serve: bool = typer.Option(False, "--no-serve", help="stop after building; do not start the server"),
-    host: str = typer.Option(None), port: int = typer.Option(None),
+    host: str = HostOpt, port: int = PortOpt,
 ):
-    """Generate the Beijing sample city, ingest and build it, then serve it."""
-    from twin.demo import generate
+    """Generate the Beijing sample city, ingest and build it, then serve it.
+
+    Each size and seed has its own folder and store; a demo never merges into a folder or store that holds another
+    city (it refuses, saying which to use)."""
+    from twin.demo import generate, targets
     from twin.pipeline.build import build as run_build
     from twin.pipeline.ingest import ingest_paths
     from twin.store import Store
 
     settings = get_settings()
-    out = out or settings.demo_dir
+    explicit = settings.model_fields_set
+    out = out or (settings.demo_dir if "demo_dir" in explicit else targets.default_path(settings.demo_dir, size, seed))
+    store = store or (settings.store if "store" in explicit else targets.default_path(settings.store, size, seed))
+    targets.check_folder(out, size, seed)
+    targets.check_store(store, size, seed)
     t0 = time.perf_counter()
     with _progress() as p:
         stages = _Stages(p)
@@ -323,10 +358,11 @@ def demo(
         manifest = generate(out, size=size, seed=seed,
                             progress=lambda stage, done: p.update(gen, completed=done,
                                                                   description=f"generate sample city: {stage}"))
-        s = Store.init(_store_path(store), manifest.get("crs", settings.crs))
+        s = Store.init(store, manifest.get("crs", settings.crs))
+        files = [out / f["path"] for f in manifest["files"] if f["path"].startswith("sources/")]
         acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in manifest["files"]}
-        c1 = ingest_paths(s, [out / "sources"], acquired=acquired, author=settings.author, progress=stages,
-                          message=f"ingest demo city ({size}, seed {seed})")
+        c1 = ingest_paths(s, files, acquired=acquired, author=settings.author, progress=stages,
+                          message=targets.ingest_message(size, seed))
         c2 = run_build(s, author=settings.author, progress=stages)
         from twin.tiles.cache import TileCache
 
@@ -335,9 +371,10 @@ def demo(
             cache.tileset(kind, "main", s.head(), progress=stages)
     for c in (c1, c2):
         _report(c)
-    console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: store {s.root}, version {s.head()}")
+    console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: sources {out}, store {s.root}, version "
+                  f"{s.head()}", highlight=False)
     if not no_serve:
-        serve(store=_store_path(store), host=host, port=port, workers=1)
+        serve(store=store, host=host, port=port, workers=1)
 
 
 # sub-commands in their own modules (they import app, console and the helpers above)

@@ -19,6 +19,7 @@ class SizeSpec:
 
 
 SIZES: dict[str, SizeSpec] = {
+    "tiny": SizeSpec("tiny", 350.0, 60, 350.0, 10.0, 1.0, 2, 3, 7),  # for quick trials and tests
     "small": SizeSpec("small", 700.0, 300, 350.0, 10.0, 1.0, 3, 6, 14),
     "medium": SizeSpec("medium", 2000.0, 3000, 500.0, 10.0, 1.0, 8, 20, 14),
     "large": SizeSpec("large", 12000.0, 100000, 500.0, 9.0, 2.0, 30, 120, 14),
