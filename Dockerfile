@@ -15,4 +15,4 @@ RUN pip install --no-cache-dir .
 COPY --from=web /web/node_modules ./node_modules
 ENV TWIN_STORE=/data/twin-store TWIN_DEMO_DIR=/data/demo-city
 EXPOSE 8000
-CMD ["twin", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["twin", "serve", "--host", "0.0.0.0", "--port", "8000", "--allow-anonymous-only"]

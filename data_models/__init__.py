@@ -52,6 +52,7 @@ from .layers import (
     parse_time_bucket,
 )
 from .runs import RunStatus, SimulationRun
+from .security import ApiKey, Principal, PrincipalKind, Role
 from .scenarios import (
     AddBuilding,
     ChangeLandCover,
@@ -79,6 +80,11 @@ from .tables import (
 )
 
 __all__ = [
+    # security
+    "ApiKey",
+    "Principal",
+    "PrincipalKind",
+    "Role",
     # common
     "TwinModel",
     "Classification",

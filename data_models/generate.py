@@ -29,6 +29,7 @@ from .common import Geometry, Provenance, Quality
 from .layers import LayerSpec
 from .runs import SimulationRun
 from .scenarios import Scenario, ScenarioEdit
+from .security import Principal
 from .sources import SourceAsset
 
 __all__ = ["SCHEMA_DIR", "TOP_LEVEL", "render_schemas", "write_schemas", "check_schemas", "main"]
@@ -56,6 +57,7 @@ TOP_LEVEL: dict[str, Any] = {
     "scenario": Scenario,
     "scenario_edit": ScenarioEdit,
     "simulation_run": SimulationRun,
+    "principal": Principal,
     "commit": Commit,
     "branch": Branch,
     "change": Change,

@@ -75,7 +75,8 @@ def test_compose_services_start_on_a_fresh_volume(tmp_path: Path) -> None:
     assert (volume / "twin-store" / "STORE.json").is_file()
     command = services["api"]["command"]
     port = free_port()
-    command = [*command[1:command.index("--port") + 1], str(port)]
+    i = command.index("--port")
+    command = [*command[1:i + 1], str(port), *command[i + 2:]]
     err = tmp_path / "api.stderr"
     with err.open("w") as f:
         proc = subprocess.Popen([TWIN, *command], env=env_of("api") | {"TWIN_CACHE_DIR": str(tmp_path / "cache")},

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
                              "status, duration, bytes, client) to stderr")
     jobs_max: int = Field(default=2, ge=1, description="OGC API Processes jobs run at once per store (each in its "
                           "own worker process); more wait as accepted and start as running ones finish")
+    auth: bool = Field(default=True, description="authenticate API requests (API keys, tokens; no credentials: "
+                       "public data only); 0 makes every caller the local admin, refused beyond a loopback address")
+    secrets_dir: Path | None = Field(default=None, description="where this machine keeps the server's keys, never "
+                                     "inside a store (the token signing secret, the audit signing key), one file "
+                                     "per store; default $XDG_CONFIG_HOME/twin or ~/.config/twin")
     cache_dir: Path | None = Field(default=None, description="where `twin serve` builds the tilesets missing "
                                    "from <store>/tiles/ and keeps compressed copies, in a folder per store (never "
                                    "inside the store); default $XDG_CACHE_HOME/twin/tiles or ~/.cache/twin/tiles; "

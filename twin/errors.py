@@ -73,6 +73,12 @@ class Conflict(TwinError, ValueError):
     status = Status.conflict
 
 
+class Unauthorized(TwinError):
+    """Credentials that were given but are not valid (unknown, expired, forged, revoked, disabled)."""
+
+    status = Status.unauthorized
+
+
 class Forbidden(TwinError):
     """An action or read the principal is not allowed."""
 

@@ -160,6 +160,29 @@ def build(
         _build_tilesets(s, branch, "latest", None, workers or default_workers())
 
 
+def _check_exposure(store, host: str, auth: bool, allow_anonymous_only: bool) -> None:
+    """Beyond a loopback address the API needs authentication on, and an admin (else nobody could ever read
+    non-public data or manage users) unless told ``--allow-anonymous-only``."""
+    import ipaddress
+
+    from twin.errors import BadInput
+    from twin.security.principals import has_admin
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return
+    if not auth:
+        raise BadInput(f"TWIN_AUTH=0 (no authentication) is refused on {host}: every caller would be an admin; "
+                       "serve on 127.0.0.1, or turn authentication on")
+    if not has_admin(store) and not allow_anonymous_only:
+        raise BadInput(f"no admin exists in {store.root}, so on {host} only public data could ever be read: add "
+                       "one first (`twin user add NAME --role admin --clearance secret`), or pass "
+                       "--allow-anonymous-only")
+
+
 def _report(commit) -> None:
     if commit is None:
         console.print("nothing changed: no new version")
@@ -179,6 +202,8 @@ def serve(
     workers: int = typer.Option(1, min=1, help="worker processes (stateless; all read the same store)"),
     access_log: Annotated[bool | None, typer.Option(
         "--access-log/--no-access-log", help="one JSON line per request on stderr (default $TWIN_ACCESS_LOG)")] = None,
+    allow_anonymous_only: bool = typer.Option(False, "--allow-anonymous-only", help="listen beyond loopback "
+                                              "although no admin exists yet (callers see public data only)"),
 ):
     """Serve the API over the store; commits made meanwhile by other processes show up without a restart.
 
@@ -199,6 +224,7 @@ def serve(
     host, port = settings.host, settings.port
     path = _store_path(store)
     application = create_app(path, settings)  # fail here, with a clear message, if the store cannot be opened
+    _check_exposure(application.state.store, host, settings.auth, allow_anonymous_only)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"twin serving {path} at [bold]http://{shown}:{port}/[/]  (Ctrl-C to stop)")
     console.print(f"3D viewer: [bold]http://{shown}:{port}/viewer/[/]")
@@ -380,6 +406,7 @@ def demo(
 # sub-commands in their own modules (they import app, console and the helpers above)
 from twin.cli import scenario as _scenario  # noqa: E402,F401
 from twin.cli import sim as _sim  # noqa: E402,F401
+from twin.cli import user as _user  # noqa: E402,F401
 
 
 def main() -> None:

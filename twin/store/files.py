@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -271,3 +272,15 @@ def recover_tmp(tmp_dir: Path) -> bool:
                 continue
         remove_path(p)
     return since is not None
+
+
+def store_key(store) -> str:
+    """A folder name for one store: its name and a hash of its resolved path and creation time (a store deleted and
+    created again at the same path gets a fresh cache; two stores never share one)."""
+    root = Path(store.root).resolve()
+    try:
+        created = str(json.loads((root / "STORE.json").read_text(encoding="utf-8")).get("created", ""))
+    except (OSError, ValueError):
+        created = ""
+    digest = hashlib.sha256(f"{root}\n{created}".encode()).hexdigest()[:16]
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', root.name)[:40] or 'store'}-{digest}"

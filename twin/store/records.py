@@ -18,7 +18,7 @@ import pyarrow as pa
 import shapely
 from pydantic import BaseModel
 
-from data_models import LayerSpec, Scenario, SimulationRun, SourceAsset, parse_city_object
+from data_models import LayerSpec, Principal, Scenario, SimulationRun, SourceAsset, parse_city_object
 from twin.times import to_utc
 
 CITY = "city"
@@ -26,9 +26,10 @@ ASSETS = "assets"
 LAYERS = "layers"
 SCENARIOS = "scenarios"  # a scenario's record lives on its own branch, rewritten with each edit
 RUNS = "runs"  # simulation runs, on the branch they ran on
-COLLECTIONS = (CITY, ASSETS, LAYERS, SCENARIOS, RUNS)
+PRINCIPALS = "principals"  # users and service accounts (twin.security), on main
+COLLECTIONS = (CITY, ASSETS, LAYERS, SCENARIOS, RUNS, PRINCIPALS)
 _KIND = {SourceAsset: (ASSETS, "SourceAsset"), LayerSpec: (LAYERS, "LayerSpec"), Scenario: (SCENARIOS, "Scenario"),
-         SimulationRun: (RUNS, "SimulationRun")}
+         SimulationRun: (RUNS, "SimulationRun"), Principal: (PRINCIPALS, "Principal")}
 
 # Columns every segment file has, in order (geometry is added by DuckDB from ``wkb``).
 ROW_SCHEMA = pa.schema(

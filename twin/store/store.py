@@ -827,12 +827,15 @@ class Store:
         return Page(matched, rows, version)
 
     def extents(self, branch: str = MAIN, as_of: Any = None, collection: str = CITY,
-                types: Iterable[str] | None = None) -> dict[str, Extent]:
+                types: Iterable[str] | None = None, restrict: Query | None = None) -> dict[str, Extent]:
         """Per entity type: bbox, validity bounds and count of the live entities at a version (of ``types`` only,
-        when given); remembered per version, which never changes once committed."""
+        when given; of those matching ``restrict`` — a guard's view — when given); remembered per version, which
+        never changes once committed."""
         version = self.resolve_version(branch, as_of)
-        q = Query(collection=collection, types=types)
-        key = (branch, version, collection, tuple(q.types) if q.types is not None else None)
+        q = restrict or Query(collection=collection, types=types)
+        view = None if restrict is None else (restrict.classification_max, tuple(restrict.ids or ()),
+                                              restrict.polygon.wkb if restrict.polygon is not None else None)
+        key = (branch, version, collection, tuple(q.types) if q.types is not None else None, view)
         with self._lock:
             if key in self._extents:
                 self._extents.move_to_end(key)

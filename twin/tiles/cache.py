@@ -38,7 +38,7 @@ from typing import Any
 
 from twin.errors import NotFound, StorageError, Unavailable, storage_error
 from twin.store import ASSETS, Query, Store, StoreError
-from twin.store.files import writer_lock
+from twin.store.files import store_key, writer_lock
 from twin.tiles import buildings_tileset as buildings_mod
 from twin.tiles import terrain as terrain_mod
 from twin.tiles.buildings import fold_parts
@@ -57,18 +57,6 @@ log = logging.getLogger("twin.tiles")
 def _flight(key: str) -> threading.Lock:
     with _FLIGHTS_GUARD:
         return _FLIGHTS.setdefault(key, threading.Lock())
-
-
-def store_key(store: Store) -> str:
-    """A folder name for one store: its name and a hash of its resolved path and creation time (a store deleted and
-    created again at the same path gets a fresh cache; two stores never share one)."""
-    root = store.root.resolve()
-    try:
-        created = str(json.loads((root / "STORE.json").read_text(encoding="utf-8")).get("created", ""))
-    except (OSError, ValueError):
-        created = ""
-    digest = hashlib.sha256(f"{root}\n{created}".encode()).hexdigest()[:16]
-    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', root.name)[:40] or 'store'}-{digest}"
 
 
 def server_cache_dir(store: Store, setting: Path | str | None) -> tuple[Path | None, str]:
