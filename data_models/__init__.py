@@ -52,7 +52,6 @@ from .layers import (
     parse_time_bucket,
 )
 from .runs import RunStatus, SimulationRun
-from .security import ApiKey, Principal, PrincipalKind, Role
 from .scenarios import (
     AddBuilding,
     ChangeLandCover,
@@ -65,6 +64,7 @@ from .scenarios import (
     ScenarioEdit,
     parse_edit,
 )
+from .security import ApiKey, Principal, PrincipalKind, Role
 from .sources import TERRAIN_PRODUCT_IDS, TERRAIN_PRODUCTS, Extent, Sha256, SourceAsset, SourceKind
 from .tables import (
     LAYER_VALUES,

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from .common import EntityId, Slug, TwinModel, UtcDatetime, utc_now
+from .common import Classification, EntityId, Slug, TwinModel, UtcDatetime, utc_now
 
 __all__ = ["SimulationRun", "RunStatus"]
 
@@ -27,6 +27,8 @@ class SimulationRun(TwinModel):
     scenario_id: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     code_version: str = Field(min_length=1, description="package version and/or git commit of the simulator")
+    classification: Classification = Field(default=Classification.public, description="the highest "
+                                           "classification of what the run read; its results carry it")
     status: RunStatus = RunStatus.queued
     submitted: UtcDatetime = Field(default_factory=utc_now)
     started: UtcDatetime | None = None

@@ -119,3 +119,23 @@ def test_files_become_product_assets(city):
     with pytest.raises(engine.UnknownRun):
         engine.find_run(city, "run-000000000000")
 
+
+
+def test_a_run_inherits_the_highest_classification_it_read(tmp_path) -> None:
+    """Buildings up to confidential in, a confidential run out; a viewer cleared for internal data runs on what it
+    sees only (another inputs digest), and its run is internal."""
+    from data_models import Classification, Principal
+    from twin.security.guard import GuardedStore
+
+    store = Store.init(tmp_path / "s")
+    levels = [Classification.public, Classification.internal, Classification.confidential]
+    store.commit([b.model_copy(update={"classification": levels[i % 3]}) for i, b in enumerate(make_buildings(9))],
+                 message="city")
+    full = engine.run(store, "test-volume")
+    assert full.classification == Classification.confidential
+    analyst = Principal(id="principal-a", name="a", roles=["analyst"], clearance="internal")
+    limited = engine.run(GuardedStore(store, analyst), "test-volume")
+    assert limited.classification == Classification.internal and limited.id != full.id
+    assert limited.inputs_digest != full.inputs_digest
+    assert store.get(full.id, collection="runs")["classification"] == "confidential"
+    assert GuardedStore(store, analyst).get(full.id, collection="runs") is None

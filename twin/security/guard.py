@@ -118,6 +118,9 @@ class GuardedStore:
     def digests(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> dict[str, str]:
         return self._store.digests(branch, as_of, self.restrict(query))
 
+    def classifications(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> set[str]:
+        return self._store.classifications(branch, as_of, self.restrict(query))
+
     def get(self, entity_id: str, branch: str = MAIN, as_of: Any = None, collection: str = CITY) -> dict | None:
         rows = self.features(branch, as_of, Query(collection=collection, ids=[entity_id]))
         return rows[0] if rows else None
@@ -229,7 +232,7 @@ class GuardedStore:
         branch = kwargs.get("branch", MAIN)
         if kinds & {"Principal", PRINCIPALS} or kwargs.get("remove_collection") == PRINCIPALS:
             self.require(Permission.admin, "changing principals")
-        elif kinds and kinds <= {"SimulationRun", RUNS}:
+        elif kinds & {"SimulationRun", RUNS}:  # a run's record with its layers, tables and files
             self.require(Permission.simulate, "recording a simulation run")
         elif branch.startswith("scenario-") or kinds & {"Scenario", SCENARIOS}:
             self.require(Permission.edit, "editing a scenario")

@@ -152,6 +152,16 @@ def input_digests(store: Store, sim: Simulator, branch: str, version: int) -> di
     return out
 
 
+def input_classification(store: Store, sim: Simulator, branch: str, version: int) -> Classification:
+    """The highest classification among what the simulator reads: the run and its results carry it."""
+    types = [r for r in sim.reads if not r.startswith(ASSET_PREFIX)]
+    assets = [r[len(ASSET_PREFIX):] for r in sim.reads if r.startswith(ASSET_PREFIX)]
+    found = store.classifications(branch, version, Query(types=types)) if types else set()
+    if assets:
+        found |= store.classifications(branch, version, Query(collection=ASSETS, ids=assets))
+    return max((Classification(c) for c in found), key=lambda c: c.rank, default=Classification.public)
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -263,7 +273,8 @@ def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None 
     rid = run_id or new_run_id()
     record = SimulationRun(id=rid, simulator=sim.name, branch=branch, version=version, scenario_id=scenario_id,
                            parameters=p.model_dump(mode="json"), code_version=code_version(sim),
-                           status=RunStatus.running, started=datetime.now(UTC), inputs_digest=inputs_digest, key=key)
+                           status=RunStatus.running, started=datetime.now(UTC), inputs_digest=inputs_digest, key=key,
+                           classification=input_classification(store, sim, branch, version))
     params_key = _params_key(sim, p)
     previous = _previous(store, sim, params_key, branch, inputs, recorded) if reuse else None
     with claim(store.root / "tmp", "sim"):
@@ -308,7 +319,8 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
     reg = Layers(store)
     prepared = []
     for spec, values in out.layers:
-        spec = spec.model_copy(update={"lineage": sorted({*spec.lineage, record.id})})
+        spec = spec.model_copy(update={"lineage": sorted({*spec.lineage, record.id}), "classification": max(
+            spec.classification, record.classification, key=lambda c: c.rank)})
         put.append(spec)
         prepared.append(reg.prepare(spec, values))
         outputs.append(spec.name)
@@ -336,7 +348,7 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
             put.append(SourceAsset(
                 id=aid, kind=SourceKind.product, path=str(folder_rel / dst.name), crs=f.crs or store.crs,
                 extent=Extent(bbox=bbox, bbox_wgs84=bbox_wgs84(bbox, f.crs or store.crs)),
-                checksum=sha256_file(dst), size_bytes=dst.stat().st_size, classification=Classification.public,
+                checksum=sha256_file(dst), size_bytes=dst.stat().st_size, classification=record.classification,
                 producer=f"twin sim {sim.name}", ingested=datetime.now(UTC),
                 properties={"product": f.name, "description": f.description, "run_id": record.id, **f.properties}))
             outputs.append(aid)

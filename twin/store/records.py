@@ -208,7 +208,7 @@ def row_to_feature(row: dict[str, Any]) -> dict[str, Any]:
         out["valid_to"] = _iso(from_us(row.get("valid_to_us")))
     else:
         out.pop("type")
-    if row["collection"] in (CITY, ASSETS, LAYERS):  # scenarios and runs have no classification of their own
+    if row["collection"] in (CITY, ASSETS, LAYERS, RUNS):  # scenarios and principals have none of their own
         out["classification"] = row["classification"]
     out.update(body)
     out["_store"] = {"version": row["version"], "op": row["op"], "collection": row["collection"]}

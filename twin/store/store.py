@@ -800,6 +800,14 @@ class Store:
         sql, params = self._state_sql(branch, as_of, query or Query(), "digest", order=False)
         return {} if sql is None else dict(self._con.execute(sql, params).fetchall())
 
+    def classifications(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> set[str]:
+        """The classifications among the live entities matching ``query`` (what a result derived from them
+        inherits: the highest of them)."""
+        sql, params = self._state_sql(branch, as_of, query or Query(), "classification", order=False)
+        if sql is None:
+            return set()
+        return {r[0] for r in self._con.execute(f"SELECT DISTINCT classification FROM ({sql})", params).fetchall()}
+
     def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
         """Live entities matching ``query`` as JSON-ready dicts (model shape + ``_store`` metadata)."""
         q = query or Query()
