@@ -15,6 +15,7 @@ import shapely.geometry
 from fastapi.testclient import TestClient
 
 from twin.api.app import create_app
+from twin.layers.registry import Layers
 from twin.store import Query, Store
 
 COLLECTION_TYPES = {"buildings": "Building", "building_parts": "BuildingPart", "roads": "Road",
@@ -34,6 +35,12 @@ def store(built_city) -> Store:
 @pytest.fixture(scope="module")
 def buildings(store: Store) -> list[dict]:
     return store.features(query=Query(types=["Building"]))
+
+
+def _current(rows: list[dict]) -> list[dict]:
+    """What the items answer by default: the states that have not ended by now."""
+    now = datetime.now(UTC)
+    return [r for r in rows if not r.get("valid_to") or datetime.fromisoformat(r["valid_to"]) > now]
 
 
 def _to_crs84(store: Store):
@@ -82,13 +89,18 @@ def test_conformance_and_collections_with_extents_from_the_data(api: TestClient,
         assert f"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/{c}" in conf
     doc = api.get("/collections").json()
     cols = {c["id"]: c for c in doc["collections"]}
-    assert set(cols) == set(COLLECTION_TYPES)
+    layers = {f"layer-{spec.name}" for spec in Layers(store).list()}
+    assert len(layers) >= 5 and set(cols) == set(COLLECTION_TYPES) | layers  # the entity types, then the H3 layers
     for cid, c in cols.items():
-        assert {lk["rel"] for lk in c["links"]} >= {"self", "items"}
+        assert {lk["rel"] for lk in c["links"]} >= {"self", "items", "describedby",
+                                                    "http://www.opengis.net/def/rel/ogc/1.0/schema"}
         items = next(lk for lk in c["links"] if lk["rel"] == "items")
         assert items["type"] == "application/geo+json" and items["href"].endswith(f"/collections/{cid}/items")
-        assert c["storageCrs"] == f"http://www.opengis.net/def/crs/EPSG/0/{store.crs.split(':')[1]}"
+        if cid in COLLECTION_TYPES:
+            assert c["storageCrs"] == f"http://www.opengis.net/def/crs/EPSG/0/{store.crs.split(':')[1]}"
         assert api.get(f"/collections/{cid}").json()["id"] == cid
+        # the count is what the items answer without parameters
+        assert c["numberOfFeatures"] == api.get(f"/collections/{cid}/items?limit=1").json()["numberMatched"], cid
     # the buildings' CRS84 extent is the tight box around every building's reprojected footprint
     to84 = _to_crs84(store)
     bounds = np.array([to84(b["geometry"]).bounds for b in buildings])
@@ -97,10 +109,15 @@ def test_conformance_and_collections_with_extents_from_the_data(api: TestClient,
     assert np.all(np.isfinite(got)) and cols["buildings"]["extent"]["spatial"]["crs"].endswith("CRS84")
     assert got[0] <= expect[0] and got[1] <= expect[1] and got[2] >= expect[2] and got[3] >= expect[3]
     assert np.allclose(got, expect, atol=2e-5)  # within ~2 m: the box of the projected bbox
-    assert cols["buildings"]["numberOfFeatures"] == len(buildings)
+    # demolished buildings are history: not counted (nor served) unless `datetime` asks for their time
+    assert cols["buildings"]["numberOfFeatures"] == len(_current(buildings)) < len(buildings)
     # temporal extent: demolished/new buildings have validity, most are open-ended, so the interval is open
     assert cols["buildings"]["extent"]["temporal"]["interval"] == [[None, None]]
-    assert "extent" not in cols["building_parts"]  # no building parts in the demo city
+    assert cols["building_parts"]["numberOfFeatures"] >= len(_current(buildings)) - 10  # LoD1.3 parts
+    assert np.allclose(cols["building_parts"]["extent"]["spatial"]["bbox"][0], got, atol=1e-4)
+    hourly = next(c for c in cols.values() if c["id"] == "layer-pm25-hourly")
+    start, end = hourly["extent"]["temporal"]["interval"][0]
+    assert start < end and hourly["storageCrs"].endswith("CRS84")
 
 
 def test_items_are_the_store_geometry_reprojected_to_crs84(api: TestClient, store: Store) -> None:
@@ -111,7 +128,7 @@ def test_items_are_the_store_geometry_reprojected_to_crs84(api: TestClient, stor
         assert r.headers["content-crs"] == "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
         doc = r.json()
         assert doc["type"] == "FeatureCollection" and doc["numberReturned"] == len(doc["features"]) > 0
-        assert doc["numberMatched"] == store.count(query=Query(types=[COLLECTION_TYPES[cid]]))
+        assert doc["numberMatched"] == len(_current(store.features(query=Query(types=[COLLECTION_TYPES[cid]]))))
         datetime.fromisoformat(doc["timeStamp"].replace("Z", "+00:00"))
         for f in doc["features"]:
             ref = store.get(f["id"])
@@ -123,12 +140,21 @@ def test_items_are_the_store_geometry_reprojected_to_crs84(api: TestClient, stor
     for f in b:
         ref = store.get(f["id"])
         p = f["properties"]
+        assert "lods" not in p and p["height"] == ref["height"] and p["district"] == ref["attributes"]["district"]
+        assert p["quality_rmse_lod12"] == ref["quality"]["rmse"]["1.2"]
+        assert p["quality_valid"] is ref["quality"]["valid"]
+        assert p["store_version"] == ref["_store"]["version"]
+    # flat=false: the nested record, as stored
+    for f in api.get("/collections/buildings/items?limit=5&flat=false").json()["features"]:
+        ref = store.get(f["id"])
+        p = f["properties"]
         assert "lods" not in p and p["height"] == ref["height"] and p["quality"] == ref["quality"]
         assert p["attributes"] == ref["attributes"] and p["provenance"] == ref["provenance"]
         assert p["store_version"] == ref["_store"]["version"]
     # lods only when asked for, and then exactly the store's solids
-    f = api.get("/collections/buildings/items?limit=1&properties=lods,height").json()["features"][0]
-    assert set(f["properties"]) == {"lods", "height"} and f["properties"]["lods"] == store.get(f["id"])["lods"]
+    for flat in ("true", "false"):
+        f = api.get(f"/collections/buildings/items?limit=1&properties=lods,height&flat={flat}").json()["features"][0]
+        assert set(f["properties"]) == {"lods", "height"} and f["properties"]["lods"] == store.get(f["id"])["lods"]
 
 
 def test_crs_parameter_returns_storage_and_lat_lon_axis_orders(api: TestClient, store: Store) -> None:
@@ -146,8 +172,8 @@ def test_crs_parameter_returns_storage_and_lat_lon_axis_orders(api: TestClient, 
     # a bbox in the storage CRS (northing, easting order) selects the same buildings as the CRS84 box around it
     x0, y0 = ref.min(axis=0)
     box = f"{y0 - 1},{x0 - 1},{y0 + 50},{x0 + 50}"
-    ids = {f["id"] for f in api.get(f"/collections/buildings/items?bbox={box}&bbox-crs=EPSG:4548&limit=1000")
-           .json()["features"]}
+    url = f"/collections/buildings/items?bbox={box}&bbox-crs=EPSG:4548&limit=1000&datetime=../.."
+    ids = {f["id"] for f in api.get(url).json()["features"]}
     want = {b["id"] for b in store.features(query=Query(types=["Building"], bbox=[x0 - 1, y0 - 1, x0 + 50, y0 + 50]))}
     assert fid in ids and ids == want
 
@@ -161,12 +187,13 @@ def test_bbox_selects_the_features_intersecting_the_crs84_box(api: TestClient, s
            allb[0] + 0.6 * (allb[2] - allb[0]), allb[1] + 0.7 * (allb[3] - allb[1]))
     want = {i for i, g in geoms.items() if g.intersects(shapely.box(*box))}
     assert 10 < len(want) < len(geoms)
-    got = _all(api, "/collections/buildings/items?limit=40&bbox=" + ",".join(f"{v:.10f}" for v in box))
+    got = _all(api, "/collections/buildings/items?datetime=../..&limit=40&bbox=" + ",".join(f"{v:.10f}" for v in box))
     assert {f["id"] for f in got} == want and len(got) == len(want)
     # 6 numbers (with heights) are the same box; a world-wide box is everything; a box elsewhere is nothing
     six = f"{box[0]},{box[1]},-10,{box[2]},{box[3]},500"
-    assert api.get(f"/collections/buildings/items?bbox={six}&limit=1").json()["numberMatched"] == len(want)
-    assert api.get("/collections/buildings/items?bbox=-180,-90,180,90&limit=1").json()["numberMatched"] == len(geoms)
+    every = "&limit=1&datetime=../.."
+    assert api.get(f"/collections/buildings/items?bbox={six}{every}").json()["numberMatched"] == len(want)
+    assert api.get(f"/collections/buildings/items?bbox=-180,-90,180,90{every}").json()["numberMatched"] == len(geoms)
     assert api.get("/collections/buildings/items?bbox=0,0,1,1").json()["numberMatched"] == 0
 
 
@@ -195,6 +222,17 @@ def test_datetime_matches_validity(api: TestClient, buildings: list[dict]) -> No
         assert got == want, value
         seen.add(len(want))
     assert len(seen) > 1, "the cases must tell validity apart"
+    # no datetime: what has not ended by now (the demolished buildings are history); ../..: every state
+    default = {f["id"] for f in api.get("/collections/buildings/items?limit=10000").json()["features"]}
+    assert default == {b["id"] for b in _current(buildings)} and len(default) < len(buildings)
+    assert not any(i.startswith("bldg-demolished") for i in default)
+    every = api.get("/collections/buildings/items", params={"datetime": "../..", "limit": 10000}).json()
+    assert {f["id"] for f in every["features"]} == {b["id"] for b in buildings}
+    # a demolished building is still there by id (the viewer shows it), and in the past
+    gone = next(b for b in buildings if b["valid_to"])
+    assert api.get(f"/collections/buildings/items/{gone['id']}").status_code == 200
+    before = api.get("/collections/buildings/items", params={"datetime": "2020-01-01", "limit": 10000}).json()
+    assert gone["id"] in {f["id"] for f in before["features"]}
 
 
 def test_property_filters_and_cql2_subset(api: TestClient, buildings: list[dict]) -> None:
@@ -202,10 +240,12 @@ def test_property_filters_and_cql2_subset(api: TestClient, buildings: list[dict]
     assert q.headers["content-type"] == "application/schema+json"
     props = q.json()["properties"]
     assert props["height"]["type"] == "number" and props["use"]["type"] == "string"
-    assert props["quality.rmse.2.2"]["type"] == "number" and "roof_type" in props and "lods" not in props
+    assert props["storeys"]["type"] == "integer" and props["district"]["type"] == "string"
+    assert props["quality_rmse_lod22"]["type"] == "number" and props["quality_valid"]["type"] == "boolean"
+    assert "roof_type" in props and "lods" not in props and "provenance_height_method" not in props
 
     def ids(params: dict) -> set[str]:
-        r = api.get("/collections/buildings/items", params={"limit": 10000, **params})
+        r = api.get("/collections/buildings/items", params={"limit": 10000, "datetime": "../..", **params})
         assert r.status_code == 200, r.text
         return {f["id"] for f in r.json()["features"]}
 
@@ -218,18 +258,21 @@ def test_property_filters_and_cql2_subset(api: TestClient, buildings: list[dict]
     assert ids({"use": use}) == {b["id"] for b in buildings if b.get("use") == use}
     high = {b["id"] for b in buildings if (rmse(b, "1.2") or 0) > 1}
     assert 0 < len(high) < len(buildings)
-    assert ids({"filter": "quality.rmse.1.2 > 1"}) == high
+    assert ids({"filter": "quality_rmse_lod12 > 1"}) == high  # the flat column
+    assert ids({"filter": "quality.rmse.1.2 > 1"}) == high  # the nested paths of before still work
     assert ids({"filter": 'quality.rmse."1.2" > 1'}) == high
-    assert ids({"filter": "1 < quality.rmse.1.2"}) == high
+    assert ids({"filter": "1 < quality_rmse_lod12"}) == high
     both = {b["id"] for b in buildings if (rmse(b, "1.2") or 0) > 1 and (b.get("height") or 0) >= 10}
-    assert ids({"filter": "quality.rmse.1.2 > 1 AND height >= 10", "filter-lang": "cql2-text"}) == both
+    assert ids({"filter": "quality_rmse_lod12 > 1 AND height >= 10", "filter-lang": "cql2-text"}) == both
     assert ids({"filter": "(height >= 10) and (quality.rmse.1.2 > 1)"}) == both
     assert ids({"height": "10", "filter": "height <> 10"}) == set()
     district = next(b["attributes"]["district"] for b in buildings if b["attributes"].get("district"))
-    assert ids({"filter": f"attributes.district = '{district}'"}) == {
-        b["id"] for b in buildings if b["attributes"].get("district") == district}
+    in_district = {b["id"] for b in buildings if b["attributes"].get("district") == district}
+    assert ids({"filter": f"district = '{district}'"}) == in_district == ids({"district": district})
+    assert ids({"filter": f"attributes.district = '{district}'"}) == in_district
     valid = {b["id"] for b in buildings if (b.get("quality") or {}).get("valid") is True}
-    assert ids({"filter": "quality.valid = TRUE"}) == valid and ids({"quality.valid": "true"}) == valid
+    assert ids({"filter": "quality_valid = TRUE"}) == valid == ids({"quality_valid": "true"})
+    assert ids({"quality.valid": "true"}) == valid
 
 
 def test_paging_returns_every_feature_exactly_once_in_id_order(api: TestClient, store: Store) -> None:
@@ -254,9 +297,10 @@ def test_as_of_branch_and_pinned_paging_see_the_right_state(built_city, tmp_path
     s = Store(root)
     before = s.head()
     api = TestClient(create_app(root))
-    first = api.get("/collections/buildings/items?limit=50").json()
+    first = api.get("/collections/buildings/items?limit=50&datetime=../..").json()
     nxt = next(lk["href"] for lk in first["links"] if lk["rel"] == "next")
     assert parse_qs(urlsplit(nxt).query)["as_of"] == [str(before)]
+    assert parse_qs(urlsplit(nxt).query)["datetime"] == ["../.."]
     # a commit lands while a client pages: it changes one building, removes one and the pages still read `before`
     old = s.features(query=Query(types=["Building"]))
     changed, gone = dict(old[3]), old[-1]["id"]
@@ -265,7 +309,7 @@ def test_as_of_branch_and_pinned_paging_see_the_right_state(built_city, tmp_path
     s.commit([changed], [gone], message="edit while paging")
     rest = _all(api, nxt, skipped=50)
     assert [f["id"] for f in first["features"] + rest] == [b["id"] for b in old]
-    after = api.get("/collections/buildings/items?limit=10000").json()
+    after = api.get("/collections/buildings/items?limit=10000&datetime=../..").json()
     assert after["numberMatched"] == len(old) - 1 and gone not in {f["id"] for f in after["features"]}
     item = f"/collections/buildings/items/{changed['id']}"
     assert api.get(item).json()["properties"]["height"] == 123.25
@@ -334,6 +378,17 @@ def test_item_by_id_is_the_store_entity(api: TestClient, store: Store) -> None:
     ("/collections/buildings/items?branch=nope", 404, "branch"),
     ("/collections/buildings/items?f=xml", 400, "f"),
     ("/collections/buildings/items/x?crs=nope", 400, "crs"),
+    ("/collections/buildings/items?flat=maybe", 400, "flat"),
+    ("/collections/buildings/items?res=9", 400, "res: only layer collections"),
+    ("/collections/buildings/items?properties=quality", 400, "properties"),  # nested names need flat=false
+    ("/collections/buildings/items?filter=provenance_height_method = 'x'", 400, "not a queryable"),
+    ("/collections/buildings/schema?level=nested", 400, "level"),
+    ("/collections/layer-pm25-hourly/items?res=3", 400, "res: layer 'pm25-hourly' has resolutions"),
+    ("/collections/layer-pm25-hourly/items?height=3", 400, "unknown parameter"),
+    ("/collections/layer-pm25-hourly/items?filter=height > 3", 400, "not a queryable"),
+    ("/collections/layer-pm25-hourly/items?pm25=high", 400, "pm25: expected a number"),
+    ("/collections/layer-pm25-hourly/items/8931aa42803ffff", 404, "no item"),
+    ("/collections/layer-nope/items", 404, "no collection 'layer-nope'"),
 ])
 def test_bad_input_is_a_clear_client_error(api: TestClient, url: str, status: int, says: str) -> None:
     r = api.get(url)

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from data_models import Building, BuildingPart, LandCover, Road, Sensor, Vegetation, WaterBody
+from twin.api import flatten
 from twin.errors import TABLE, Status, TwinError
 from twin.geo import crs
 from twin.store import Store
@@ -40,6 +41,8 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
 ] + [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{c}" for c in (
     "core", "ogc-process-description", "json", "html", "oas30", "job-list", "callback", "dismiss")]
 
@@ -79,117 +82,60 @@ class SchemaDoc(JSONDoc):
 # ---------------------------------------------------------------------------------------------- collections
 @dataclass(frozen=True)
 class Collection:
-    """One OGC collection: the entity type it serves and how it is described."""
+    """One OGC collection: what it serves and how it is described. ``kind``: ``entities`` (stored city objects of
+    one type), ``parts`` (building parts, derived per version: ``twin/api/parts.py``) or ``layer`` (an H3 layer's
+    cells: ``twin/api/layer_collections.py``); ``geometry`` is the Part 5 geometry format of its features."""
 
     id: str
     type: str
-    model: type[BaseModel]
+    model: type[BaseModel] | None
     title: str
     description: str
+    geometry: str = "geometry-any"
+    kind: str = "entities"
 
 
+_POLYGONS = "geometry-polygon-or-multipolygon"
 COLLECTIONS: dict[str, Collection] = {
     c.id: c
     for c in (
         Collection("buildings", "Building", Building, "Buildings",
-                   "Building footprints with height, roof type, use, reconstruction quality (RMSE per LoD, validity) "
-                   "and provenance; the 3D solids (`lods`) only when asked for with `properties`."),
+                   "Building footprints with height, roof type, use, attributes (district, name …), reconstruction "
+                   "quality (quality_rmse_lod12/13/22, validity) and provenance as flat columns; the 3D solids "
+                   "(`lods`) only when asked for with `properties`.", _POLYGONS),
         Collection("building_parts", "BuildingPart", BuildingPart, "Building parts",
-                   "Parts of buildings with their own height and roof (same properties as buildings)."),
+                   "Parts of buildings with their own height: the stored BuildingPart entities, and for every other "
+                   "building the parts of its LoD1.3 solid (flat-topped, one per roof height), id "
+                   "`<building id>.part-<k>`, `parent_id` the building.", _POLYGONS, kind="parts"),
         Collection("roads", "Road", Road, "Roads", "Road centre lines and areas: class, name, lanes, width, closure."),
         Collection("landcover", "LandCover", LandCover, "Land cover",
-                   "Fused land-cover polygons (imagery + LiDAR + vectors) with class and confidence."),
+                   "Fused land-cover polygons (imagery + LiDAR + vectors) with class and confidence.", _POLYGONS),
         Collection("water", "WaterBody", WaterBody, "Water bodies", "Lakes, ponds, rivers and canals."),
         Collection("vegetation", "Vegetation", Vegetation, "Vegetation",
                    "Individual trees (points with height and crown radius) and vegetated areas."),
-        Collection("sensors", "Sensor", Sensor, "Sensors", "Monitoring stations and the variables they measure."),
+        Collection("sensors", "Sensor", Sensor, "Sensors", "Monitoring stations and the variables they measure.",
+                   "geometry-point"),
     )
 }
 BY_TYPE = {c.type: c for c in COLLECTIONS.values()}
 
-# Lifted to store columns or structured: never a plain property filter.
-_NOT_QUERYABLE = {"id", "type", "geometry", "valid_from", "valid_to", "classification", "attributes", "provenance",
-                  "quality", "lods", "parent_id"}
-# Nested numeric/boolean quality values GIS staff ask for, listed as queryables of the building collections.
-_QUALITY_QUERYABLES = {
-    "quality.rmse.1.2": {"type": "number", "description": "RMSE of the LoD1.2 solid against the points, metres"},
-    "quality.rmse.1.3": {"type": "number", "description": "RMSE of the LoD1.3 solid against the points, metres"},
-    "quality.rmse.2.2": {"type": "number", "description": "RMSE of the LoD2.2 solid against the points, metres"},
-    "quality.point_density": {"type": "number", "description": "LiDAR points per square metre"},
-    "quality.nodata_fraction": {"type": "number", "description": "fraction of no-data cells in the footprint"},
-    "quality.valid": {"type": "boolean", "description": "geometric validity of the solids"},
-}
-
-
-def collection(collection_id: str) -> Collection:
-    """The collection of that id, or a 404 listing the known ones."""
-    try:
-        return COLLECTIONS[collection_id]
-    except KeyError:
-        raise OGCError(f"no collection {collection_id!r}; collections: {', '.join(COLLECTIONS)}", 404) from None
-
 
 @cache
 def queryables(collection_id: str) -> dict[str, dict[str, Any]]:
-    """JSON-Schema snippets of the scalar properties one can filter a collection on (from the pydantic model)."""
+    """JSON-Schema snippets of the flat columns every version of an entity collection has (its model's scalar
+    fields; for buildings and parts the quality columns too). A version's own queryables add its attribute and
+    further quality columns (``twin.api.items.Source.schema``)."""
     c = COLLECTIONS[collection_id]
-    schema = c.model.model_json_schema()
-    defs = schema.get("$defs", {})
-    out: dict[str, dict[str, Any]] = {}
-    for name, prop in schema["properties"].items():
-        if name in _NOT_QUERYABLE:
-            continue
-        resolved = _scalar_schema(prop, defs)
-        if resolved is not None:
-            out[name] = resolved
+    assert c.model is not None
+    fields = flatten.model_fields_schema(c.model)
     if c.model in (Building, BuildingPart):
-        out.update(_QUALITY_QUERYABLES)
-    return out
+        fields.update(flatten.BUILDING_QUALITY)
+    return {n: f.json_schema() for n, f in fields.items() if f.queryable}
 
 
-def _scalar_schema(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any] | None:
-    """A property's schema reduced to one scalar type (null alternatives dropped), or None if not scalar."""
-    desc = prop.get("description")
-    if "$ref" in prop:
-        prop = {**defs[prop["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in prop.items() if k != "$ref"}}
-    if "anyOf" in prop:
-        options = [o for o in prop["anyOf"] if o.get("type") != "null"]
-        if len(options) != 1:
-            return None
-        inner = _scalar_schema(options[0], defs)
-        if inner is None:
-            return None
-        prop = {**inner, **{k: v for k, v in prop.items() if k not in ("anyOf", "default")}}
-    if prop.get("type") not in ("string", "number", "integer", "boolean"):
-        return None
-    out = {"type": prop["type"], "title": prop.get("title")}
-    if prop.get("enum"):
-        out["enum"] = prop["enum"]
-    if desc or prop.get("description"):
-        out["description"] = desc or prop.get("description")
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def property_names(c: Collection) -> set[str]:
-    """Every property an item of the collection can carry (for ``properties=``)."""
-    return (set(c.model.model_fields) - {"id", "geometry"}) | {"store_version"}
-
-
-def filter_path(c: Collection, path: list[str], param: str) -> list[str]:
-    """Check a property path (already split into keys) against the collection; return it, or raise a 400."""
-    q = queryables(c.id)
-    dotted = ".".join(path)
-    if dotted in q or (len(path) == 1 and path[0] in q):
-        return path
-    if path[0] in ("attributes", "quality") and len(path) >= 2 and path[0] in c.model.model_fields:
-        return path
-    raise OGCError(f"{param}: {dotted!r} is not a queryable of collection {c.id!r}; queryables: {', '.join(q)}, "
-                   "or any attributes.<name> / quality.<name> path")
-
-
-def coerce(c: Collection, name: str, raw: str) -> Any:
-    """A ``?name=value`` filter value as the queryable's type (number, integer, boolean or text)."""
-    t = queryables(c.id)[name]["type"]
+def coerce(field: flatten.Field | None, name: str, raw: str) -> Any:
+    """A ``?name=value`` filter value as the column's type (number, integer, boolean or text)."""
+    t = field.type if field is not None else "string"
     if t in ("number", "integer"):
         try:
             v = float(raw)
@@ -258,9 +204,10 @@ def _rebuild(coords: Any, it: Any) -> list:
     return [_rebuild(c, it) for c in coords]
 
 
-def to_output_crs(geoms: list[dict[str, Any] | None], store: Store, target: str) -> list[dict[str, Any] | None]:
-    """GeoJSON geometries in the store CRS → in ``target`` (axis order of the target CRS), in one PROJ call over
-    every position of the page (heights kept as they are)."""
+def to_output_crs(geoms: list[dict[str, Any] | None], store: Store, target: str,
+                  src: str | None = None) -> list[dict[str, Any] | None]:
+    """GeoJSON geometries in ``src`` (default the store CRS) → in ``target`` (axis order of the target CRS), in one
+    PROJ call over every position of the page (heights kept as they are)."""
     acc: list = []
     for g in geoms:
         if g:
@@ -268,7 +215,7 @@ def to_output_crs(geoms: list[dict[str, Any] | None], store: Store, target: str)
     if not acc:
         return [None if not g else {"type": g["type"], "coordinates": []} for g in geoms]
     xy = np.array([(p[0], p[1]) for p in acc], dtype=np.float64)
-    src = crs.crs_uri(store.crs)
+    src = src or crs.crs_uri(store.crs)
     out = _xy_fn(None if target == src else crs.shared_transformer(src, target), crs.north_first(target))(xy)
     it = iter(out.tolist())
     return [None if not g else {"type": g["type"], "coordinates": _rebuild(g["coordinates"], it)} for g in geoms]
@@ -373,15 +320,15 @@ def parse_int(value: str | None, param: str, default: int, lo: int, hi: int | No
     return n
 
 
-def parse_properties(value: str | None, c: Collection) -> list[str] | None:
+def parse_properties(value: str | None, known: set[str], collection_id: str) -> list[str] | None:
     """``properties=a,b``: the item properties to return (``lods`` only this way); unknown names are a 400."""
     if value is None:
         return None
     names = [p.strip() for p in value.split(",") if p.strip()]
-    unknown = [n for n in names if n not in property_names(c)]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise OGCError(f"properties: unknown {', '.join(map(repr, unknown))} for collection {c.id!r}; known: "
-                       f"{', '.join(sorted(property_names(c)))}")
+        raise OGCError(f"properties: unknown {', '.join(map(repr, unknown))} for collection {collection_id!r}; "
+                       f"known: {', '.join(sorted(known))}")
     return names
 
 
@@ -396,31 +343,11 @@ def crs84_bbox(store: Store, bbox: list[float]) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------- rendering
-def iso(t: datetime | None) -> str | None:
-    """RFC 3339 UTC text with ``Z``."""
-    if t is None:
-        return None
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+iso = flatten.iso
 
 
 def now_iso() -> str:
     return iso(datetime.now(UTC).replace(microsecond=0))
-
-
-def item(row: dict[str, Any], geometry: dict[str, Any] | None, names: list[str] | None) -> dict[str, Any]:
-    """A store row as a GeoJSON Feature: scalar fields as properties, nested objects (quality, attributes,
-    provenance) as JSON; the large ``lods`` solids only when ``names`` asks for them."""
-    props: dict[str, Any] = {}
-    for k, v in row.items():
-        if k in ("id", "geometry", "_store"):
-            continue
-        if k == "lods" and (names is None or "lods" not in names):
-            continue
-        props[k] = v
-    props["store_version"] = row.get("_store", {}).get("version")
-    if names is not None:
-        props = {k: props.get(k) for k in names}
-    return {"type": "Feature", "id": row["id"], "geometry": geometry, "properties": props}
 
 
 def finite(obj: Any) -> Any:

@@ -63,6 +63,8 @@ class Extent(BaseModel):
 
 
 class CollectionDoc(BaseModel):
+    """An OGC collection: an entity type, the building parts, or an H3 layer (``layer-<name>``)."""
+
     id: str
     title: str
     description: str
@@ -71,7 +73,8 @@ class CollectionDoc(BaseModel):
     storageCrs: str  # noqa: N815
     links: list[Link]
     extent: Extent | None = Field(default=None, description="absent when the collection is empty")
-    numberOfFeatures: int  # noqa: N815
+    numberOfFeatures: int = Field(description="features the items answer without parameters (for entities: "  # noqa: N815
+                                              "those not ended by now)")
 
 
 class Collections(BaseModel):
@@ -80,7 +83,7 @@ class Collections(BaseModel):
 
 
 class Queryables(_Open):
-    """A JSON Schema (2020-12) of the properties one can filter on."""
+    """A JSON Schema (2020-12) of the flat columns one can filter on (``?name=value``, ``filter``)."""
 
     schema_: str = Field(alias="$schema")
     id_: str = Field(alias="$id")
@@ -88,6 +91,18 @@ class Queryables(_Open):
     title: str
     properties: dict[str, dict[str, Any]]
     additionalProperties: bool  # noqa: N815
+
+
+class CollectionSchema(_Open):
+    """A JSON Schema (2020-12) of a collection's features: OGC API Features Part 5 (one entry per flat property,
+    with ``type``, ``format``, ``x-ogc-unit``, ``x-ogc-propertySeq``, ``x-ogc-role``), or with ``level=feature``
+    the schema of one GeoJSON Feature whose ``properties.properties`` are those columns."""
+
+    schema_: str = Field(alias="$schema")
+    id_: str = Field(alias="$id")
+    type: Literal["object"]
+    title: str
+    properties: dict[str, dict[str, Any]]
 
 
 _GEOMETRY_TYPES = Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
