@@ -2,7 +2,8 @@
 software WebGL (SwiftShader), real tiles, imagery, features and layers — no mocks.
 
 One page is loaded per module (Cesium in software WebGL costs seconds per start); the tests below run in file order
-on it: load and render, click a building, drape a layer and move the time slider, switch the version.
+on it: load and render, click a building, colour by height, drape a layer and move the time slider, switch the
+version and the branch; then the API docs pages (/docs, /redoc) in two more pages of the same browser.
 Screenshots and a timing summary go to test-artifacts/viewer/.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
 import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -89,6 +92,7 @@ class Session:
         self.responses: list[tuple[str, int]] = []
         self.failed: list[tuple[str, str]] = []
         self.timings: dict[str, float] = {}
+        self.samples: dict[str, object] = {}  # pixel colours measured by the tests, for the summary
         self.base = ""
 
     def ours(self, url: str) -> bool:
@@ -167,6 +171,7 @@ def viewer(built_city, tmp_path_factory):
             page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
             sess.timings["tiles_loaded_s"] = time.perf_counter() - t1
             sess.page = page
+            sess.browser = browser
             yield sess
             browser.close()
     finally:
@@ -175,7 +180,7 @@ def viewer(built_city, tmp_path_factory):
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-        summary = {"timings_s": {k: round(v, 2) for k, v in sess.timings.items()},
+        summary = {"timings_s": {k: round(v, 2) for k, v in sess.timings.items()}, "samples": sess.samples,
                    "responses": len(sess.responses), "bad_responses": sess.bad_responses(),
                    "console": sess.console[-50:], "page_errors": sess.page_errors}
         (ARTIFACTS / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -212,6 +217,11 @@ def test_page_loads_tiles_and_imagery_without_errors(viewer: Session) -> None:
     assert sess.console_errors() == [] and sess.page_errors == []
     assert sess.page.evaluate("window.twin.errors") == []
     sess.timings["glb_requests"] = len(glb)
+    # no Cesium ion: no ion logo in the credits (nor its image requested), CesiumJS named in plain text instead
+    credit = sess.page.evaluate("""() => { const c = document.querySelector('.cesium-credit-logoContainer');
+        return {imgs: c ? c.querySelectorAll('img').length : -1, text: c ? c.textContent : ''}; }""")
+    assert credit == {"imgs": 0, "text": "CesiumJS"}, credit
+    assert not [u for u, _ in sess.responses if "ion-credit" in u or "ion-logo" in u]
 
 
 def test_buildings_are_rendered(viewer: Session) -> None:
@@ -253,6 +263,19 @@ def test_click_on_a_building_shows_its_record(viewer: Session) -> None:
     assert sess.paths(f"/collections/buildings/items/{expected}")
     rec = httpx.get(f"{sess.base}/entities/{expected}").json()
     assert rec["id"] == expected and rec.get("type", "Building") == "Building"
+    # its name and district head the panel; the quality rows have plain names, their raw keys as tooltips
+    attrs = rec.get("attributes") or {}
+    assert attrs.get("name") and attrs.get("district"), attrs  # the demo's cadastre names every building
+    assert page.inner_text("#building-name") == attrs["name"]
+    assert attrs["district"] in page.inner_text("#building-place")
+    rows = dict(page.eval_on_selector_all("#building-body tr[data-key]",
+                                          "rs => rs.map(r => [r.dataset.key, r.querySelector('th').textContent])"))
+    assert rows.get("quality.rmse") == "fit error (RMSE)" and rows.get("quality.valid") == "valid solid"
+    assert all("_" not in label for label in rows.values()), rows  # no raw keys such as lod13_parts as labels
+    if "lod13_parts" in (rec.get("quality") or {}):
+        assert rows["quality.lod13_parts"] == "roof parts (LoD1.3)"
+        assert page.get_attribute('#building-body tr[data-key="quality.lod13_parts"] th', "title") == \
+            "quality.lod13_parts"
     for p in rec.get("provenance", [])[:3]:
         assert p["source_asset_id"] in body
     page.wait_for_timeout(200)
@@ -260,13 +283,57 @@ def test_click_on_a_building_shows_its_record(viewer: Session) -> None:
     assert sess.console_errors() == [] and sess.bad_responses() == []
 
 
+HEIGHT_EDGES = (10, 20, 35, 60)  # the viewer's height classes (buildingStyle("height"))
+
+
+def _patch(rgb: np.ndarray, x: float, y: float, r: int = 1) -> np.ndarray:
+    """The median colour of the (2r+1)² pixels around canvas pixel (x, y)."""
+    xi, yi = int(round(x)), int(round(y))
+    return np.median(rgb[max(0, yi - r):yi + r + 1, max(0, xi - r):xi + r + 1].reshape(-1, 3), axis=0)
+
+
+def _css_rgb(css: str) -> np.ndarray:
+    return np.array([int(v) for v in re.findall(r"\d+", css)[:3]], dtype=float)
+
+
 def test_colour_by_attribute_with_legend(viewer: Session) -> None:
+    """Colour by height: a legend, and each visible building's pixels leave its plain colours for its class colour,
+    which still reads as that class where Cesium's light shades it (the hue of the class, not a grey)."""
     page = viewer.page
+    selected = (page.evaluate("window.twin.selected()") or {}).get("id")  # highlighted yellow: not a sample
+    # one visible building per height class (where the page picks it), at most a few tries per class
+    found: dict[int, tuple[str, dict]] = {}
+    tries: dict[int, int] = {}
+    for b in page.evaluate("window.twin.loadedBuildings(100000)"):
+        if b["height"] is None or b["id"] == selected:
+            continue
+        k = sum(b["height"] >= e for e in HEIGHT_EDGES)
+        if k in found or tries.get(k, 0) >= 6:
+            continue
+        tries[k] = tries.get(k, 0) + 1
+        pos = page.evaluate("(id) => window.twin.screenPositionOf(id)", b["id"])
+        if pos and 2 <= pos["x"] < CANVAS[0] - 2 and 2 <= pos["y"] < CANVAS[1] - 2:
+            found[k] = (b["id"], pos)
+    assert len(found) >= 3, (found, tries)
+    page.select_option("#color-by", "none")
+    _settle(viewer)
+    plain = _canvas_png(viewer, "plain.png")
     page.select_option("#color-by", "height")
     assert page.locator("#legend li").count() >= 3 and "m" in page.inner_text("#legend")
+    classes = [_css_rgb(c) for c in page.eval_on_selector_all("#legend .swatch", "s => s.map(e => e.style.background)")]
     _settle(viewer)
     rgb = _canvas_png(viewer, "height.png")
     assert _marker_mask(rgb).mean() < 0.002  # the buildings left the test colour for the height ramp
+    unit = [c / np.linalg.norm(c) for c in classes[:len(HEIGHT_EDGES) + 1]]
+    seen = {}
+    for k, (bid, pos) in sorted(found.items()):
+        before, after = _patch(plain, pos["x"], pos["y"]), _patch(rgb, pos["x"], pos["y"])
+        assert np.abs(after - before).sum() > 60, (bid, k, before, after)  # not the plain materials any more
+        # lit or shaded, the pixel's colour points the way of its own class's colour more than any other's
+        cos = [float(after @ u / (np.linalg.norm(after) or 1)) for u in unit]
+        assert int(np.argmax(cos)) == k, (bid, k, after.tolist(), [round(c, 3) for c in cos])
+        seen[k] = after.round().astype(int).tolist()
+    viewer.samples["height_class_rgb"] = seen
     page.select_option("#color-by", "marker")
     _settle(viewer)
 
@@ -307,6 +374,8 @@ def test_layer_drape_and_time_slider(viewer: Session) -> None:
     assert timed, [lyr["name"] for lyr in layers]
     # the interpolated surface covers the whole city (station layers only a few cells)
     name = next((lyr["name"] for lyr in timed if "idw" in lyr["name"]), timed[0]["name"])
+    page.evaluate("window.twin.render()")
+    bare = _canvas_png(sess, "layer-none.png")
     t0 = time.perf_counter()
     page.select_option("#layer", name)
     page.wait_for_function("window.twin.layer() && window.twin.layer().ready", timeout=TIMEOUT_MS)
@@ -319,6 +388,17 @@ def test_layer_drape_and_time_slider(viewer: Session) -> None:
     page.evaluate("window.twin.render()")
     before = _canvas_png(sess, "layer-before.png")
     label0 = page.inner_text("#time-label")
+    # the label is the bucket in the city's local time (Beijing, UTC+08:00: the API gives no zone, so it comes from
+    # the city's longitude), with the offset shown
+    t0_utc = datetime.fromisoformat(info["t"].replace("Z", "+00:00"))
+    assert label0 == f"{(t0_utc + timedelta(hours=8)):%Y-%m-%d %H:%M} (UTC+08:00)", (info["t"], label0)
+    assert t0_utc.astimezone(UTC).hour == 16 and label0.endswith("00:00 (UTC+08:00)")  # midnight in Beijing
+    assert "UTC+08:00" in page.inner_text("#layer-info")
+    # the drape lies on the terrain only: the buildings keep their exact (marker) colour, the ground changes
+    diff = np.abs(before.astype(int) - bare.astype(int)).sum(axis=2)
+    buildings = _erode(_marker_mask(bare), 1)
+    assert buildings.mean() > 0.005 and (diff[buildings] <= 12).mean() > 0.97, (diff[buildings] > 12).mean()
+    assert (diff[~_marker_mask(bare)] > 12).mean() > 0.05
     target = min(info["buckets"] - 1, 12)  # half a day later for an hourly layer
     page.fill("#time", str(target))
     page.wait_for_function(f"window.twin.layer().index === {target} && window.twin.layer().ready",
@@ -334,6 +414,21 @@ def test_layer_drape_and_time_slider(viewer: Session) -> None:
     page.wait_for_function(f"window.twin.layer().index !== {target}", timeout=10_000)
     page.click("#play")
     assert page.get_attribute("#play", "aria-label") == "play"
+    # colours per time step: the ramp spans the shown step's values (another legend, other colours)
+    page.wait_for_function("window.twin.layer().ready", timeout=TIMEOUT_MS)
+    page.evaluate("window.twin.render()")
+    over_all = _canvas_png(sess, "layer-all-steps.png")
+    legend_all = (page.inner_text("#layer-min"), page.inner_text("#layer-max"))
+    page.check("#layer-per-step")
+    page.wait_for_function("window.twin.layer().scale === 'step' && window.twin.layer().ready", timeout=TIMEOUT_MS)
+    assert (page.inner_text("#layer-min"), page.inner_text("#layer-max")) != legend_all
+    assert "layerScale=step" in page.url
+    page.evaluate("window.twin.render()")
+    per_step = _canvas_png(sess, "layer-per-step.png")
+    assert (np.abs(per_step.astype(int) - over_all.astype(int)).sum(axis=2) > 12).mean() > 0.005
+    page.uncheck("#layer-per-step")
+    page.wait_for_function("window.twin.layer().scale === 'all' && window.twin.layer().ready", timeout=TIMEOUT_MS)
+    assert (page.inner_text("#layer-min"), page.inner_text("#layer-max")) == legend_all
     page.select_option("#layer", "")
     assert page.evaluate("window.twin.layer()") is None
     assert sess.console_errors() == [] and sess.bad_responses() == [] and sess.page.evaluate("window.twin.errors") == []
@@ -409,3 +504,51 @@ def test_missing_tiles_and_failed_requests_are_shown_in_the_page(viewer: Session
     page.evaluate("window.twin.switchTo('main', 'latest')")
     page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
     assert all("error" not in v for v in page.evaluate("window.twin.tilesets()").values())
+
+
+def _docs_page(sess: Session, path: str, selector: str) -> tuple[int, list[str], list[tuple[str, str]], list[str]]:
+    """Open ``path`` in a new page of the session's browser; wait until ``selector`` exists. The count of such
+    elements, the requests that did not go to our server, the failed requests and the console errors."""
+    page = sess.browser.new_page(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    failed: list[tuple[str, str]] = []
+    console: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("requestfailed", lambda r: failed.append((r.url, r.failure or "")))
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        t0 = time.perf_counter()
+        page.goto(sess.base + path, wait_until="load")
+        page.wait_for_selector(selector, state="attached", timeout=TIMEOUT_MS)
+        sess.timings[f"{path.strip('/')}_render_s"] = time.perf_counter() - t0
+        page.screenshot(path=str(ARTIFACTS / f"{path.strip('/')}.png"))
+        n = page.locator(selector).count()
+        assert errors == [], errors
+        outside = [u for u in requests if not sess.ours(u) and not u.startswith(("data:", "blob:"))]
+        return n, outside, failed, console
+    finally:
+        page.close()
+
+
+def _operations(sess: Session) -> int:
+    doc = httpx.get(f"{sess.base}/openapi.json", timeout=30).json()
+    return sum(1 for ops in doc["paths"].values() for m in ops if m in ("get", "post", "put", "patch", "delete"))
+
+
+def test_swagger_ui_renders_the_operations_offline(viewer: Session) -> None:
+    """/docs: Swagger UI from our server (npm swagger-ui-dist) renders every operation of /openapi.json, and the
+    page asks nothing of any other host."""
+    n, outside, failed, console = _docs_page(viewer, "/docs", ".opblock")
+    assert n == _operations(viewer) and n > 20
+    assert outside == [] and failed == [] and console == []
+
+
+def test_redoc_renders_the_operations_offline(viewer: Session) -> None:
+    """/redoc: ReDoc's standalone bundle from our server renders every operation; the one outside URL in it (a logo
+    on ReDoc's CDN, in its sidebar) is refused by the page's Content-Security-Policy before any request is sent."""
+    n, outside, failed, console = _docs_page(viewer, "/redoc", '[data-section-id^="operation/"]')
+    assert n == _operations(viewer)
+    assert all(f == "csp" for u, f in failed if u in outside) and {u for u, _ in failed} >= set(outside), failed
+    assert all("Content Security Policy" in c for c in console), console

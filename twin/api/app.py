@@ -21,6 +21,7 @@ from twin import __version__
 from twin.api import middleware, openapi, warm
 from twin.api.ogc import JSONDoc
 from twin.api.routers import features, history, imagery, layers, processes, runs, scenarios, system, tiles, viewer
+from twin.api.routers.apidocs import router as apidocs_router
 from twin.config import Settings, get_settings
 from twin.errors import TABLE, Status, TwinError, storage_error
 from twin.store import Store
@@ -47,6 +48,8 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
         version=__version__,
         description="Urban spatiotemporal digital twin: city model, history and branches.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: twin.api.routers.apidocs serves them from npm packages
+        redoc_url=None,
     )
     app.state.store = Store(store_path)
 
@@ -78,6 +81,7 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
     app.include_router(tiles.router)
     app.include_router(imagery.router)
     app.include_router(viewer.router)
+    app.include_router(apidocs_router)
     app.include_router(scenarios.router)
     openapi.install(app)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -3,6 +3,12 @@
 CesiumJS comes from npm (``make install`` runs ``npm ci``; ``node_modules/cesium/Build/Cesium``); nothing is fetched
 from a CDN or Cesium ion, so the viewer works offline. ``TWIN_CESIUM_DIR`` points at another build of Cesium
 (a folder holding ``Cesium.js``, ``index.js``, ``Workers/``, ``Assets/``, ``Widgets/``, ``ThirdParty/``).
+
+The helpers here are the one way twin serves files of an npm package (the API docs of ``twin/api/routers/apidocs.py``
+use them too): :func:`package_dir` finds the folder (an environment variable, else ``node_modules`` at the repository
+root or the working directory), :func:`safe_file` maps a URL path into it (404 for anything outside),
+:func:`send_file` sends it (explicit media type, caching, ETag / 304, gzip) and :func:`missing_package` is the 503
+page naming ``make install`` when the package is not installed.
 """
 
 from __future__ import annotations
@@ -39,21 +45,30 @@ CESIUM_CACHE = "public, max-age=86400"
 PAGE_CACHE = "no-cache"
 
 
-def cesium_dir() -> Path | None:
-    """The folder of CesiumJS's prebuilt files: ``$TWIN_CESIUM_DIR``, else ``node_modules`` at the repository root or
-    the working directory; None when none of them holds ``Cesium.js``."""
-    env = os.environ.get(CESIUM_ENV)
-    candidates = [Path(env)] if env else [REPO_ROOT / CESIUM_SUBDIR, Path.cwd() / CESIUM_SUBDIR]
+def package_dir(env: str, subdir: Path, marker: str) -> Path | None:
+    """The folder of an npm package's files: ``$env``, else ``subdir`` (under ``node_modules``) at the repository root
+    or the working directory; None when none of them holds the file ``marker``."""
+    given = os.environ.get(env)
+    candidates = [Path(given)] if given else [REPO_ROOT / subdir, Path.cwd() / subdir]
     for c in candidates:
-        if (c / "Cesium.js").is_file():
+        if (c / marker).is_file():
             return c.resolve()
     return None
 
 
-def _safe_file(root: Path, rel: str, what: str = "the viewer") -> Path:
-    """``root/rel`` when it is a file inside ``root``; 404 for anything else (``..``, absolute paths, links out)."""
+def cesium_dir() -> Path | None:
+    """The folder of CesiumJS's prebuilt files: ``$TWIN_CESIUM_DIR``, else ``node_modules`` at the repository root or
+    the working directory; None when none of them holds ``Cesium.js``."""
+    return package_dir(CESIUM_ENV, CESIUM_SUBDIR, "Cesium.js")
+
+
+def safe_file(root: Path, rel: str, what: str = "the viewer", suffixes: frozenset[str] | None = None) -> Path:
+    """``root/rel`` when it is a file inside ``root`` (and its suffix one of ``suffixes``, when given); 404 for anything
+    else (``..``, absolute paths, links out)."""
     missing = HTTPException(404, f"no file {rel!r} in {what}")
     if not rel or "\x00" in rel or "\\" in rel:
+        raise missing
+    if suffixes is not None and Path(rel).suffix.lower() not in suffixes:
         raise missing
     parts = Path(rel).parts
     if Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
@@ -69,7 +84,7 @@ COMPRESSIBLE = {".js", ".mjs", ".cjs", ".css", ".json", ".map", ".svg", ".wasm",
 MIN_GZIP = 1024
 
 
-def _file(request: Request, path: Path, cache: str) -> Response:
+def send_file(request: Request, path: Path, cache: str) -> Response:
     """The file with its media type, cache policy, ETag and Last-Modified, gzip-compressed (in memory) when the client
     accepts it and it pays; 304 when the client's copy is current."""
     media = MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
@@ -84,24 +99,33 @@ def _file(request: Request, path: Path, cache: str) -> Response:
     )
 
 
-MISSING_CESIUM = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>twin viewer: CesiumJS missing</title>
+MISSING_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>twin: {package} missing</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:50rem}}</style></head><body>
-<h1>The 3D viewer needs CesiumJS</h1>
-<p>CesiumJS's prebuilt files were not found ({where}). Install them with <code>make install</code> (runs
+<h1>{what} needs {package}</h1>
+<p>{package}'s files were not found ({where}). Install them with <code>make install</code> (runs
 <code>npm ci</code> at the repository root; nothing is downloaded at run time), or point <code>{env}</code> at a
-folder that holds <code>Cesium.js</code>, <code>Workers/</code>, <code>Assets/</code> and <code>Widgets/</code>,
-then reload.</p>
-<p>The API itself works: <a href="/docs">/docs</a>.</p></body></html>"""
+folder that holds {holds}, then reload.</p>
+<p>{fallback}</p></body></html>"""
+
+
+def missing_package(what: str, package: str, env: str, subdir: Path, holds: str, fallback: str) -> HTMLResponse:
+    """503 page for a page whose npm package is not installed: where it looked, ``make install``, the variable that
+    points at another copy (``holds``: what that folder must hold, HTML) and ``fallback`` (HTML: what works)."""
+    import html
+
+    given = os.environ.get(env)
+    where = f"{env}={given}" if given else f"looked in {REPO_ROOT / subdir}"
+    page = MISSING_PAGE.format(what=html.escape(what), package=html.escape(package), where=html.escape(where),
+                               env=env, holds=holds, fallback=fallback)
+    return HTMLResponse(page, status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "3600"})
 
 
 def _missing() -> HTMLResponse:
-    env = os.environ.get(CESIUM_ENV)
-    where = f"{CESIUM_ENV}={env}" if env else f"looked in {REPO_ROOT / CESIUM_SUBDIR}"
-    import html
-
-    return HTMLResponse(MISSING_CESIUM.format(where=html.escape(where), env=CESIUM_ENV), status_code=503,
-                        headers={"Cache-Control": "no-store", "Retry-After": "3600"})
+    return missing_package(
+        "The 3D viewer", "CesiumJS", CESIUM_ENV, CESIUM_SUBDIR,
+        "<code>Cesium.js</code>, <code>Workers/</code>, <code>Assets/</code> and <code>Widgets/</code>",
+        'The API itself works: <a href="/docs">/docs</a>, <a href="/openapi.json">/openapi.json</a>.')
 
 
 @router.get("/viewer", include_in_schema=False)
@@ -127,7 +151,7 @@ def viewer_page(request: Request) -> Response:
     """The viewer page; a 503 page naming ``make install`` when CesiumJS is not installed."""
     if cesium_dir() is None:
         return _missing()
-    return _file(request, VIEWER_DIR / "index.html", PAGE_CACHE)
+    return send_file(request, VIEWER_DIR / "index.html", PAGE_CACHE)
 
 
 @router.get("/viewer/cesium/{path:path}", summary="CesiumJS's prebuilt files (the npm package's Build/Cesium)",
@@ -142,7 +166,7 @@ def cesium_file(path: str, request: Request) -> Response:
     root = cesium_dir()
     if root is None:
         return _missing()
-    return _file(request, _safe_file(root, path, "CesiumJS's build"), CESIUM_CACHE)
+    return send_file(request, safe_file(root, path, "CesiumJS's build"), CESIUM_CACHE)
 
 
 @router.get("/viewer/{path:path}", summary="The viewer's own files (app.js, style.css)", response_class=Response,
@@ -152,4 +176,4 @@ def cesium_file(path: str, request: Request) -> Response:
                 "no such file in the viewer (also: `..`, absolute paths)"))
 def viewer_file(path: str, request: Request) -> Response:
     """A file of the viewer's page, revalidated on each load (``no-cache`` + ETag)."""
-    return _file(request, _safe_file(VIEWER_DIR, path), PAGE_CACHE)
+    return send_file(request, safe_file(VIEWER_DIR, path), PAGE_CACHE)

@@ -1,7 +1,8 @@
 // twin's web 3D viewer: CesiumJS (served by twin from node_modules, no Cesium ion) over twin's own API.
 //
 // Tilesets   /tiles/{branch}/{version}/{buildings|terrain|pointcloud}/tileset.json (3D Tiles 1.1)
-// Buildings  /collections/buildings/items/{id}?branch=&as_of=  (OGC API Features; id from the picked feature)
+// Buildings  /collections/buildings/items/{id}?flat=false&branch=&as_of=  (OGC API Features, the nested record;
+//            id from the picked feature)
 // Imagery    /imagery/tilejson.json, /imagery/{z}/{x}/{y}.png  (Web Mercator XYZ)
 // Layers     /layers, /layers/{name}, /layers/{name}/cells?format=geojson|json&res=&start=&end=&branch=&as_of=
 // History    /branches, /commits?branch=
@@ -9,7 +10,9 @@
 //
 // URL parameters: branch, version (integer or latest), colorBy (none|height|roof_type|rmse|valid|sunlight|
 // sunlight_hours|marker), run and runBase (sunlight run ids: colour by the run, and what changed from the base run),
-// layer, res, pointcloud=0, test=1 (small canvas, no animations, buildings in the marker colour, see docs/viewer.md).
+// layer, res, layerScale (all|step: the drape's colour ramp over every time step or the shown one), tz (the city's
+// time zone for time labels: an IANA name or an offset like +08:00), pointcloud=0, test=1 (small canvas, no
+// animations, buildings in the marker colour, see docs/viewer.md).
 // Test hooks: window.twin (documented in docs/viewer.md).
 import * as Cesium from "./cesium/index.js";
 
@@ -26,7 +29,9 @@ const state = {
   tilesets: {}, // kind -> Cesium3DTileset
   tilesetErrors: {}, // kind -> message
   selected: null, // {id, feature, record}
-  layer: null, // {spec, res, buckets, values, cells, primitive, index}
+  layer: null, // {spec, res, buckets, values, cells, frame, shader, index, lo, hi, applied}
+  layerScale: params.get("layerScale") === "step" ? "step" : "all", // the drape's ramp: over every time step or this one
+  zone: null, // the city's time zone for time labels: {offset (minutes) | iana, label, note}
   errors: [],
   generation: 0, // bumped on every branch/version switch; stale async results are dropped
   switching: 0, // branch/version switches in progress
@@ -100,6 +105,8 @@ function syncUrl() {
   q.set("colorBy", state.colorBy);
   if (state.layer) q.set("layer", state.layer.spec.name);
   else q.delete("layer");
+  if (state.layerScale === "step") q.set("layerScale", "step");
+  else q.delete("layerScale");
   for (const [k, v] of [["run", state.run], ["runBase", state.runBase]]) {
     if (v) q.set(k, v);
     else q.delete(k);
@@ -110,6 +117,8 @@ function syncUrl() {
 // ---------------------------------------------------------------- the Cesium viewer (offline: no ion anywhere)
 
 if (TEST) document.body.classList.add("test");
+// no Cesium ion here, so no ion logo either: the credit line names CesiumJS (Apache-2.0) in plain text instead
+Cesium.CreditDisplay.cesiumCredit = new Cesium.Credit('<span class="twin-cesium-credit">CesiumJS</span>', true);
 const viewer = new Cesium.Viewer("cesium", {
   baseLayer: false, // no ion world imagery: our own imagery is added below
   baseLayerPicker: false,
@@ -127,7 +136,8 @@ const viewer = new Cesium.Viewer("cesium", {
   msaaSamples: TEST ? 1 : 4,
 });
 const scene = viewer.scene;
-scene.globe.baseColor = Cesium.Color.fromCssColorString("#3a4048");
+// beyond the city: a neutral ground (GROUND_COLOUR around the city at its ground level, this further out), no void
+scene.globe.baseColor = Cesium.Color.fromCssColorString("#565a52");
 scene.globe.depthTestAgainstTerrain = false;
 scene.globe.enableLighting = false;
 if (TEST) {
@@ -190,11 +200,13 @@ async function loadTileset(kind, generation) {
     if (kind === "pointcloud") {
       ts.style = new Cesium.Cesium3DTileStyle({ pointSize: TEST ? 2 : 3 });
     }
+    if (kind === "buildings") ts.customShader = BUILDING_SHADING;
     ts.show = $(`show-${kind}`).checked;
     scene.primitives.add(ts);
     state.tilesets[kind] = ts;
     delete state.tilesetErrors[kind];
     if (kind === "buildings") applyBuildingStyle();
+    if (kind === "terrain") attachDrape();
   } catch (e) {
     const msg = e?.statusCode ? `HTTP ${e.statusCode}` : e?.message ?? String(e);
     state.tilesetErrors[kind] = msg;
@@ -209,7 +221,81 @@ async function loadTilesets() {
   state.tilesetErrors = {};
   clearSelection();
   await Promise.all(KINDS.map((k) => loadTileset(k, generation)));
+  setLight();
+  setGround();
   scene.requestRender();
+}
+
+// ---------------------------------------------------------------- light and ground around the city
+
+// A fixed light from the south-south-west, 55° up, in the city's local frame: roofs and the walls the default view
+// shows are lit, the others shaded, at any hour (Cesium's default light is the sun at the clock's time: in the
+// evening it left every building colour dark grey).
+const LIGHT_AZIMUTH = 200;
+const LIGHT_ELEVATION = 55;
+const GROUND_COLOUR = "#6b6e66";
+const GROUND_MARGIN = 3; // the ground reaches this many city widths beyond the city on each side
+
+function cityCentre() {
+  const ts = state.tilesets.terrain ?? state.tilesets.buildings ?? state.tilesets.pointcloud;
+  if (ts) return Cesium.Cartographic.fromCartesian(ts.boundingSphere.center);
+  if (state.imagery) return Cesium.Rectangle.center(state.imagery.rectangle);
+  return null;
+}
+
+function setLight() {
+  const c = cityCentre();
+  if (!c) return;
+  const enu = Cesium.Transforms.eastNorthUpToFixedFrame(Cesium.Cartographic.toCartesian(c));
+  const az = Cesium.Math.toRadians(LIGHT_AZIMUTH);
+  const el = Cesium.Math.toRadians(LIGHT_ELEVATION);
+  // the direction the light travels: from the sky position (azimuth, elevation) down to the city
+  const local = new Cesium.Cartesian3(-Math.sin(az) * Math.cos(el), -Math.cos(az) * Math.cos(el), -Math.sin(el));
+  const direction = Cesium.Matrix4.multiplyByPointAsVector(enu, local, new Cesium.Cartesian3());
+  scene.light = new Cesium.DirectionalLight({ direction: Cesium.Cartesian3.normalize(direction, direction) });
+}
+
+// Buildings are shaded by that light alone, in linear colour: a face's brightness changes (ambient 0.45 plus the
+// light's share), never its hue. Cesium's physically based lighting (a sky-coloured ambient, highlights, its tone
+// mapping) greyed the pale classes and turned orange into gold. A style colour (REPLACE) reaches the shader as
+// written, in sRGB, where the materials' colours are linear: u_styled converts it, so a class shows its legend colour.
+const BUILDING_SHADING = new Cesium.CustomShader({
+  lightingModel: Cesium.LightingModel.UNLIT,
+  uniforms: { u_styled: { type: Cesium.UniformType.FLOAT, value: 0 } },
+  fragmentShaderText: `
+void fragmentMain(FragmentInput fsInput, inout czm_modelMaterial material) {
+  if (u_styled > 0.5) material.diffuse = czm_srgbToLinear(material.diffuse);
+  float lambert = max(dot(normalize(fsInput.attributes.normalEC), czm_lightDirectionEC), 0.0);
+  material.diffuse *= 0.45 + 0.55 * lambert;
+}`,
+});
+
+let ground = null;
+function setGround() {
+  // a flat neutral ground just under the terrain tileset's lowest point, a few city widths around it: the city
+  // stands on ground instead of floating over the globe's ellipsoid (the terrain is ~50 m above it in Beijing)
+  const region = state.tilesets.terrain?.root?.boundingVolume;
+  const rect = region?.rectangle ?? state.imagery?.rectangle;
+  if (!rect || (ground && !region?.rectangle)) return; // no terrain now (e.g. an unknown version): keep the ground
+  const h = Number.isFinite(region?.minimumHeight) ? region.minimumHeight - 0.5 : 0;
+  const key = `${rect.west},${rect.south},${rect.east},${rect.north},${h}`;
+  if (ground?.key === key) return;
+  if (ground) scene.primitives.remove(ground.primitive);
+  const dw = (rect.east - rect.west) * GROUND_MARGIN;
+  const dh = (rect.north - rect.south) * GROUND_MARGIN;
+  const outer = new Cesium.Rectangle(rect.west - dw, rect.south - dh, rect.east + dw, rect.north + dh);
+  const primitive = new Cesium.Primitive({
+    geometryInstances: new Cesium.GeometryInstance({
+      geometry: new Cesium.RectangleGeometry({ rectangle: outer, height: h, vertexFormat: Cesium.PerInstanceColorAppearance.FLAT_VERTEX_FORMAT }),
+      attributes: { color: Cesium.ColorGeometryInstanceAttribute.fromColor(Cesium.Color.fromCssColorString(GROUND_COLOUR)) },
+    }),
+    appearance: new Cesium.PerInstanceColorAppearance({ flat: true, translucent: false }),
+    allowPicking: false,
+    asynchronous: false,
+  });
+  scene.primitives.add(primitive);
+  scene.primitives.lowerToBottom(primitive);
+  ground = { key, primitive };
 }
 
 function flyToCity(duration) {
@@ -228,11 +314,13 @@ function flyToCity(duration) {
 
 // ---------------------------------------------------------------- building colours
 
-const RAMP5 = ["#2c7bb6", "#abd9e9", "#ffffbf", "#fdae61", "#d7191c"];
+// Saturated classes of distinct hue (blue, teal, gold, orange, crimson): a lit or shaded wall changes their
+// brightness, not which class they read as (pale middle colours such as #ffffbf turned grey under the light)
+const RAMP5 = ["#2f5fd0", "#00a39a", "#e8b400", "#f05000", "#c8102e"];
 const NODATA = "#9e9e9e";
 const ROOF_COLOURS = {
-  flat: "#8dd3c7", gable: "#fb8072", hip: "#80b1d3", shed: "#fdb462", mansard: "#bc80bd", dome: "#ffed6f",
-  complex: "#b3de69", unknown: "#d9d9d9",
+  flat: "#4e79a7", gable: "#e15759", hip: "#f28e2b", shed: "#edc948", mansard: "#b07aa1", dome: "#76b7b2",
+  complex: "#59a14f", unknown: "#bab0ac",
 };
 
 function binned(prop, edges, unit) {
@@ -373,6 +461,7 @@ function applyBuildingStyle() {
     // plain: the tiles' own materials (walls, terracotta roofs); by attribute: the class colour replaces them
     const plain = state.colorBy === "none";
     ts.colorBlendMode = plain ? Cesium.Cesium3DTileColorBlendMode.HIGHLIGHT : Cesium.Cesium3DTileColorBlendMode.REPLACE;
+    BUILDING_SHADING.setUniform("u_styled", plain ? 0 : 1);
     ts.style = plain ? undefined : new Cesium.Cesium3DTileStyle({ color: expression ? "color('white')" : { conditions } });
     if (expression && ts.style) ts.style.color = expression;
   }
@@ -444,17 +533,72 @@ function cell(v) {
 }
 
 function table(rows) {
+  // rows of [label, value, class, raw key (the row's tooltip: where the value is in the record), value tooltip]
   const t = document.createElement("table");
-  for (const [k, v, cls] of rows) {
+  for (const [k, v, cls, key, tip] of rows) {
     const tr = t.insertRow();
     const th = document.createElement("th");
     th.textContent = k;
+    if (key) {
+      th.title = key;
+      tr.dataset.key = key;
+    }
     const td = tr.insertCell();
     td.textContent = cell(v);
     if (cls) td.className = cls;
+    if (tip) td.title = tip;
     tr.prepend(th);
   }
   return t;
+}
+
+// plain-language names of the record's keys and of the quality codes (the raw key stays as the row's tooltip)
+const ATTRIBUTE_LABELS = {
+  area_m2: ["footprint area", "m²"], ground_z: ["ground level", "m"], roof_z: ["roof level", "m"],
+  ndvi_mean: ["greenness (mean NDVI)"], cadastre_id: ["cadastre id"], id: ["source id"], change: ["change detected"],
+  registered: ["in the cadastre"], detected_area_m2: ["detected footprint area", "m²"],
+  valid_from_earliest: ["exists since (earliest)"], valid_to_earliest: ["gone since (earliest)"],
+};
+const CODE_LABELS = {
+  lod22_roof_partition: "LoD2.2 roof from a partition of the roof planes",
+  lod22_parametric_roof: "LoD2.2 roof from a parametric roof shape",
+  lod22_fallback_lod13: "no LoD2.2 roof could be fitted: the LoD1.3 solid stands in",
+  lod22_none: "no LoD2.2 solid",
+  complex_roof: "roof too complex for a LoD2.2 model",
+  complex_footprint: "footprint too complex for a LoD2.2 model",
+  too_few_points: "too few LiDAR points",
+  no_points: "no LiDAR points",
+  no_roof_points: "no LiDAR points on the roof",
+  too_few_roof_points: "too few LiDAR points on the roof",
+  no_ground_points: "no LiDAR ground points around it",
+  footprint_repaired: "footprint geometry repaired",
+  multipolygon_largest_part: "footprint in several parts: the largest one modelled",
+  lod_from_footprint_height: "solid from the footprint and a given height (scenario edit)",
+};
+
+function plainCode(code) {
+  const c = String(code);
+  if (CODE_LABELS[c]) return CODE_LABELS[c];
+  if (c.startsWith("conflation:")) return `sources disagree: ${c.slice(11).replaceAll("_", " ")}`;
+  return c.replaceAll("_", " ");
+}
+
+function humanKey(k) {
+  return String(k).replaceAll("_", " ");
+}
+
+function perLod(v, unit, digits) {
+  // {"1.2": 0.84, "2.2": 0.37} -> "LoD1.2 0.84 m · LoD2.2 0.37 m"
+  if (v === null || v === undefined) return null;
+  const num = (x) => (typeof x === "number" ? x.toLocaleString("en", { maximumFractionDigits: digits }) : cell(x));
+  if (typeof v !== "object") return `${num(v)} ${unit}`;
+  const entries = Object.entries(v);
+  return entries.length ? entries.map(([k, x]) => `LoD${k} ${num(x)} ${unit}`).join(" · ") : null;
+}
+
+function codes(list) {
+  if (!Array.isArray(list)) return [list, undefined];
+  return list.length ? [list.map(plainCode).join("; "), list.join(", ")] : ["none", undefined];
 }
 
 function heading(text) {
@@ -470,9 +614,12 @@ async function showBuilding(id, feature) {
   scene.requestRender();
   $("details").hidden = false;
   $("building-id").textContent = id;
+  $("building-name").textContent = "building";
+  $("building-place").textContent = "";
   const body = $("building-body");
   body.replaceChildren(document.createTextNode("loading…"));
-  const url = `/collections/buildings/items/${encodeURIComponent(id)}?${query()}`;
+  // the nested record (attributes, quality, provenance as objects), not the flat columns GIS clients get
+  const url = `/collections/buildings/items/${encodeURIComponent(id)}?${query({ flat: "false" })}`;
   const generation = state.generation;
   try {
     const rec = await getJSON(url);
@@ -492,29 +639,46 @@ function renderBuilding(rec, body) {
   const p = rec.properties ?? {};
   const attrs = p.attributes ?? {};
   const q = p.quality ?? {};
+  // the name and where it is first; the id under it
+  $("building-name").textContent = attrs.name ?? p.name ?? "unnamed building";
+  $("building-place").textContent = [attrs.district ?? p.district, p.use ?? attrs.use].filter((x) => x).join(" · ");
   const parts = [];
-  parts.push(
-    table([
-      ["type", p.type ?? p.feature_type ?? "Building"],
-      ["height", p.height != null ? `${cell(p.height)} m` : null],
-      ["roof type", p.roof_type ?? attrs.roof_type],
-      ["use", p.use ?? attrs.use],
-      ["storeys", p.storeys ?? attrs.storeys],
-      ["LoD", p.lod ?? (Array.isArray(p.lods) ? p.lods.join(", ") : undefined)],
-      ["classification", p.classification],
-      ["valid from", p.valid_from],
-      ["version", p._store?.version ?? p.version],
-    ].filter(([, v]) => v !== undefined && v !== null)),
-  );
-  parts.push(heading("quality"));
-  const qrows = [
-    ["RMSE", q.rmse != null ? `${cell(q.rmse)} m` : null],
-    ["valid", q.valid, q.valid === true ? "good" : q.valid === false ? "bad" : ""],
-    ["point density", q.point_density != null ? `${cell(q.point_density)} /m²` : null],
-    ["flags", Array.isArray(q.flags) ? q.flags.join(", ") || "none" : q.flags],
+  const rows = [
+    ["height", p.height != null ? `${cell(p.height)} m` : null, "", "height"],
+    ["roof type", p.roof_type ?? attrs.roof_type, "", "roof_type"],
+    ["use", p.use ?? attrs.use, "", "use"],
+    ["storeys", p.storeys ?? attrs.storeys, "", "storeys"],
+    ["LoD", p.lod ?? (Array.isArray(p.lods) ? p.lods.join(", ") : undefined), "", "lods"],
   ];
-  for (const [k, v] of Object.entries(q)) if (!["rmse", "valid", "point_density", "flags"].includes(k)) qrows.push([k, v]);
-  parts.push(table(qrows));
+  for (const [k, v] of Object.entries(attrs)) {
+    if (["name", "district", "use", "roof_type", "storeys"].includes(k)) continue;
+    const [label, unit] = ATTRIBUTE_LABELS[k] ?? [humanKey(k)];
+    rows.push([label, unit && typeof v === "number" ? `${cell(v)} ${unit}` : v, "", `attributes.${k}`]);
+  }
+  rows.push(
+    ["data classification", p.classification, "", "classification"],
+    ["exists from", p.valid_from, "", "valid_from"],
+    ["exists until", p.valid_to, "", "valid_to"],
+    ["stored in version", p.store_version ?? p._store?.version ?? p.version, "", "store_version"],
+  );
+  parts.push(table(rows.filter(([, v]) => v !== undefined && v !== null)));
+  parts.push(heading("quality"));
+  const [errs, errCodes] = codes(q.errors ?? []);
+  const [notes, noteCodes] = codes(q.flags ?? []);
+  const qrows = [
+    ["fit error (RMSE)", perLod(q.rmse, "m", 2), "", "quality.rmse"],
+    ["valid solid", q.valid === true ? "yes" : q.valid === false ? "no" : "not checked",
+      q.valid === true ? "good" : q.valid === false ? "bad" : "", "quality.valid"],
+    ["validation errors", errs, errs !== "none" ? "bad" : "", "quality.errors", errCodes],
+    ["LiDAR point density", q.point_density != null ? `${cell(q.point_density)} points/m²` : null, "", "quality.point_density"],
+    ["roof without LiDAR points", q.nodata_fraction != null ? `${cell(100 * q.nodata_fraction)} %` : null, "", "quality.nodata_fraction"],
+    ["roof parts (LoD1.3)", q.lod13_parts, "", "quality.lod13_parts"],
+    ["volume", perLod(q.volume_m3, "m³", 0), "", "quality.volume_m3"],
+    ["notes", notes, "", "quality.flags", noteCodes],
+  ];
+  const known = ["rmse", "valid", "errors", "point_density", "nodata_fraction", "lod13_parts", "volume_m3", "flags"];
+  for (const [k, v] of Object.entries(q)) if (!known.includes(k)) qrows.push([humanKey(k), v, "", `quality.${k}`]);
+  parts.push(table(qrows.filter(([, v]) => v !== undefined && v !== null)));
   parts.push(heading("provenance"));
   const prov = Array.isArray(p.provenance) ? p.provenance : [];
   if (!prov.length) parts.push(document.createTextNode("none recorded"));
@@ -522,14 +686,14 @@ function renderBuilding(rec, body) {
     const t = document.createElement("table");
     t.className = "provenance";
     const hr = t.insertRow();
-    for (const h of ["attribute", "method", "source", "acquired"]) {
+    for (const h of ["what", "method", "source", "acquired"]) {
       const th = document.createElement("th");
       th.textContent = h;
       hr.append(th);
     }
     for (const pr of prov) {
       const tr = t.insertRow();
-      for (const v of [pr.attribute, pr.method, pr.source_asset_id, pr.acquired]) tr.insertCell().textContent = cell(v);
+      for (const v of [pr.attribute ?? "record", pr.method, pr.source_asset_id, pr.acquired]) tr.insertCell().textContent = cell(v);
     }
     parts.push(t);
   }
@@ -570,18 +734,93 @@ handler.setInputAction((click) => {
 $("close-details").addEventListener("click", clearSelection);
 
 // ---------------------------------------------------------------- H3 layer drape with a time slider
+//
+// The cells are painted into a texture (a canvas in metres of a local east-north frame at the cells' centre) that a
+// custom shader of the terrain tileset blends into the terrain's own colour: the drape lies on the terrain and on
+// nothing else — not on the buildings (a GroundPrimitive classifies every 3D tileset, ours are all 3D tilesets),
+// not on the globe around the city. A time step repaints the canvas and swaps the texture; the shader stays.
 
 const VIRIDIS = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
 const VIRIDIS_RGB = VIRIDIS.map((c) => Cesium.Color.fromCssColorString(c));
-const LAYER_ALPHA = 0.5;
+const LAYER_ALPHA = 0.55;
+const DRAPE_MAX_PX = 1024; // the drape texture's longer side
+const DRAPE_SHADER = `
+void fragmentMain(FragmentInput fsInput, inout czm_modelMaterial material) {
+  vec3 p = (u_toLocal * vec4(fsInput.attributes.positionWC, 1.0)).xyz;
+  vec2 uv = (p.xy - u_extent.xy) / (u_extent.zw - u_extent.xy);
+  if (uv.x < 0.0 || uv.y < 0.0 || uv.x > 1.0 || uv.y > 1.0) return;
+  // mixed as a translucent overlay is on screen, in sRGB (the canvas's colours; the terrain's here is linear)
+  vec4 c = texture(u_drape, uv);
+  material.diffuse = czm_srgbToLinear(mix(czm_linearToSrgb(material.diffuse), c.rgb, c.a * u_alpha));
+}`;
 
 function rampColour(v, lo, hi) {
   const t = hi > lo ? Math.min(1, Math.max(0, (v - lo) / (hi - lo))) : 0.5;
   const x = t * (VIRIDIS_RGB.length - 1);
   const i = Math.min(VIRIDIS_RGB.length - 2, Math.floor(x));
-  const c = Cesium.Color.lerp(VIRIDIS_RGB[i], VIRIDIS_RGB[i + 1], x - i, new Cesium.Color());
-  c.alpha = LAYER_ALPHA;
-  return c;
+  return Cesium.Color.lerp(VIRIDIS_RGB[i], VIRIDIS_RGB[i + 1], x - i, new Cesium.Color());
+}
+
+function percentiles(values) {
+  // the colour domain: 2nd–98th percentile, so one outlier does not wash the ramp out
+  const all = [...values].sort((a, b) => a - b);
+  const pct = (p) => (all.length ? all[Math.min(all.length - 1, Math.max(0, Math.round(p * (all.length - 1))))] : 0);
+  return [pct(0.02), pct(0.98)];
+}
+
+function drapeFrame(rings) {
+  // cell outlines in metres east / north of their centre, and the texture's extent and size
+  let lon = 0;
+  let lat = 0;
+  let n = 0;
+  for (const ring of rings.values()) for (const [x, y] of ring) (lon += x), (lat += y), (n += 1);
+  const enu = Cesium.Transforms.eastNorthUpToFixedFrame(Cesium.Cartesian3.fromDegrees(lon / n, lat / n, 0));
+  const toLocal = Cesium.Matrix4.inverseTransformation(enu, new Cesium.Matrix4());
+  const local = new Map();
+  let [x0, y0, x1, y1] = [Infinity, Infinity, -Infinity, -Infinity];
+  const q = new Cesium.Cartesian3();
+  for (const [c, ring] of rings) {
+    const pts = ring.map(([x, y]) => {
+      Cesium.Matrix4.multiplyByPoint(toLocal, Cesium.Cartesian3.fromDegrees(x, y, 0, undefined, q), q);
+      [x0, y0, x1, y1] = [Math.min(x0, q.x), Math.min(y0, q.y), Math.max(x1, q.x), Math.max(y1, q.y)];
+      return [q.x, q.y];
+    });
+    local.set(c, pts);
+  }
+  const pad = 2;
+  [x0, y0, x1, y1] = [x0 - pad, y0 - pad, x1 + pad, y1 + pad];
+  const scale = DRAPE_MAX_PX / Math.max(x1 - x0, y1 - y0, 1);
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.ceil((x1 - x0) * scale));
+  canvas.height = Math.max(1, Math.ceil((y1 - y0) * scale));
+  return { toLocal, extent: new Cesium.Cartesian4(x0, y0, x0 + canvas.width / scale, y0 + canvas.height / scale), local, scale, canvas };
+}
+
+function drapeShader(frame) {
+  return new Cesium.CustomShader({
+    uniforms: {
+      u_toLocal: { type: Cesium.UniformType.MAT4, value: frame.toLocal },
+      u_extent: { type: Cesium.UniformType.VEC4, value: frame.extent },
+      u_alpha: { type: Cesium.UniformType.FLOAT, value: LAYER_ALPHA },
+      u_drape: { type: Cesium.UniformType.SAMPLER_2D, value: drapeTexture(frame) },
+    },
+    fragmentShaderText: DRAPE_SHADER,
+  });
+}
+
+function drapeTexture(frame) {
+  const { width, height } = frame.canvas;
+  const pixels = frame.canvas.getContext("2d", { willReadFrequently: true }).getImageData(0, 0, width, height).data;
+  // canvas row 0 is the south edge (y grows north below), texture row 0 is v = 0: no flip needed
+  return new Cesium.TextureUniform({ typedArray: new Uint8Array(pixels.buffer), width, height, repeat: false });
+}
+
+function attachDrape() {
+  // the terrain tileset of the current branch / version carries the drape's shader (a new tileset gets it too)
+  const ts = state.tilesets.terrain;
+  const shader = state.layer?.shader;
+  if (ts && ts.customShader !== shader) ts.customShader = shader;
+  scene.requestRender();
 }
 
 async function loadLayerList() {
@@ -603,9 +842,18 @@ async function loadLayerList() {
 
 function removeLayer() {
   stopPlay();
-  if (state.layer?.primitive) scene.primitives.remove(state.layer.primitive);
+  const shader = state.layer?.shader;
   state.layer = null;
+  attachDrape();
+  if (shader) {
+    // the tiles drop the shader on the next frame; free its textures after that
+    const off = scene.postRender.addEventListener(() => {
+      off();
+      shader.destroy();
+    });
+  }
   $("time-row").hidden = true;
+  $("scale-row").hidden = true;
   $("layer-legend").hidden = true;
   $("layer-info").textContent = "";
   $("layer-res").disabled = true;
@@ -651,40 +899,23 @@ async function loadLayer(name, res) {
     if (rows) for (const r of rows) add(r.t ?? "", r.cell, r.value);
     else for (const f of geo.features) add(f.properties.t ?? "", f.properties.cell, f.properties.value);
     const buckets = [...values.keys()].sort();
-    const all = [...values.values()].flatMap((m) => [...m.values()]).sort((a, b) => a - b);
-    // the colour domain: 2nd–98th percentile over every bucket, so one outlier does not wash the ramp out
-    const pct = (p) => (all.length ? all[Math.min(all.length - 1, Math.max(0, Math.round(p * (all.length - 1))))] : 0);
-    const lo = pct(0.02);
-    const hi = pct(0.98);
-    const instances = [...rings.entries()].map(
-      ([c, ring]) =>
-        new Cesium.GeometryInstance({
-          id: c,
-          geometry: new Cesium.PolygonGeometry({
-            polygonHierarchy: new Cesium.PolygonHierarchy(Cesium.Cartesian3.fromDegreesArray(ring.flat())),
-          }),
-          attributes: { color: Cesium.ColorGeometryInstanceAttribute.fromColor(Cesium.Color.TRANSPARENT) },
-        }),
-    );
-    const primitive = instances.length
-      ? new Cesium.GroundPrimitive({
-          geometryInstances: instances,
-          appearance: new Cesium.PerInstanceColorAppearance({ flat: true, translucent: true }),
-          classificationType: Cesium.ClassificationType.BOTH, // drapes over the terrain tileset and the globe
-        })
-      : null;
-    if (primitive) scene.primitives.add(primitive);
-    state.layer = { spec, res, buckets, values, cells: [...rings.keys()], primitive, index: 0, lo, hi, applied: -1 };
-    $("layer-min").textContent = cell(lo);
-    $("layer-max").textContent = cell(hi);
+    const [lo, hi] = percentiles([...values.values()].flatMap((m) => [...m.values()]));
+    const frame = rings.size ? drapeFrame(rings) : null;
+    const shader = frame ? drapeShader(frame) : null;
+    state.layer = { spec, res, buckets, values, cells: [...rings.keys()], frame, shader, index: 0, lo, hi, applied: -1 };
+    attachDrape();
     $("layer-unit").textContent = spec.unit === "1" ? "" : spec.unit;
     $("layer-legend").hidden = false;
     const slider = $("time");
     slider.max = String(Math.max(0, buckets.length - 1));
     slider.value = "0";
     $("time-row").hidden = !spec.time_bucket;
+    $("scale-row").hidden = !spec.time_bucket;
+    const zone = spec.time_bucket ? cityZone() : null;
     info.textContent = `${spec.variable}: ${rings.size} cells at res ${res}` +
-      (spec.time_bucket ? `, ${buckets.length} × ${spec.time_bucket}` : "") + (spec.description ? ` — ${spec.description}` : "");
+      (spec.time_bucket ? `, ${buckets.length} × ${spec.time_bucket}, times in ${zone.label}` : "") +
+      (spec.description ? ` — ${spec.description}` : "");
+    if (zone) info.title = zone.note;
     setBucket(0);
     syncUrl();
   } catch (e) {
@@ -699,39 +930,111 @@ function setBucket(i) {
   L.index = Math.max(0, Math.min(L.buckets.length - 1, i));
   $("time").value = String(L.index);
   const t = L.buckets[L.index];
-  $("time-label").textContent = t ? t.replace("T", " ").replace(":00Z", " UTC") : "";
+  const label = $("time-label");
+  label.textContent = t ? localTime(t) : "";
+  label.title = t ? `${t.replace("T", " ").replace(/:00(\.0+)?Z$/, "")} UTC` : "";
   colourLayer();
 }
 
 function colourLayer() {
+  // paint the current step's cells (ramp over every step, or over this step with "colours per time step"), swap
+  // the drape's texture, and count it applied once a frame has drawn with it
   const L = state.layer;
-  if (!L?.primitive) return;
-  if (!L.primitive.ready) {
-    // per-instance attributes exist once the primitive is built: colour it after the next frame
-    if (!L.waiting) {
-      L.waiting = true;
-      const off = scene.postRender.addEventListener(() => {
-        if (state.layer !== L) return off();
-        if (L.primitive.ready) {
-          off();
-          L.waiting = false;
-          colourLayer();
-        } else scene.requestRender();
-      });
-    }
-    scene.requestRender();
-    return;
-  }
+  if (!L?.frame) return;
+  L.applied = -1;
   const vals = L.values.get(L.buckets[L.index]) ?? new Map();
+  const [lo, hi] = state.layerScale === "step" ? percentiles(vals.values()) : [L.lo, L.hi];
+  $("layer-min").textContent = cell(lo);
+  $("layer-max").textContent = cell(hi);
+  const { canvas, local, extent, scale } = L.frame;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = "rgba(20, 20, 20, 0.45)";
   for (const c of L.cells) {
-    const a = L.primitive.getGeometryInstanceAttributes(c);
-    if (!a) continue;
     const v = vals.get(c);
-    const col = v === undefined ? Cesium.Color.TRANSPARENT : rampColour(v, L.lo, L.hi);
-    a.color = Cesium.ColorGeometryInstanceAttribute.toValue(col, a.color);
+    if (v === undefined) continue;
+    ctx.beginPath();
+    for (const [x, y] of local.get(c)) ctx.lineTo((x - extent.x) * scale, (y - extent.y) * scale);
+    ctx.closePath();
+    ctx.fillStyle = rampColour(v, lo, hi).toCssColorString();
+    ctx.fill();
+    ctx.stroke();
   }
-  L.applied = L.index;
+  L.shader.setUniform("u_drape", drapeTexture(L.frame));
+  const index = L.index;
+  const mode = state.layerScale;
+  const off = scene.postRender.addEventListener(() => {
+    off();
+    if (state.layer === L && L.index === index && state.layerScale === mode) L.applied = index;
+  });
   scene.requestRender();
+}
+
+// ---------------------------------------------------------------- the city's local time
+
+// The zone of time labels: ?tz= (an IANA name or an offset), else the server's (`time_zone` of the landing page,
+// when it states one), else the offset of the city's longitude (15° an hour; right for Beijing, a last resort).
+function parseOffset(text) {
+  const m = String(text).trim().match(/^(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?(\d{2}))?$/i);
+  if (m) return (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] ?? 0));
+  return /^(Z|UTC|GMT)$/i.test(String(text).trim()) ? 0 : null;
+}
+
+function offsetText(minutes) {
+  if (!minutes) return "UTC";
+  const a = Math.abs(minutes);
+  return `UTC${minutes < 0 ? "-" : "+"}${String(Math.floor(a / 60)).padStart(2, "0")}:${String(a % 60).padStart(2, "0")}`;
+}
+
+function zoneFrom(text, source) {
+  if (!text) return null;
+  const off = parseOffset(text);
+  if (off !== null) return { offset: off, label: offsetText(off), note: `${offsetText(off)} (${source})` };
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: text }); // throws on an unknown zone
+    return { iana: text, label: text, note: `${text} (${source})` };
+  } catch {
+    showError(`unknown time zone ${text} (${source}); times are shown in UTC`);
+    return { offset: 0, label: "UTC", note: "UTC" };
+  }
+}
+
+function cityZone() {
+  if (state.zone) return state.zone;
+  const c = cityCentre();
+  if (!c) return { offset: 0, label: "UTC", note: "UTC (the city's position is not known yet)" };
+  const off = Math.round(Cesium.Math.toDegrees(c.longitude) / 15) * 60;
+  state.zone = { offset: off, label: offsetText(off), note: `${offsetText(off)}, from the city's longitude: the server states no time zone` };
+  return state.zone;
+}
+
+async function loadZone() {
+  state.zone = zoneFrom(params.get("tz"), "from the link's tz parameter");
+  if (state.zone) return;
+  try {
+    const landing = await getJSON("/?f=json");
+    state.zone = zoneFrom(landing.time_zone, "the city's time zone, from the server");
+  } catch {
+    /* no landing page: the longitude's offset below */
+  }
+}
+
+function localTime(iso) {
+  // "2024-05-27 00:00 (UTC+08:00)": the instant in the city's zone, with the zone's offset at that instant
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const z = cityZone();
+  if (z.iana) {
+    const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+      timeZone: z.iana, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23", timeZoneName: "longOffset",
+    }).formatToParts(d).map((p) => [p.type, p.value]));
+    const off = parseOffset(parts.timeZoneName.replace(/^GMT$/, "UTC")) ?? 0;
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} (${offsetText(off)})`;
+  }
+  const local = new Date(d.getTime() + z.offset * 60_000).toISOString();
+  return `${local.slice(0, 10)} ${local.slice(11, 16)} (${offsetText(z.offset)})`;
 }
 
 let playTimer = null;
@@ -836,6 +1139,15 @@ $("version").addEventListener("change", (e) => switchTo(state.branch, e.target.v
 $("layer").addEventListener("change", (e) => loadLayer(e.target.value));
 $("layer-res").addEventListener("change", (e) => loadLayer(state.layer?.spec.name ?? $("layer").value, Number(e.target.value)));
 $("time").addEventListener("input", (e) => setBucket(Number(e.target.value)));
+$("layer-per-step").checked = state.layerScale === "step";
+$("layer-per-step").addEventListener("change", (e) => setLayerScale(e.target.checked ? "step" : "all"));
+
+function setLayerScale(mode) {
+  state.layerScale = mode === "step" ? "step" : "all";
+  $("layer-per-step").checked = state.layerScale === "step";
+  syncUrl();
+  colourLayer();
+}
 $("play").addEventListener("click", togglePlay);
 
 if (TEST || state.colorBy === "marker") $("color-by").append(new Option("test colour (marker)", "marker"));
@@ -868,23 +1180,33 @@ async function screenPositionOf(id) {
   return null;
 }
 
-function loadedBuildingIds(limit = 1000) {
-  // ids of building features in the tiles currently loaded (for tests and debugging)
-  const ids = new Set();
+function loadedBuildings(limit = 1000) {
+  // the building features in the tiles currently loaded, by id, with the properties the colours use (for tests and
+  // debugging)
+  const out = new Map();
   const ts = state.tilesets.buildings;
   if (!ts) return [];
   const visit = (tile) => {
     const c = tile.content;
     if (c?.featuresLength) {
-      for (let i = 0; i < c.featuresLength && ids.size < limit; i++) {
-        const v = c.getFeature(i).getProperty("id");
-        if (v !== undefined && v !== null) ids.add(String(v));
+      for (let i = 0; i < c.featuresLength && out.size < limit; i++) {
+        const f = c.getFeature(i);
+        const v = f.getProperty("id");
+        if (v === undefined || v === null || out.has(String(v))) continue;
+        const props = { id: String(v) };
+        for (const k of ["height", "roof_type", "rmse", "valid"]) props[k] = f.getProperty(k) ?? null;
+        out.set(String(v), props);
       }
     }
     for (const ch of tile.children) visit(ch);
   };
   visit(ts.root);
-  return [...ids];
+  return [...out.values()];
+}
+
+function loadedBuildingIds(limit = 1000) {
+  // ids of building features in the tiles currently loaded
+  return loadedBuildings(limit).map((b) => b.id);
 }
 
 let resolveReady;
@@ -911,6 +1233,7 @@ window.twin = {
   },
   screenPositionOf,
   loadedBuildingIds,
+  loadedBuildings,
   selected() {
     return state.selected ? { id: state.selected.id, loaded: !!state.selected.record, loading: !!state.selected.loading } : null;
   },
@@ -920,11 +1243,14 @@ window.twin = {
     return {
       name: L.spec.name, res: L.res, buckets: L.buckets.length, index: L.index, t: L.buckets[L.index] ?? null,
       cells: L.cells.length, shown: (L.values.get(L.buckets[L.index]) ?? new Map()).size,
-      ready: !!L.primitive?.ready && L.applied === L.index, min: L.lo, max: L.hi,
+      ready: L.applied === L.index, min: L.lo, max: L.hi, scale: state.layerScale,
+      label: $("time-label").textContent, zone: cityZone().note,
     };
   },
   setLayer: (name, res) => { $("layer").value = name; return loadLayer(name, res); },
   setBucket,
+  setLayerScale,
+  localTime,
   setRun,
   sunlightClass: (id) => sunClass(String(id)),
   setColorBy(by) {
@@ -945,8 +1271,10 @@ async function start() {
   await loadVersions();
   syncUrl();
   const imagery = loadImagery();
+  const zone = loadZone();
   await loadTilesets();
   await imagery;
+  await zone;
   await loadRuns();
   applyBuildingStyle();
   flyToCity(TEST ? 0 : 2);
