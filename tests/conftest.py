@@ -76,7 +76,7 @@ def built_city(city, tmp_path_factory) -> dict:
 
     out = city["dir"]
     root = tmp_path_factory.mktemp("built_city") / "store"
-    s = Store.init(root, city["manifest"].get("crs", "EPSG:4548"))
+    s = Store.init(root, city["manifest"].get("crs", "EPSG:4548"), time_zone=city["manifest"].get("time_zone"))
     acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in city["manifest"]["files"]}
     ingest_paths(s, [out / "sources"], acquired=acquired, message=ingest_message("small", city["seed"]))
     build(s)

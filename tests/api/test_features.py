@@ -70,6 +70,7 @@ def _all(api: TestClient, url: str, skipped: int = 0) -> list[dict]:
 
 def test_landing_page_json_links_resolve_and_html_stays_for_browsers(api: TestClient) -> None:
     doc = api.get("/?f=json").json()
+    assert doc["time_zone"] == "Asia/Shanghai"  # the demo store's, for the viewer's local times
     rels = {lk["rel"]: lk for lk in doc["links"]}
     assert {"self", "service-desc", "service-doc", "conformance", "data"} <= set(rels)
     assert rels["service-desc"]["type"].startswith("application/vnd.oai.openapi+json")

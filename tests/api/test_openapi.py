@@ -97,7 +97,8 @@ def test_validation_errors_are_400_naming_the_parameter_on_every_route(api: Test
 def test_the_landing_page_documents_both_of_its_media_types(doc: dict, api: TestClient) -> None:
     content = doc["paths"]["/"]["get"]["responses"]["200"]["content"]
     assert set(content) == {"text/html", "application/json"}
-    assert _resolve(doc, content["application/json"]["schema"])["required"] == ["title", "description", "links"]
+    assert _resolve(doc, content["application/json"]["schema"])["required"] == ["title", "description", "time_zone",
+                                                                                       "links"]
     assert api.get("/?f=json").headers["content-type"] == "application/json"
     assert api.get("/?f=html").headers["content-type"].startswith("text/html")
     assert api.get("/", headers={"Accept": "text/html"}).headers["content-type"].startswith("text/html")

@@ -185,3 +185,12 @@ def test_what_the_store_returns_can_be_edited_and_committed_again(store: Store, 
     bad = store.get("b000002") | {"colour": "red"}
     with pytest.raises(ValueError, match="colour"):
         store.commit([bad], message="bad")
+
+
+def test_a_store_keeps_its_time_zone(tmp_path) -> None:
+    s = Store.init(tmp_path / "s", time_zone="Asia/Shanghai")
+    assert s.time_zone == "Asia/Shanghai" and Store(tmp_path / "s").time_zone == "Asia/Shanghai"
+    assert Store.init(tmp_path / "t").time_zone is None
+    with pytest.raises(StoreError, match="'Mars/Olympus' is not an IANA time zone"):
+        Store.init(tmp_path / "u", time_zone="Mars/Olympus")
+    assert not (tmp_path / "u").exists()

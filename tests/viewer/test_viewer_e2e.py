@@ -388,12 +388,12 @@ def test_layer_drape_and_time_slider(viewer: Session) -> None:
     page.evaluate("window.twin.render()")
     before = _canvas_png(sess, "layer-before.png")
     label0 = page.inner_text("#time-label")
-    # the label is the bucket in the city's local time (Beijing, UTC+08:00: the API gives no zone, so it comes from
-    # the city's longitude), with the offset shown
+    # the label is the bucket in the city's local time (Beijing, UTC+08:00: the store's time zone, from the landing
+    # page), with the offset shown
     t0_utc = datetime.fromisoformat(info["t"].replace("Z", "+00:00"))
     assert label0 == f"{(t0_utc + timedelta(hours=8)):%Y-%m-%d %H:%M} (UTC+08:00)", (info["t"], label0)
     assert t0_utc.astimezone(UTC).hour == 16 and label0.endswith("00:00 (UTC+08:00)")  # midnight in Beijing
-    assert "UTC+08:00" in page.inner_text("#layer-info")
+    assert "times in Asia/Shanghai" in page.inner_text("#layer-info")
     # the drape lies on the terrain only: the buildings keep their exact (marker) colour, the ground changes
     diff = np.abs(before.astype(int) - bare.astype(int)).sum(axis=2)
     buildings = _erode(_marker_mask(bare), 1)

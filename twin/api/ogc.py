@@ -376,11 +376,13 @@ def link(href: str, rel: str, type_: str, title: str | None = None) -> dict[str,
     return out
 
 
-def landing(base: str, title: str, description: str) -> dict[str, Any]:
-    """The OGC landing page document: where the API description, conformance and collections are."""
+def landing(base: str, title: str, description: str, time_zone: str | None = None) -> dict[str, Any]:
+    """The OGC landing page document: where the API description, conformance and collections are, and the
+    city's time zone (None when the store does not say)."""
     return {
         "title": title,
         "description": description,
+        "time_zone": time_zone,
         "links": [
             link(f"{base}/?f=json", "self", JSON, "this document"),
             link(f"{base}/?f=html", "alternate", HTML, "this document as HTML"),

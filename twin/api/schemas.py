@@ -40,6 +40,7 @@ class Link(_Open):
 class LandingPage(BaseModel):
     title: str
     description: str
+    time_zone: str | None = Field(description="the city's IANA time zone (e.g. Asia/Shanghai), for local times")
     links: list[Link]
 
 

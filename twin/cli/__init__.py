@@ -76,11 +76,13 @@ _Stages = Stages
 
 
 @app.command()
-def init(store: Path = StoreOpt, crs: str = typer.Option(None, help="store CRS (default $TWIN_CRS, EPSG:4548)")):
+def init(store: Path = StoreOpt, crs: str = typer.Option(None, help="store CRS (default $TWIN_CRS, EPSG:4548)"),
+         time_zone: str = typer.Option(None, "--time-zone", help="the city's IANA time zone, e.g. Asia/Shanghai "
+                                                                  "(viewers show times in it)")):
     """Create an empty store (does nothing if one exists)."""
     from twin.store import Store
 
-    s = Store.init(_store_path(store), crs or get_settings().crs)
+    s = Store.init(_store_path(store), crs or get_settings().crs, time_zone=time_zone)
     console.print(f"store ready at [bold]{s.root}[/] (CRS {s.crs}, version {s.head()})")
 
 
@@ -384,7 +386,7 @@ def demo(
         manifest = generate(out, size=size, seed=seed,
                             progress=lambda stage, done: p.update(gen, completed=done,
                                                                   description=f"generate sample city: {stage}"))
-        s = Store.init(store, manifest.get("crs", settings.crs))
+        s = Store.init(store, manifest.get("crs", settings.crs), time_zone=manifest.get("time_zone"))
         files = [out / f["path"] for f in manifest["files"] if f["path"].startswith("sources/")]
         acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in manifest["files"]}
         c1 = ingest_paths(s, files, acquired=acquired, author=settings.author, progress=stages,

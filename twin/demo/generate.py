@@ -203,6 +203,7 @@ def generate(out_dir: Path, size: str = "small", seed: int = 7, progress: Progre
         "seed": seed,
         "size": spec.name,
         "crs": crs.CRS_NAME,
+        "time_zone": "Asia/Shanghai",
         "axis_order": "easting, northing (x, y)",
         "extent": [city.x0, city.y0, city.x0 + city.side, city.y0 + city.side],
         "extent_wgs84": [round(lon0, 6), round(lat0, 6), round(lon1, 6), round(lat1, 6)],

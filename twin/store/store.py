@@ -105,6 +105,7 @@ class Query:
         polygon: shapely.Geometry | str | None = None,
         types: Iterable[str] | None = None,
         ids: Iterable[str] | None = None,
+        exclude_ids: Iterable[str] | None = None,
         valid_at: datetime | None = None,
         valid_during: tuple[datetime | None, datetime | None] | None = None,
         classification_max: str | None = None,
@@ -140,6 +141,7 @@ class Query:
         self.polygon = polygon
         self.types = sorted(set(types)) if types is not None else None
         self.ids = sorted(set(ids)) if ids is not None else None
+        self.exclude_ids = sorted(set(exclude_ids)) if exclude_ids else None
         self.valid_at = valid_at
         self.valid_during = valid_during
         self.classification_max = classification_max
@@ -243,6 +245,7 @@ class Store:
         if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
             raise NotAStore(f"{meta}: unsupported store format {info.get('format')!r} v{info.get('format_version')}")
         self.crs: str = info["crs"]
+        self.time_zone: str | None = info.get("time_zone")  # the city's IANA zone, for local-time displays
         self._commits: dict[int, Commit] = {}
         self._segments: dict[int, str] = {}
         self._tables: dict[int, dict[str, dict[str, Any]]] = {}  # version -> table name -> {file, assets}
@@ -255,8 +258,10 @@ class Store:
 
     # ------------------------------------------------------------------ setup
     @classmethod
-    def init(cls, root: Path | str, crs: str = "EPSG:4548", exist_ok: bool = True) -> Store:
-        """Create an empty store (idempotent when ``exist_ok``).
+    def init(cls, root: Path | str, crs: str = "EPSG:4548", exist_ok: bool = True,
+             time_zone: str | None = None) -> Store:
+        """Create an empty store (idempotent when ``exist_ok``); ``time_zone``: the city's IANA time zone (e.g.
+        Asia/Shanghai), which viewers use to show times in local time.
 
         STORE.json is published last, so the store exists exactly when it does; a disk that refuses raises
         :class:`~twin.errors.StorageError` and every folder this call made is removed again."""
@@ -272,6 +277,13 @@ class Store:
             pyproj.CRS.from_user_input(crs)
         except pyproj.exceptions.CRSError as exc:
             raise StoreError(f"unknown CRS {crs!r}: {exc}") from exc
+        if time_zone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(time_zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise StoreError(f"time zone {time_zone!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
         made: list[Path] = []  # folders this call created, outermost first
         try:
             subs = [root / sub for sub in ("branches", "commits", "segments", "tmp")]
@@ -284,7 +296,8 @@ class Store:
                     made.append(d)
             write_json_atomic(
                 meta,
-                {"format": FORMAT, "format_version": FORMAT_VERSION, "crs": crs, "created": datetime.now(UTC)},
+                {"format": FORMAT, "format_version": FORMAT_VERSION, "crs": crs, "created": datetime.now(UTC),
+                 **({"time_zone": time_zone} if time_zone else {})},
                 root / "tmp",
             )
         except BaseException as exc:
@@ -734,6 +747,9 @@ class Store:
         if q.ids is not None:
             cand.append("c.id IN (SELECT unnest(?::VARCHAR[]))")
             params.append(q.ids)
+        if q.exclude_ids is not None:
+            cand.append("c.id NOT IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(q.exclude_ids)
         if join_ids:
             cand.append(f"c.id IN (SELECT id FROM {join_ids})")
         live = ["c.op <> 'remove'"]
@@ -800,6 +816,21 @@ class Store:
         sql, params = self._state_sql(branch, as_of, query or Query(), "digest", order=False)
         return {} if sql is None else dict(self._con.execute(sql, params).fetchall())
 
+    def all_classifications(self) -> set[str]:
+        """Every classification any row of any version and branch has held (what decides whether a reader below
+        the top clearance can share derived data, such as tilesets, with one who sees all)."""
+        self.refresh()
+        key = tuple(sorted(self._segments.items()))
+        cached = getattr(self, "_all_levels", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        files = [str(self.root / "segments" / f) for f in self._segments.values()]
+        levels = set() if not files else {r[0] for r in self._con.execute(
+            "SELECT DISTINCT classification FROM read_parquet([" + ", ".join(_sql_str(f) for f in files)
+            + "], union_by_name = true) WHERE op <> 'remove'").fetchall()}
+        self._all_levels = (key, levels)
+        return levels
+
     def classifications(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> set[str]:
         """The classifications among the live entities matching ``query`` (what a result derived from them
         inherits: the highest of them)."""
@@ -842,6 +873,7 @@ class Store:
         version = self.resolve_version(branch, as_of)
         q = restrict or Query(collection=collection, types=types)
         view = None if restrict is None else (restrict.classification_max, tuple(restrict.ids or ()),
+                                              tuple(restrict.exclude_ids or ()),
                                               restrict.polygon.wkb if restrict.polygon is not None else None)
         key = (branch, version, collection, tuple(q.types) if q.types is not None else None, view)
         with self._lock:

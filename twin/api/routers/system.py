@@ -34,7 +34,7 @@ def landing(request: Request, f: str | None = Q(None, description="json or html 
     the public base URL (``twin.api.middleware.PublicURL``), never the client's Host header."""
     if not ogc.wants_html(request.headers.get("accept"), f):
         base = str(request.base_url).rstrip("/")
-        return JSONDoc(ogc.landing(base, "twin", request.app.description))
+        return JSONDoc(ogc.landing(base, "twin", request.app.description, store.time_zone))
     return HTMLResponse(_landing_html(store))
 
 
