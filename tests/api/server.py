@@ -28,6 +28,7 @@ class Server:
     proc: subprocess.Popen
     stderr: Path
     started: float  # time.perf_counter() when the process was spawned
+    store: Path | None = None  # the store it serves
 
     def log_lines(self) -> list[str]:
         return self.stderr.read_text().splitlines()
@@ -64,7 +65,7 @@ def serve(store: Path, tmp: Path, env: dict[str, str] | None = None, args: tuple
                                 stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     try:
         wait_for_port(port, proc, stderr)
-        yield Server(f"http://127.0.0.1:{port}", port, proc, stderr, started)
+        yield Server(f"http://127.0.0.1:{port}", port, proc, stderr, started, Path(store))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -99,3 +100,26 @@ def raw_get(port: int, path: str, headers: dict[str, str] | None = None,
     if "content-length" in out:
         body = body[: int(out["content-length"])]
     return int(status_line.split()[1]), out, body
+
+
+def key_for(store: Path, name: str = "test-admin", role: str = "admin", clearance: str = "secret") -> str:
+    """An API key of principal ``name`` in ``store`` (made on first use; a running server sees it at once)."""
+    from twin.security import principals
+    from twin.store import Store
+
+    cache = _KEYS.setdefault(str(Path(store).resolve()), {})
+    if name not in cache:
+        s = Store(store)
+        try:
+            cache[name] = principals.new_key(s, name)
+        except Exception:  # noqa: BLE001 - not there yet
+            cache[name] = principals.add(s, name, [role], clearance)[1]
+    return cache[name]
+
+
+def auth(store: Path, **kwargs: str) -> dict[str, str]:
+    """The Authorization header of :func:`key_for`'s principal."""
+    return {"Authorization": f"Bearer {key_for(store, **kwargs)}"}
+
+
+_KEYS: dict[str, dict[str, str]] = {}

@@ -127,13 +127,14 @@ def test_the_access_log_is_one_json_line_per_request(proxied: Server) -> None:
     before = len(_json_lines(proxied, 0, 0))
     secret = {"Authorization": "Bearer s3cret-token", "Cookie": "session=s3cret-cookie",
               "X-Forwarded-For": "203.0.113.7"}
-    ok = httpx.get(proxied.base + "/health?token=s3cret-query", headers=secret)
+    ok = httpx.get(proxied.base + "/health?token=s3cret-query", headers=secret)  # an invalid bearer: a 401
     missing = httpx.get(proxied.base + "/collections/nope")
     too_big, _, _ = raw_get(proxied.port, "/health", {"X-Padding": "a" * 100_000})
-    assert (ok.status_code, missing.status_code, too_big) == (200, 404, 431)
+    assert (ok.status_code, missing.status_code, too_big) == (401, 404, 431)
+    assert ok.headers["www-authenticate"].startswith("Bearer") and "s3cret" not in ok.text
     lines = _json_lines(proxied, before + 3)[before:]
     assert [(x["method"], x["path"], x["status"]) for x in lines] == [
-        ("GET", "/health", 200), ("GET", "/collections/nope", 404), ("GET", "/health", 431)]
+        ("GET", "/health", 401), ("GET", "/collections/nope", 404), ("GET", "/health", 431)]
     assert lines[0]["bytes"] == len(ok.content) and lines[1]["bytes"] == len(missing.content)
     assert lines[0]["client"] == "203.0.113.7"  # the trusted proxy's X-Forwarded-For
     assert lines[1]["client"] == "127.0.0.1"

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.server import Server, serve
+from tests.api.server import Server, auth, serve
 from tests.conftest import ROOT, make_buildings
 from twin.store import Store
 
@@ -47,7 +47,7 @@ def server(store_root: Path, tmp_path_factory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def api(server: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.base, timeout=30) as c:
+    with httpx.Client(base_url=server.base, timeout=30, headers=auth(server.store)) as c:
         yield c
 
 
@@ -321,7 +321,7 @@ def test_callbacks_reach_the_subscriber(api: httpx.Client) -> None:
 def test_owslib_round_trip(server: Server) -> None:
     from owslib.ogcapi.processes import Processes
 
-    p = Processes(server.base)  # OWSLib sends Accept: */* and gets JSON
+    p = Processes(server.base, headers=auth(server.store))  # OWSLib sends Accept: */* and gets JSON
     assert "sleepy" in {x["id"] for x in p.processes()}
     assert p.process("sleepy")["inputs"]["factor"]["schema"]["maximum"] == 100
     doc = p.execute("sleepy", inputs={})  # OWSLib then sends no inputs at all: the defaults
@@ -338,7 +338,7 @@ def test_owslib_round_trip(server: Server) -> None:
 def test_restart_fails_the_lost_job_and_resumes_the_queued_one(tmp_path: Path) -> None:
     root = _store(tmp_path / "store")
     with serve(root, tmp_path / "one", ENV) as one:
-        with httpx.Client(base_url=one.base, timeout=30) as api:
+        with httpx.Client(base_url=one.base, timeout=30, headers=auth(root)) as api:
             lost = submit(api, {"steps": 200, "step_s": 0.1})
             queued = submit(api, {"steps": 1, "factor": 41})
             until(lambda: api.get(f"/jobs/{lost['jobID']}").json()["progress"] > 0)  # the simulator runs
@@ -348,7 +348,8 @@ def test_restart_fails_the_lost_job_and_resumes_the_queued_one(tmp_path: Path) -
         one.proc.wait()
         until(lambda: gone(pid), timeout=5)
     assert job_file(root, lost["jobID"])["status"] == "running"  # as the dead server left it
-    with serve(root, tmp_path / "two", ENV) as two, httpx.Client(base_url=two.base, timeout=30) as api:
+    with serve(root, tmp_path / "two", ENV) as two, httpx.Client(base_url=two.base, timeout=30,
+                                                                 headers=auth(root)) as api:
         listed = {j["jobID"]: j for j in api.get("/jobs").json()["jobs"]}
         assert {lost["jobID"], queued["jobID"]} <= set(listed)
         failed = api.get(f"/jobs/{lost['jobID']}").json()
@@ -364,7 +365,8 @@ def test_a_second_server_on_the_store_dismisses_a_job_the_first_runs(api: httpx.
     job = submit(api, {"steps": 200, "step_s": 0.1, "factor": 51})
     until(lambda: api.get(f"/jobs/{job['jobID']}").json()["progress"] > 0)
     pid = job_file(store_root, job["jobID"])["pid"]
-    with serve(store_root, tmp_path, ENV) as other, httpx.Client(base_url=other.base, timeout=30) as api2:
+    with serve(store_root, tmp_path, ENV) as other, httpx.Client(base_url=other.base, timeout=30,
+                                                                 headers=auth(store_root)) as api2:
         assert api2.get(f"/jobs/{job['jobID']}").json()["status"] == "running"  # seen, not started twice
         t0 = time.monotonic()
         assert api2.delete(f"/jobs/{job['jobID']}").json()["status"] == "dismissed"

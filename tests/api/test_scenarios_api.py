@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from data_models import Road
-from tests.api.server import serve
+from tests.api.server import auth, serve
 from tests.conftest import make_buildings, square
 from twin.pipeline.build import build
 from twin.store import Store
@@ -29,7 +29,8 @@ def server(tmp_path_factory):
     s.commit([*make_buildings(16), road], message="city")
     build(s, only=["layers"])
     with serve(tmp / "store", tmp) as srv:
-        with httpx.Client(base_url=srv.base, timeout=60) as client:
+        with httpx.Client(base_url=srv.base, timeout=60, headers=auth(tmp / "store", name="planner",
+                                                                       role="analyst")) as client:
             yield client, s
 
 
@@ -80,6 +81,7 @@ def test_errors(server) -> None:
     client, s = server
     assert client.post("/scenarios", json={"name": "errs", "id": "errs"}).status_code == 201
     client.post("/scenarios/errs/edits", json={"kind": "add_building", "building": {**TOWER, "id": "t2"}})
+    onlooker = auth(s.root, name="onlooker", role="viewer")
     before = _latest(s)
     cases = [
         (client.post("/scenarios", json={"name": "again", "id": "errs"}), 409, "'errs' exists"),
@@ -98,6 +100,11 @@ def test_errors(server) -> None:
         (client.get("/scenarios/nope"), 404, "unknown scenario 'nope'"),
         (client.get("/scenarios/errs/diff", params={"layer": "nope"}), 404, "'nope'"),
         (client.get("/scenarios/errs/diff", params={"f": "xml"}), 400, "f"),
+        # a viewer (and anyone without credentials) may read scenarios, not change them
+        (client.post("/scenarios", json={"name": "mine"}, headers={"Authorization": ""}), 401, "Authorization"),
+        (httpx.post(str(client.base_url).rstrip("/") + "/scenarios", json={"name": "mine"}), 403, "edit permission"),
+        (client.post("/scenarios/errs/edits", json={"kind": "close_road", "road_id": "road-1"},
+                     headers=onlooker), 403, "'onlooker'"),
     ]
     for r, status, text in cases:
         assert r.status_code == status, (r.request.url, r.text)

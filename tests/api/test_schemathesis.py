@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.config import SchemathesisConfig
 
-from tests.api.server import serve
+from tests.api.server import auth, serve
+from twin.store import Query, Store
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance, checks.max_response_time]
@@ -30,12 +31,22 @@ CONFIG = {
 }
 
 
+SECRET_IDS: set[str] = set()  # the confidential buildings of the served store
+ADMIN: dict[str, str] = {}  # the admin's Authorization header
+
+
 @pytest.fixture(scope="module")
 def api_schema(built_city, tmp_path_factory):
     """The OpenAPI document of a server over a copy of the demo store: the write routes (scenarios, processes)
-    commit, and the shared store stays read-only for the other tests."""
+    commit, and the shared store stays read-only for the other tests. Every 7th building of the copy is made
+    confidential, and an admin exists, so the run is made both anonymously and as the admin."""
     tmp = tmp_path_factory.mktemp("schemathesis")
     shutil.copytree(built_city["store"], tmp / "store")
+    s = Store(tmp / "store")
+    hidden = [{**b, "classification": "confidential"} for b in s.features(query=Query(types=["Building"]))[::7]]
+    s.commit(hidden, message="some buildings are confidential")
+    SECRET_IDS.update(b["id"] for b in hidden)
+    ADMIN.update(auth(tmp / "store"))
     with serve(tmp / "store", tmp) as server:
         yield schemathesis.openapi.from_url(f"{server.base}/openapi.json",
                                             config=SchemathesisConfig.from_dict(CONFIG))
@@ -55,4 +66,19 @@ def _node_id(request) -> None:
 @settings(max_examples=50, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck),
           database=None)
 def test_every_operation_answers_as_documented(case) -> None:
-    case.call_and_validate(checks=CHECKS, timeout=30)
+    """Anonymously (the caller's own generated credentials, if any, are kept): as documented, and no byte of a
+    confidential building in any answer."""
+    response = case.call_and_validate(checks=CHECKS, timeout=30)
+    leaked = [i for i in SECRET_IDS if i in response.text and i not in str(case.path_parameters or {})
+              and i not in str(case.query or {}) and i not in str(case.body or "")]
+    if "authorization" not in {k.lower() for k in (case.headers or {})} and \
+            "x-api-key" not in {k.lower() for k in (case.headers or {})}:
+        assert not leaked, (case.method, case.formatted_path, leaked[:3])
+
+
+@schema.parametrize()
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)
+def test_every_operation_answers_as_documented_for_an_admin(case) -> None:
+    """With an admin's key: the write and admin routes are exercised past their role checks."""
+    case.call_and_validate(checks=CHECKS, timeout=30, headers=ADMIN)

@@ -100,6 +100,10 @@ def _workspace(tmp: Path, built_city: dict) -> dict[str, str]:
     env.update(TWIN_STORE=str(tmp / "twin-store"), TWIN_DEMO_DIR=str(tmp / "demo-city"),
                TWIN_CACHE_DIR=str(tmp / "cache"), CURL_HOME=str(tmp),
                PATH=f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}")
+    from tests.api.server import key_for
+
+    # the API key the docs call $TWIN_API_KEY: an analyst's, as `twin user add NAME --role analyst` prints one
+    env["TWIN_API_KEY"] = key_for(tmp / "twin-store", name="docs-analyst", role="analyst")
     return env
 
 

@@ -91,3 +91,16 @@ def test_writes_need_the_right_role(store: Store) -> None:
     assert analyst.commit([bs[0].model_copy(update={"height": 1.0})], message="edit", branch="scenario-x")
     admin = GuardedStore(store, _principal("secret", roles=(Role.admin,)))
     assert admin.commit([bs[1].model_copy(update={"height": 2.0})], message="fix") is not None
+
+
+def test_what_is_hidden_now_stays_hidden_in_earlier_versions(store: Store) -> None:
+    """A building classified confidential today is not readable through as_of of the version it was public in,
+    nor listed in that version's changelog."""
+    bs = make_buildings(4)
+    store.commit(bs, message="all public")
+    store.commit([bs[0].model_copy(update={"classification": "confidential"})], message="reclassified")
+    g = GuardedStore(store, _principal("public"))
+    assert {f["id"] for f in g.features(as_of=1)} == {b.id for b in bs[1:]}
+    assert g.get(bs[0].id, as_of=1) is None and g.count(as_of=1) == 3
+    assert bs[0].id not in {r["id"] for r in g.changelog(1)} and g.history(bs[0].id) == []
+    assert GuardedStore(store, _principal("confidential")).get(bs[0].id, as_of=1) is not None

@@ -117,15 +117,17 @@ def test_tower_scenario_over_http_with_owslib(city: Store, tmp_path: Path) -> No
     import httpx
     from owslib.ogcapi.processes import Processes
 
-    from tests.api.server import serve
+    from tests.api.server import auth, serve
 
-    with serve(city.root, tmp_path / "serve") as srv, httpx.Client(base_url=srv.base, timeout=120) as api:
+    analyst = auth(city.root, name="analyst", role="analyst")
+    with serve(city.root, tmp_path / "serve") as srv, \
+            httpx.Client(base_url=srv.base, timeout=120, headers=analyst) as api:
         r = api.post("/scenarios", json={"name": "tower", "id": "tower"})
         assert r.status_code == 201 and r.headers["location"].endswith("/scenarios/tower")
         r = api.post("/scenarios/tower/edits", json={"kind": "add_building",
                                                      "building": TOWER.model_dump(mode="json")})
         assert r.status_code == 201 and len(r.json()["edits"]) == 1
-        p = Processes(srv.base)
+        p = Processes(srv.base, headers=analyst)
         assert "sunlight" in {x["id"] for x in p.processes()}
         assert "step_min" in p.process("sunlight")["inputs"]
         params = {**PARAMS, "ground": True, "ground_cell_m": 4.0}  # with the ground raster, for the GIS check

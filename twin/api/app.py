@@ -19,11 +19,14 @@ from starlette.concurrency import run_in_threadpool
 
 from twin import __version__
 from twin.api import middleware, openapi, warm
+from twin.api.auth import AuditTrail
 from twin.api.ogc import JSONDoc
+from twin.api.routers import auth as auth_router
 from twin.api.routers import features, history, imagery, layers, processes, runs, scenarios, system, tiles, viewer
 from twin.api.routers.apidocs import router as apidocs_router
 from twin.config import Settings, get_settings
 from twin.errors import TABLE, Status, TwinError, storage_error
+from twin.security.audit import AuditLog
 from twin.store import Store
 
 log = logging.getLogger("twin.api")
@@ -42,6 +45,8 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
         timings = await run_in_threadpool(warm.warm, app.state.store)
         log.info("warm-up (ms): %s", timings)
         yield
+        if app.state.audit is not None:
+            app.state.audit.close()  # signs the unsigned tail when the server has the audit key
 
     app = FastAPI(
         title="twin",
@@ -52,11 +57,20 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
         redoc_url=None,
     )
     app.state.store = Store(store_path)
+    app.state.settings = settings
+    app.state.audit = None
+
+    def audit_log() -> AuditLog:
+        """The store's audit log, opened on first use (with its signing key when this machine has it)."""
+        if app.state.audit is None:
+            app.state.audit = AuditLog.open(app.state.store.root, settings.secrets_dir)
+        return app.state.audit
 
     @app.exception_handler(TwinError)
     async def _twin_error(_: Request, exc: TwinError) -> JSONDoc:
         """Any store, source, layer, tile or imagery error: the status of its row in ``twin.errors.TABLE``."""
-        return JSONDoc({"detail": str(exc)}, status_code=exc.answer.http)
+        headers = {"WWW-Authenticate": 'Bearer realm="twin"'} if exc.answer.http == 401 else None
+        return JSONDoc({"detail": str(exc)}, status_code=exc.answer.http, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_: Request, exc: RequestValidationError) -> JSONDoc:
@@ -83,7 +97,9 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
     app.include_router(viewer.router)
     app.include_router(apidocs_router)
     app.include_router(scenarios.router)
+    app.include_router(auth_router.router)
     openapi.install(app)
+    app.add_middleware(AuditTrail, get_log=audit_log)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     middleware.install(app, public_url=settings.public_url, default_url=f"http://{host}:{settings.port}",
                        trusted_proxies=settings.trusted_proxy_list, cors_origins=settings.cors_origin_list,

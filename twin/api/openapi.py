@@ -7,7 +7,10 @@ parameters and dependencies (so no router has to repeat it), every operation doc
 - 400 when it takes parameters (a malformed one, request validation included, names the parameter);
 - 404 when it has path parameters or reads a ``branch`` / ``as_of`` (unknown branch, version, item, tile …);
 - 503 when it reads the store (busy, the disk refuses, the DuckDB spatial extension is missing);
-- 431 on every route (request headers over the bound of ``twin.api.middleware.HeaderLimit``).
+- 431 on every route (request headers over the bound of ``twin.api.middleware.HeaderLimit``);
+- 401 when it authenticates the caller (credentials given but not valid; no credentials is the anonymous
+  principal, so every such operation's security list also holds ``{}``: credentials are optional);
+- 403 when it writes, or is an admin route (the principal's roles do not allow it).
 
 A route that declares one of these itself (``responses=``) keeps its description and media types.
 """
@@ -23,12 +26,15 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from twin.api.auth import principal
 from twin.api.deps import get_store
 from twin.api.schemas import EXTRA_MODELS
 from twin.errors import TABLE, Status
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorDetail"}
-BAD_INPUT, NOT_FOUND, UNAVAILABLE = (TABLE[s].http for s in (Status.bad_input, Status.not_found, Status.unavailable))
+BAD_INPUT, NOT_FOUND, UNAVAILABLE, UNAUTHORIZED, FORBIDDEN = (TABLE[s].http for s in (
+    Status.bad_input, Status.not_found, Status.unavailable, Status.unauthorized, Status.forbidden))
+_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 TOO_LARGE = 431
 # query parameters that name something which may not exist
 _NAMING = {"branch", "as_of", "compare_branch", "compare_as_of"}
@@ -37,6 +43,9 @@ DESCRIPTIONS = {
     NOT_FOUND: "Not Found: an unknown branch, version, collection, item, entity, layer, asset or tile",
     UNAVAILABLE: "Service Unavailable: the store is busy, its disk refuses, or a component is missing; retry later",
     TOO_LARGE: "Request Header Fields Too Large: the request's headers exceed the server's bound",
+    UNAUTHORIZED: "Unauthorized: the credentials given are not valid (malformed, unknown, expired, revoked or of "
+                  "a disabled principal); without credentials the caller is anonymous",
+    FORBIDDEN: "Forbidden: the principal's roles do not allow this (e.g. a viewer editing a scenario)",
 }
 
 
@@ -71,7 +80,9 @@ def document(app: FastAPI, generated: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
-            for code in errors_of(route):
+            if op.get("security") and {} not in op["security"]:
+                op["security"].append({})  # credentials are optional: none is the anonymous principal
+            for code in errors_of(route, method):
                 declared = responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
                 if not declared.get("content"):
                     declared["content"] = {"application/json": {"schema": dict(ERROR_REF)}}
@@ -95,11 +106,16 @@ def api_routes(app: FastAPI) -> Iterator[Any]:
             yield ctx
 
 
-def errors_of(route: Any) -> list[int]:
-    """The error statuses a route can answer, from its parameters and whether it reads the store."""
+def errors_of(route: Any, method: str = "GET") -> list[int]:
+    """The error statuses a route can answer, from its parameters, whether it reads the store and whether it
+    writes."""
     params = _params(route.dependant)
     names = {p.alias for p in params["query"]}
     out = [TOO_LARGE]
+    if _depends_on(route.dependant, principal):
+        out.append(UNAUTHORIZED)
+        if method.upper() in _WRITES or route.path_format.startswith("/admin/"):
+            out.append(FORBIDDEN)
     if any(params.values()):
         out.append(BAD_INPUT)
     if params["path"] or names & _NAMING:
@@ -124,4 +140,8 @@ def _params(dep: Dependant) -> dict[str, list]:
 
 
 def _reads_store(dep: Dependant) -> bool:
-    return dep.call is get_store or any(_reads_store(d) for d in dep.dependencies)
+    return _depends_on(dep, get_store)
+
+
+def _depends_on(dep: Dependant, call: Any) -> bool:
+    return dep.call is call or any(_depends_on(d, call) for d in dep.dependencies)

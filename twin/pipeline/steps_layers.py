@@ -21,6 +21,14 @@ SENSOR_RES = [7, 8, 9]
 
 
 
+def _level(*groups: list[dict[str, Any]]):
+    """The highest classification among the objects and assets a layer is computed from: the layer carries it."""
+    from data_models import Classification
+
+    found = {str(o.get("classification") or "public") for g in groups for o in g}
+    return max((Classification(c) for c in found), key=lambda c: c.rank, default=Classification.public)
+
+
 def step_layers(ctx: BuildContext) -> None:
     """The standard H3 layers of what the store holds: green and impervious fraction, building volume, a
     population proxy, and hourly sensor layers (station cells and an interpolated PM2.5 surface)."""
@@ -30,9 +38,10 @@ def step_layers(ctx: BuildContext) -> None:
 
     crs, top = ctx.store.crs, max(STATIC_RES)
 
-    def add(name: str, values: pa.Table, lineage: list[str], **spec: Any) -> None:
+    def add(name: str, values: pa.Table, lineage: list[str], inputs: tuple, **spec: Any) -> None:
         if values.num_rows:
-            ctx.layers.append((LayerSpec(name=name, lineage=sorted(set(lineage)), **spec), values))
+            ctx.layers.append((LayerSpec(name=name, lineage=sorted(set(lineage)), classification=_level(*inputs),
+                                         **spec), values))
 
     images = multispectral(ctx)
     if images:
@@ -40,7 +49,7 @@ def step_layers(ctx: BuildContext) -> None:
         transform, _, img_crs = image_grid(img["path"])
         nd = indices.ndvi(read_bands(img["path"], ["red", "nir"], bands_option=img["properties"]["bands"]))
         green = np.ma.MaskedArray((np.ma.getdata(nd) >= GREEN_NDVI).astype(np.uint8), mask=np.ma.getmaskarray(nd))
-        add("green-fraction", rasters.class_fraction_values(green, transform, img_crs, top, 1), [img["id"]],
+        add("green-fraction", rasters.class_fraction_values(green, transform, img_crs, top, 1), [img["id"]], ([img],),
             variable="green_fraction", unit="1", kind="intensive", aggregation="area_weighted_mean",
             resolutions=STATIC_RES, description=f"share of area with NDVI >= {GREEN_NDVI} in the newest image")
     cover = ctx.of_type("LandCover")
@@ -49,7 +58,8 @@ def step_layers(ctx: BuildContext) -> None:
         lineage = [p["source_asset_id"] for e in cover[:1] for p in e.get("provenance", [])]
         values = blayers.impervious_values(geoms, [e["cover_class"] for e in cover], crs, res=top)
         if values.num_rows:
-            ctx.layers.append((blayers.spec(blayers.IMPERVIOUS, lineage), values))
+            ctx.layers.append((blayers.spec(blayers.IMPERVIOUS, lineage).model_copy(
+                update={"classification": _level(cover)}), values))
     standing = [b for b in standing_footprints(ctx) if blayers.is_standing(b)]
     if standing:
         geoms = np.asarray([ctx.geometry(b) for b in standing], dtype=object)
@@ -59,7 +69,8 @@ def step_layers(ctx: BuildContext) -> None:
         for name, values in ((blayers.VOLUME, blayers.volume_values(geoms, height, crs, res=top)),
                              (blayers.POPULATION, blayers.population_values(geoms, height, resid, crs, res=top))):
             if values.num_rows:
-                ctx.layers.append((blayers.spec(name, lineage), values))
+                ctx.layers.append((blayers.spec(name, lineage).model_copy(
+                    update={"classification": _level(standing)}), values))
     series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get(OBSERVATIONS_TABLE, ())]
     stations = ctx.of_type("Sensor")
     if series and stations:
@@ -68,19 +79,20 @@ def step_layers(ctx: BuildContext) -> None:
         lineage = [a["id"] for a in series]
         if "pm25" in have:
             add("pm25-hourly", sensors.station_values(obs, stations, crs, "pm25", max(SENSOR_RES), 3600), lineage,
-                variable="pm25", unit="ug/m3", kind="intensive", aggregation="mean", resolutions=SENSOR_RES,
-                time_bucket="1h", description="hourly mean PM2.5 at the monitoring stations' cells")
+                (series, stations), variable="pm25", unit="ug/m3", kind="intensive", aggregation="mean",
+                resolutions=SENSOR_RES, time_bucket="1h", description="hourly mean PM2.5 at the monitoring stations' "
+                                                                      "cells")
             area = polygons.candidate_cells(np.asarray([ctx.geometry(e) for e in cover or standing_footprints(ctx)],
                                                        dtype=object), crs, max(SENSOR_RES))
             surface = interpolate_surface(sensors.station_series(obs, stations, crs, "pm25", 3600), area, "idw")
             meta = surface.metadata
-            add("pm25-idw", surface.values, lineage, variable="pm25", unit="ug/m3", kind="intensive",
-                aggregation="mean", resolutions=SENSOR_RES, time_bucket="1h",
+            add("pm25-idw", surface.values, lineage, (series, stations), variable="pm25", unit="ug/m3",
+                kind="intensive", aggregation="mean", resolutions=SENSOR_RES, time_bucket="1h",
                 description=f"hourly PM2.5 interpolated by {meta['method']} over the city; leave-one-out CV MAE "
                             f"{meta['cv_mae']:.2f} ug/m3, RMSE {meta['cv_rmse']:.2f}, {meta['n_stations']} stations")
         if "vehicles" in have:
             add("traffic-hourly", sensors.station_values(obs, stations, crs, "vehicles", max(SENSOR_RES), 3600),
-                lineage, variable="vehicles", unit="1/h", kind="intensive", aggregation="mean",
+                lineage, (series, stations), variable="vehicles", unit="1/h", kind="intensive", aggregation="mean",
                 resolutions=SENSOR_RES, time_bucket="1h", description="hourly vehicle counts at the counting stations")
     ctx.report["layers"] = [spec.name for spec, _ in ctx.layers]
 

@@ -780,8 +780,9 @@ class AuditLog:
         paging. Lines that are not records are skipped here (``verify`` reports them)."""
         if limit is not None and limit < 0:
             raise BadInput(f"limit must be ≥ 0, got {limit}")
-        lo = _rfc3339(parse_time(since)) if since is not None else None
-        hi = _rfc3339(parse_time(until)) if until is not None else None
+        lo_t, hi_t = parse_time(since), parse_time(until)  # None (or an empty string): no bound
+        lo = _rfc3339(lo_t) if lo_t is not None else None
+        hi = _rfc3339(hi_t) if hi_t is not None else None
         if limit == 0 or not self.log_path.is_file():
             return iter(())
         return self._read(lo, hi, principal, action, limit, after, before, newest_first)

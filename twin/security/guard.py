@@ -43,10 +43,16 @@ class GuardedStore:
         self.area = shapely.geometry.shape(principal.area.model_dump()) if principal.area is not None else None
         self._area_digest = (hashlib.sha256(self.area.wkb).hexdigest()[:16] if self.area is not None else None)
         self._area_cells: dict[int, np.ndarray] = {}
+        # non-public objects read through this guard (collection -> ids), for the one audit record of a request;
+        # bulk rows (layer cells, run results) are reached through their owner's record, which is counted here
+        self.touched: dict[str, set[str]] = {}
+        self.writes: list[str] = []  # commit messages of the writes made through this guard
+        self._hidden: dict[tuple[str, int, str], list[str]] = {}
 
     # ----------------------------------------------------------------- what passes through unchanged
     root = property(lambda self: self._store.root)
     crs = property(lambda self: self._store.crs)
+    time_zone = property(lambda self: self._store.time_zone)
     _con = property(lambda self: self._store._con)
 
     def refresh(self) -> None:
@@ -78,6 +84,13 @@ class GuardedStore:
         """True when the principal sees everything (top clearance, no area, admin): reads need no rewriting."""
         return self.principal.clearance == Classification.secret and self.area is None
 
+    def tile_view(self) -> str | None:
+        """The tileset view of this principal: None when it sees everything the store has ever held (its
+        clearance covers every classification in the store and it has no area limit), else :attr:`view`."""
+        if self.area is None and self._store.all_classifications() <= set(self.levels):
+            return None
+        return self.view
+
     @property
     def view(self) -> str:
         """A name for what this principal sees, for caches of derived data (tilesets): the clearance, plus the
@@ -85,9 +98,26 @@ class GuardedStore:
         return self.principal.clearance.value + (f"-area-{self._area_digest}" if self._area_digest else "")
 
     # ----------------------------------------------------------------- reads
-    def restrict(self, query: Query | None) -> Query:
-        """``query`` narrowed to what the principal may see."""
+    def _hidden_now(self, branch: str, collection: str) -> list[str]:
+        """Ids whose state at the branch head the principal may not see: they stay hidden in every earlier version
+        too (a building classified confidential today is not readable through ``as_of`` of when it was public)."""
+        head = self._store.head(branch)
+        key = (branch, head, collection)
+        if key not in self._hidden:
+            everything = set(self._store.digests(branch, head, Query(collection=collection)))
+            self._hidden[key] = sorted(everything - set(self._store.digests(branch, head, self.restrict(
+                Query(collection=collection)))))
+        return self._hidden[key]
+
+    def restrict(self, query: Query | None, branch: str = MAIN, as_of: Any = None) -> Query:
+        """``query`` narrowed to what the principal may see (at ``as_of`` on ``branch``: an earlier version also
+        leaves out what is hidden at the head)."""
         q = copy(query or Query())
+        if as_of is not None and not self.unrestricted and q.collection != PRINCIPALS and \
+                self._store.resolve_version(branch, as_of) != self._store.head(branch):
+            hidden = self._hidden_now(branch, q.collection)
+            if hidden:
+                q.exclude_ids = sorted(set(q.exclude_ids or ()) | set(hidden))
         if q.collection == PRINCIPALS and not allows(self.principal, Permission.admin):
             q.ids = [_NOTHING]
             return q
@@ -103,23 +133,31 @@ class GuardedStore:
                 q.polygon = area
         return q
 
+    def _note(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in rows:
+            if r.get("classification", "public") != "public" or r["_store"]["collection"] == PRINCIPALS:
+                self.touched.setdefault(r["_store"]["collection"], set()).add(r["id"])
+        return rows
+
     def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
-        return self._store.features(branch, as_of, self.restrict(query))
+        return self._note(self._store.features(branch, as_of, self.restrict(query, branch, as_of)))
 
     def count(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> int:
-        return self._store.count(branch, as_of, self.restrict(query))
+        return self._store.count(branch, as_of, self.restrict(query, branch, as_of))
 
     def page(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> Page:
-        return self._store.page(branch, as_of, self.restrict(query))
+        page = self._store.page(branch, as_of, self.restrict(query, branch, as_of))
+        self._note(page.rows)
+        return page
 
     def table(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> pa.Table:
-        return self._store.table(branch, as_of, self.restrict(query))
+        return self._store.table(branch, as_of, self.restrict(query, branch, as_of))
 
     def digests(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> dict[str, str]:
-        return self._store.digests(branch, as_of, self.restrict(query))
+        return self._store.digests(branch, as_of, self.restrict(query, branch, as_of))
 
     def classifications(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> set[str]:
-        return self._store.classifications(branch, as_of, self.restrict(query))
+        return self._store.classifications(branch, as_of, self.restrict(query, branch, as_of))
 
     def get(self, entity_id: str, branch: str = MAIN, as_of: Any = None, collection: str = CITY) -> dict | None:
         rows = self.features(branch, as_of, Query(collection=collection, ids=[entity_id]))
@@ -128,7 +166,7 @@ class GuardedStore:
     def extents(self, branch: str = MAIN, as_of: Any = None, collection: str = CITY,
                 types: Iterable[str] | None = None):
         return self._store.extents(branch, as_of, collection, types, restrict=self.restrict(Query(
-            collection=collection, types=types)) if not self.unrestricted else None)
+            collection=collection, types=types), branch, as_of) if not self.unrestricted else None)
 
     def visible(self, collection: str, ids: Iterable[str], branch: str = MAIN, as_of: Any = None) -> set[str]:
         """Which of ``ids`` the principal sees at a version."""
@@ -146,6 +184,7 @@ class GuardedStore:
         if last is None or not self._row_visible(last):
             return []
         removals = [r for r in rows if r["_store"]["op"] == "remove"]
+        self._note(shown)
         return sorted(shown + removals, key=lambda r: r["_store"]["version"])
 
     def _row_visible(self, row: dict[str, Any]) -> bool:
@@ -176,7 +215,7 @@ class GuardedStore:
         """Ids of the assets, layers and runs whose table rows the principal sees."""
         out: set[str] = set()
         for c in _TABLE_OWNERS:
-            out |= set(self._store.digests(branch, as_of, self.restrict(Query(collection=c))))
+            out |= set(self._store.digests(branch, as_of, self.restrict(Query(collection=c), branch, as_of)))
         return out
 
     def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
@@ -238,7 +277,10 @@ class GuardedStore:
             self.require(Permission.edit, "editing a scenario")
         else:
             self.require(Permission.ingest, f"writing to branch {branch!r}")
-        return self._store.commit(put, remove, **kwargs)
+        commit = self._store.commit(put, remove, **kwargs)
+        if commit is not None:
+            self.writes.append(f"v{commit.version} on {commit.branch}: {commit.message}")
+        return commit
 
     def create_branch(self, name: str, *args: Any, **kwargs: Any):
         self.require(Permission.edit if name.startswith("scenario-") else Permission.ingest,

@@ -79,26 +79,34 @@ def _new_key() -> tuple[str, ApiKey]:
 
 
 def read_area(path: Path) -> dict[str, Any]:
-    """A polygon from a GeoJSON file (a geometry, a Feature or a FeatureCollection of polygons, in the store CRS),
-    checked to be a valid (Multi)Polygon."""
+    """The area of a GeoJSON file (see :func:`parse_area`); errors name the file."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BadInput(f"{path}: cannot read the area as GeoJSON: {exc}") from None
-    geoms = ([f.get("geometry") for f in doc.get("features", [])] if doc.get("type") == "FeatureCollection"
+    return parse_area(doc, str(path))
+
+
+def parse_area(doc: Any, what: str = "area") -> dict[str, Any]:
+    """A polygon from GeoJSON (a geometry, a Feature or a FeatureCollection of polygons, in the store CRS), checked
+    to be a valid, non-empty (Multi)Polygon; errors start with ``what``."""
+    if not isinstance(doc, dict):
+        raise BadInput(f"{what}: not a GeoJSON object")
+    geoms = ([f.get("geometry") for f in doc.get("features", []) if isinstance(f, dict)]
+             if doc.get("type") == "FeatureCollection"
              else [doc.get("geometry")] if doc.get("type") == "Feature" else [doc])
     try:
         shapes = [shapely.geometry.shape(g) for g in geoms if g]
-    except (AttributeError, KeyError, TypeError, ValueError, shapely.errors.GEOSException) as exc:
-        raise BadInput(f"{path}: not a GeoJSON geometry: {exc}") from None
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, shapely.errors.GEOSException) as exc:
+        raise BadInput(f"{what}: not a GeoJSON geometry: {exc}") from None
     if not shapes or any(s.geom_type not in ("Polygon", "MultiPolygon") for s in shapes):
-        raise BadInput(f"{path}: the area must be one or more Polygons or MultiPolygons")
+        raise BadInput(f"{what}: the area must be one or more Polygons or MultiPolygons")
     bad = [shapely.is_valid_reason(s) for s in shapes if not s.is_valid]
     if bad:
-        raise BadInput(f"{path}: the area is not a valid polygon: {bad[0]}")
+        raise BadInput(f"{what}: the area is not a valid polygon: {bad[0]}")
     area = shapely.union_all(shapes)
     if area.is_empty or area.area <= 0:
-        raise BadInput(f"{path}: the area is empty")
+        raise BadInput(f"{what}: the area is empty")
     return shapely.geometry.mapping(area)
 
 

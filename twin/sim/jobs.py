@@ -266,6 +266,36 @@ def read(root: Path, job_id: str) -> dict[str, Any]:
         raise UnknownJob(f"no job {job_id!r}; GET /jobs lists them") from None
 
 
+def _principal_id(store: Any) -> str | None:
+    """Who submits: the guarded store's principal (None: a local, unguarded caller)."""
+    p = getattr(store, "principal", None)
+    return None if p is None else p.id
+
+
+def _owned(job: dict[str, Any], owner: str | None) -> dict[str, Any]:
+    """``job`` when ``owner`` (None: anyone) submitted it; else as unknown as a job that does not exist."""
+    if owner is not None and job.get("principal") != owner:
+        raise UnknownJob(f"no job {job['jobID']!r}; GET /jobs lists them")
+    return job
+
+
+def _runner_store(store: Store, principal_id: str | None) -> Any:
+    """The store a job's worker reads: behind the guard of the principal that submitted it, as that principal is
+    now (disabled or gone: the job fails, it does not run with more rights than its submitter has)."""
+    if principal_id is None or principal_id == "principal-local":
+        return store
+    from twin.errors import Unauthorized
+    from twin.security import principals as P
+    from twin.security.guard import GuardedStore
+
+    if principal_id == P.ANONYMOUS.id:
+        return GuardedStore(store, P.ANONYMOUS)
+    p = next((p for p in P.principals(store) if p.id == principal_id), None)
+    if p is None or p.disabled:
+        raise Unauthorized(f"the job's principal {principal_id!r} is gone or disabled")
+    return GuardedStore(store, p)
+
+
 def _write(root: Path, job: dict[str, Any]) -> None:
     """Write a job record atomically (temporary file, then rename)."""
     tmp = _dir(root) / ".tmp"
@@ -419,6 +449,11 @@ class JobManager:
         """Validate an execute request (unknown process 404; bad inputs, outputs or subscriber 400, before
         anything is written) and queue the job; the new record."""
         sim = process(process_id)
+        require = getattr(store, "require", None)  # a GuardedStore: the caller must be allowed to run simulations
+        if require is not None:
+            from twin.security.roles import Permission
+
+            require(Permission.simulate, f"running process {process_id!r}")
         if not isinstance(inputs, dict):
             raise BadInput("inputs: must be an object of input id -> value")
         inputs = {k: _unwrap(v) for k, v in inputs.items()}
@@ -439,29 +474,31 @@ class JobManager:
                "finished": None, "updated": now, "inputs": inputs, "parameters": p.model_dump(mode="json"),
                "branch": branch, "version": version, "scenario": scenario, "outputs": wanted,
                "subscriber": hooks, "base": base, "run_id": None, "error": None, "error_status": None,
-               "pid": None, "pid_start": None}
+               "pid": None, "pid_start": None, "principal": _principal_id(store)}
         with _locked(self.root):
             _write(self.root, job)
         self.tick()
         return read(self.root, job_id)
 
     # ---- reading
-    def get(self, job_id: str) -> dict[str, Any]:
-        """One job's record (the scheduler's view is refreshed first, so a lost worker shows as failed)."""
-        job = read(self.root, job_id)
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        """One job's record (the scheduler's view is refreshed first, so a lost worker shows as failed);
+        ``owner``: only a job this principal submitted (another's is unknown to it)."""
+        job = _owned(read(self.root, job_id), owner)
         if job["status"] == RUNNING and not _alive(job):
             self.tick()
             job = read(self.root, job_id)
         return job
 
     def list(self, status: list[str] | None = None, process_id: list[str] | None = None,
-             limit: int | None = None) -> list[dict[str, Any]]:
-        """Jobs, newest first, of the given statuses and processes."""
+             limit: int | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first, of the given statuses and processes (and of ``owner`` only, when given)."""
         bad = [s for s in status or [] if s not in STATES]
         if bad:
             raise BadInput(f"status: unknown status {', '.join(map(repr, bad))}; statuses: {', '.join(STATES)}")
         jobs = [j for j in self._all() if (not status or j["status"] in status)
-                and (not process_id or j["processID"] in process_id)]
+                and (not process_id or j["processID"] in process_id)
+                and (owner is None or j.get("principal") == owner)]
         jobs.sort(key=lambda j: (j["created"], j["jobID"]), reverse=True)
         return jobs[:limit] if limit else jobs
 
@@ -505,11 +542,11 @@ class JobManager:
             await asyncio.sleep(poll_s)
 
     # ---- dismissing
-    def dismiss(self, job_id: str) -> dict[str, Any]:
+    def dismiss(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
         """Stop an accepted or running job (its worker is gone when this returns; nothing of it is committed) and
         mark it dismissed; a finished job is a :class:`JobFinished` (409)."""
         with _locked(self.root):
-            job = read(self.root, job_id)
+            job = _owned(read(self.root, job_id), owner)
             if job["status"] in (SUCCESSFUL, FAILED):
                 raise JobFinished(f"job {job_id} already finished ({job['status']}); only accepted or running jobs "
                                   "can be dismissed")
@@ -736,6 +773,7 @@ def work(root: str, job_id: str) -> None:
     threading.Thread(target=beat, daemon=True).start()
     store = Store(root_p)
     try:
+        store = _runner_store(store, job.get("principal"))
         run = engine.run(store, job["processID"], job["parameters"], branch=job["branch"], as_of=job["version"],
                          progress=progress, run_id=f"run-{job_id[:12]}", scenario_id=job.get("scenario"))
     except Exception as exc:  # noqa: BLE001 - every failure is the job's outcome

@@ -274,7 +274,8 @@ def to_entities(ctx: ReadContext, file_crs: str, props: list[dict], geoms: list[
         if eid in seen:
             raise ctx.fail(f"{where}feature {i}: duplicate id {eid!r}")
         seen.add(eid)
-        fields, attrs = _fields(etype, p)
+        level = _feature_level(p, ctx.classification, ctx, f"{where}feature {i} ({eid})")
+        fields, attrs = _fields(etype, {k: v for k, v in p.items() if k != "classification"})
         if bgt_theme:
             attrs["bgt_theme"] = bgt_theme
         if etype == "road" and bgt_theme and "road_class" not in fields:
@@ -290,10 +291,26 @@ def to_entities(ctx: ReadContext, file_crs: str, props: list[dict], geoms: list[
             fields["water_class"] = str(p["class"])
         try:
             out.append(_CLASSES[etype](id=eid, geometry=shapely.geometry.mapping(g), attributes=attrs,
-                                       provenance=prov, classification=ctx.classification, **fields))
+                                       provenance=prov, classification=level, **fields))
         except ValidationError as exc:
             raise ctx.fail(f"{where}feature {i} ({eid}): {exc.errors()[0]['msg']}") from None
     return out
+
+
+def _feature_level(props: dict[str, Any], given: str, ctx: Any, where: str) -> str:
+    """A feature's classification: its own ``classification`` property when it has one, never below the one the
+    ingest gives the whole file (a delivery marks its sensitive features; the ingest cannot lower them)."""
+    from data_models import Classification
+
+    own = props.get("classification")
+    if own is None or str(own).strip() == "":
+        return given
+    try:
+        mine = Classification(str(own).strip().lower())
+    except ValueError:
+        raise ctx.fail(f"{where}: classification {own!r} is not one of "
+                       f"{', '.join(c.value for c in Classification)}") from None
+    return max(mine, Classification(given), key=lambda c: c.rank).value
 
 
 def _repair(g: shapely.Geometry) -> shapely.Geometry:

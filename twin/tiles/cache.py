@@ -109,14 +109,21 @@ class TileCache:
         self.hint = ""  # added to a storage error's message: what to do about it
         self.workers = workers
         self.last_build: Any = None  # the BuildResult of the latest buildings build (tests, the CLI)
+        # a principal who may not see everything gets tilesets of its own, under views/<view> of every root: a
+        # public tileset has no confidential building in any tile, and no tile of another view is reachable
+        view = getattr(store, "tile_view", lambda: None)()
+        self.view = view
+        if view is not None and self.root is not None:
+            self.root = self.root / "views" / view
 
     @classmethod
     def serving(cls, store: Store, cache_dir: Path | None, not_built: str = "") -> TileCache:
         """A server's cache: reads ``<store>/tiles/`` (never writes there) and builds what is missing into
         ``cache_dir``; with ``cache_dir`` None, a missing tileset is a :class:`TilesetNotBuilt` saying ``not_built``."""
         cache = cls(store)
-        cache.shared = [store.root / "tiles"]
-        cache.root = Path(cache_dir) if cache_dir is not None else None
+        views = Path("views", cache.view) if cache.view is not None else Path()
+        cache.shared = [store.root / "tiles" / views]
+        cache.root = Path(cache_dir) / views if cache_dir is not None else None
         cache.not_built = not_built or "this server has no cache directory"
         cache.hint = f"set TWIN_CACHE_DIR to a writable folder, or {BUILD_AHEAD}"
         return cache

@@ -181,6 +181,13 @@ def get_jobs(store: Store = Depends(get_store)) -> jobs.JobManager:
     return jobs.manager(store.root, get_settings().jobs_max)
 
 
+def _owner(store: Any) -> str | None:
+    """Whose jobs the caller sees and may dismiss: its own, or every job for an admin."""
+    from twin.security.roles import Permission, allows
+
+    return None if allows(store.principal, Permission.admin) else store.principal.id
+
+
 def _base(request: Request) -> str:
     """The public base URL, without a trailing slash."""
     return str(request.base_url).rstrip("/")
@@ -258,10 +265,10 @@ def list_jobs(request: Request, f: str | None = _F,
               status: list[str] | None = Q(None, description="only jobs of these statuses (repeat the parameter)",
                                            json_schema_extra={"items": {"type": "string", "enum": list(jobs.STATES)}}),
               processID: list[str] | None = Q(None, description="only jobs of these processes"),  # noqa: N803
-              manager: jobs.JobManager = Depends(get_jobs)) -> Response:
-    """The jobs of every API process of the store, newest first."""
+              manager: jobs.JobManager = Depends(get_jobs), store: Store = Depends(get_store)) -> Response:
+    """The caller's jobs (an admin's: every job), newest first."""
     base = _base(request)
-    found = manager.list(status=list(status or []), process_id=processID, limit=limit)
+    found = manager.list(status=list(status or []), process_id=processID, limit=limit, owner=_owner(store))
     doc = {"jobs": [jobs.status_info(j, base) for j in found],
            "links": [jobs._link(f"{base}/jobs", "self", "application/json", "the jobs"),
                      jobs._link(f"{base}/jobs?f=html", "alternate", "text/html", "the jobs as HTML")]}
@@ -271,9 +278,10 @@ def list_jobs(request: Request, f: str | None = _F,
 @router.get("/jobs/{jobId}", response_class=JSONDoc, response_model=StatusInfo,
             responses={200: {"content": _HTML}, **_NO_JOB})
 def job_status(request: Request, jobId: str = _JOB, f: str | None = _F,  # noqa: N803
-               manager: jobs.JobManager = Depends(get_jobs)) -> Response:
+               manager: jobs.JobManager = Depends(get_jobs), store: Store = Depends(get_store)) -> Response:
     """A job's status, progress (0–100) and message; links to its results once successful."""
-    return _answer(request, f, jobs.status_info(manager.get(jobId), _base(request)), f"Job {jobId}")
+    return _answer(request, f, jobs.status_info(manager.get(jobId, _owner(store)), _base(request)),
+                   f"Job {jobId}")
 
 
 @router.get("/jobs/{jobId}/results", response_class=JSONDoc, response_model=Results, responses={
@@ -283,14 +291,15 @@ def job_status(request: Request, jobId: str = _JOB, f: str | None = _F,  # noqa:
 def job_results(request: Request, jobId: str = _JOB, manager: jobs.JobManager = Depends(get_jobs),  # noqa: N803
                 store: Store = Depends(get_store)) -> JSONDoc:
     """A successful job's results (result-not-ready while it is accepted or running; a failed job's error)."""
-    return JSONDoc(jobs.results(store, manager.get(jobId), _base(request)))
+    return JSONDoc(jobs.results(store, manager.get(jobId, _owner(store)), _base(request)))
 
 
 @router.delete("/jobs/{jobId}", response_class=JSONDoc, response_model=StatusInfo, responses={
     **_NO_JOB, 409: {"description": "the job already finished (successful or failed)", "model": OGCException}})
-def dismiss_job(request: Request, jobId: str = _JOB, manager: jobs.JobManager = Depends(get_jobs)) -> JSONDoc:  # noqa: N803
+def dismiss_job(request: Request, jobId: str = _JOB, manager: jobs.JobManager = Depends(get_jobs),  # noqa: N803
+                store: Store = Depends(get_store)) -> JSONDoc:
     """Dismiss an accepted or running job: its worker is stopped (gone within 2 s) and nothing is committed."""
-    return JSONDoc(jobs.status_info(manager.dismiss(jobId), _base(request)))
+    return JSONDoc(jobs.status_info(manager.dismiss(jobId, _owner(store)), _base(request)))
 
 
 # ---------------------------------------------------------------------------------------------- HTML
