@@ -13,9 +13,9 @@ from .conftest import tree_hashes
 def test_bad_size_raises(tmp_path):
     with pytest.raises(ValueError) as e:
         generate(tmp_path, size="huge")
-    for name in ("small", "medium", "large"):
+    for name in ("tiny", "small", "medium", "large"):
         assert name in str(e.value)
-    assert set(SIZES) == {"small", "medium", "large"}
+    assert set(SIZES) == {"tiny", "small", "medium", "large"}
 
 
 def test_same_seed_is_byte_identical_and_other_seed_differs(city, tmp_path):
