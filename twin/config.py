@@ -6,7 +6,7 @@ import getpass
 import ipaddress
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
                           "own worker process); more wait as accepted and start as running ones finish")
     auth: bool = Field(default=True, description="authenticate API requests (API keys, tokens; no credentials: "
                        "public data only); 0 makes every caller the local admin, refused beyond a loopback address")
+    api_key: SecretStr | None = Field(default=None, description="an API key: the CLI's exports then read only what "
+                                      "its principal may see (default: the local admin, who reads the store's files)")
     secrets_dir: Path | None = Field(default=None, description="where this machine keeps the server's keys, never "
                                      "inside a store (the token signing secret, the audit signing key), one file "
                                      "per store; default $XDG_CONFIG_HOME/twin or ~/.config/twin")

@@ -66,6 +66,15 @@ def _open(store: Path | None):
     return Store(_store_path(store))
 
 
+def _open_as(store: Path | None):
+    """The store as the principal of ``$TWIN_API_KEY`` (what it may see only), else as the local admin; reads are
+    tracked for the audit record of an export."""
+    from twin.security.session import open_store
+
+    key = get_settings().api_key
+    return open_store(_store_path(store), key.get_secret_value() if key is not None else None)
+
+
 def _progress(stderr: bool = False) -> Progress | LineProgress:
     """Progress on stdout, or on stderr when stdout carries a result (``--json``): bars in a terminal, timed lines
     in a log."""
@@ -302,7 +311,12 @@ def export_cityjson(
     box = [float(v) for v in bbox.split(",")] if bbox else None
     if box is not None and len(box) != 4:
         raise typer.BadParameter("--bbox needs four numbers: minx,miny,maxx,maxy")
-    n = run_export(_open(store), out, bbox=box, lods=lod or None, branch=branch, as_of=as_of)
+    s = _open_as(store)
+    n = run_export(s, out, bbox=box, lods=lod or None, branch=branch, as_of=as_of)
+    from twin.security.session import audit_export
+
+    audit_export(s, "cityjson", {"out": str(out), "bbox": box, "lods": lod or None, "branch": branch,
+                                 "as_of": as_of}, n["buildings"], get_settings().secrets_dir)
     console.print(f"wrote {n['buildings']} buildings ({n['vertices']} vertices) to [bold]{out}[/]")
 
 
