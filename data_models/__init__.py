@@ -64,7 +64,7 @@ from .scenarios import (
     ScenarioEdit,
     parse_edit,
 )
-from .security import ApiKey, Principal, PrincipalKind, Role
+from .security import PROTECTED_FIELDS, ApiKey, Policy, Principal, PrincipalKind, Role
 from .sources import TERRAIN_PRODUCT_IDS, TERRAIN_PRODUCTS, Extent, Sha256, SourceAsset, SourceKind
 from .tables import (
     LAYER_VALUES,
@@ -81,7 +81,9 @@ from .tables import (
 
 __all__ = [
     # security
+    "PROTECTED_FIELDS",
     "ApiKey",
+    "Policy",
     "Principal",
     "PrincipalKind",
     "Role",

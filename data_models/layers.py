@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .common import Classification, Slug, TwinModel
+from .security import Policy
 
 __all__ = [
     "LayerSpec",
@@ -106,6 +107,9 @@ class LayerSpec(TwinModel):
     )
     lineage: list[str] = Field(default_factory=list, description="ids of source assets / layers / runs used")
     classification: Classification = Classification.public
+    public_form: Policy | None = Field(default=None, description="how a public form of the layer is made for "
+                                       "principals below its classification (twin.security.generalise); None: "
+                                       "there is none, the layer does not exist for them")
     description: str = ""
 
     @field_validator("resolutions")

@@ -9,8 +9,10 @@ import json
 import time
 from pathlib import Path
 
+import h3
 import httpx
 import jwt
+import pyproj
 import pytest
 import shapely
 
@@ -25,7 +27,7 @@ from twin.security.audit import AuditLog
 from twin.store import Query, Store
 
 LEVELS = list(Classification)
-AREA = shapely.box(447_990, 3_000_000, 448_045, 5_000_000)  # the first three columns of the 6×6 grid
+AREA = shapely.box(446_000, 4_420_000, 448_045, 4_436_000)  # west of the 6×6 grid and its first 3 columns
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +252,50 @@ def test_the_audit_log_verifies_and_finds_tampering(city) -> None:
     finally:
         path.write_text(original)
     assert log.verify().ok
+
+
+def test_a_layer_above_clearance_is_served_in_its_declared_public_form_only(city) -> None:
+    """Layers carry the highest classification of their inputs (here secret: the buildings include secret ones);
+    one declares a public form: a public caller gets it at one coarse resolution with cells under k observations
+    left out, an area-limited one inside its area only; a layer without a public form does not exist for them."""
+    from twin.layers.registry import Layers
+    from twin.store import LAYERS
+
+    s, base, keys = city["store"], city["srv"].base, city["keys"]
+    specs = {x["id"]: x for x in s.features(query=Query(collection=LAYERS))}
+    assert specs and {x["classification"] for x in specs.values()} == {"secret"}
+    name, other = sorted(specs)[:2]
+    spec = specs[name]
+    target = sorted(spec["resolutions"])[-2]  # coarser than the finest
+    policy = {"name": "coarse", "res": target, "k_min": 2, "source_max": "secret"}
+    s.commit([{**spec, "public_form": policy}], message="a public form")
+    listed = {x["name"]: x for x in httpx.get(f"{base}/layers").json()}
+    assert set(listed) == {name} and listed[name]["resolutions"] == [target]
+    assert listed[name]["classification"] == "public" and listed[name]["lineage"] == []
+    before = len(_audit(city))
+    rows = httpx.get(f"{base}/layers/{name}/cells").json()
+    raw = Layers(s).query(name, res=target).to_pylist()
+    want = {(r["cell"], r["t"]): r for r in raw if r["count"] >= 2}
+    assert rows and len(rows) == len(want) and all(r["count"] >= 2 for r in rows)
+    assert any(r["count"] < 2 for r in raw) or len(raw) == len(rows)
+    assert httpx.get(f"{base}/layers/{name}/cells", params={"res": max(spec["resolutions"])}).status_code == \
+        (400 if max(spec["resolutions"]) != target else 200)
+    assert httpx.get(f"{base}/layers/{other}").status_code == 404
+    assert httpx.get(f"{base}/layers/{other}/cells").status_code == 404
+    records = _audit(city)[before:]
+    assert len(records) == 1 and records[0]["principal"] == "anonymous" and \
+        records[0]["target"]["ids"]["layers"] == [name]
+    # the area-limited viewer (confidential < secret) gets the public form inside its area only
+    mine = httpx.get(f"{base}/layers/{name}/cells", headers=_h(keys["viewer"]), params={"format": "geojson"}).json()
+    everyone = httpx.get(f"{base}/layers/{name}/cells", params={"format": "geojson"}).json()
+    def centre_inside(cell: str) -> bool:  # the rule, checked with h3 and pyproj directly
+        lat, lon = h3.cell_to_latlng(cell)
+        x, y = pyproj.Transformer.from_crs("EPSG:4326", s.crs, always_xy=True).transform(lon, lat)
+        return AREA.contains(shapely.Point(x, y))
+
+    cell_of = lambda f: f["properties"]["cell"]  # noqa: E731
+    assert {cell_of(f) for f in mine["features"]} == {cell_of(f) for f in everyone["features"]
+                                                      if centre_inside(cell_of(f))}
+    assert len(mine["features"]) < len(everyone["features"])
+    # the admin sees the layer itself, at every resolution
+    assert httpx.get(f"{base}/layers/{name}", headers=_h(keys["admin"])).json()["resolutions"] == spec["resolutions"]

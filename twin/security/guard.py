@@ -246,7 +246,16 @@ class GuardedStore:
     def area_cells(self, res: int) -> np.ndarray:
         """H3 cells (uint64) at ``res`` whose centres lie in the area limit."""
         if res not in self._area_cells:
-            wgs = geocrs.reproject(self.area, self.crs, "EPSG:4326")
+            # only where the store has data (plus a cell's width): an area far larger than the city costs nothing
+            boxes = [e.bbox for e in self._store.extents(MAIN).values()]
+            pad = 2 * h3.average_hexagon_edge_length(res, "m")
+            clip = shapely.box(min(b[0] for b in boxes) - pad, min(b[1] for b in boxes) - pad,
+                               max(b[2] for b in boxes) + pad, max(b[3] for b in boxes) + pad) if boxes else None
+            area = shapely.intersection(self.area, clip) if clip is not None else shapely.Polygon()
+            if area.is_empty or area.geom_type not in ("Polygon", "MultiPolygon"):
+                self._area_cells[res] = np.array([], dtype=np.uint64)
+                return self._area_cells[res]
+            wgs = geocrs.reproject(area, self.crs, "EPSG:4326")
             polys = list(wgs.geoms) if wgs.geom_type == "MultiPolygon" else [wgs]
             cells: list[int] = []
             for p in polys:

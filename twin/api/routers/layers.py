@@ -13,9 +13,11 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from data_models import LayerSpec
+from twin.api import public_forms
 from twin.api.deps import get_store
-from twin.layers.registry import Layers
+from twin.layers.registry import LayerNotFound, Layers
 from twin.products import formats
+from twin.security.guard import GuardedStore
 from twin.store import MAIN, Store
 
 router = APIRouter(prefix="/layers", tags=["layers"])
@@ -30,15 +32,23 @@ def _layers(store: Store = Depends(get_store)) -> Layers:
 
 
 @router.get("", response_model=list[LayerSpec], responses=_ERRORS)
-def list_layers(branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> list[LayerSpec]:
-    """Every layer of a branch (as of a version or time): name, variable, unit, aggregation, resolutions, lineage."""
-    return layers.list(branch, as_of)
+def list_layers(branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers),
+                store: GuardedStore = Depends(get_store)) -> list[LayerSpec]:
+    """Every layer of a branch (as of a version or time): name, variable, unit, aggregation, resolutions, lineage;
+    and the public forms of layers above the caller's clearance that declare one."""
+    return sorted([*layers.list(branch, as_of), *public_forms.specs(store, branch, as_of)], key=lambda s: s.name)
 
 
 @router.get("/{name}", response_model=LayerSpec, responses=_ERRORS)
-def get_layer(name: str, branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers)) -> LayerSpec:
-    """One layer's declaration."""
-    return layers.spec(name, branch, as_of)
+def get_layer(name: str, branch: str = MAIN, as_of: str | None = None, layers: Layers = Depends(_layers),
+              store: GuardedStore = Depends(get_store)) -> LayerSpec:
+    """One layer's declaration (of its public form, for a caller below its classification)."""
+    try:
+        return layers.spec(name, branch, as_of)
+    except LayerNotFound:
+        if (found := public_forms.spec(store, name, branch, as_of)) is None:
+            raise
+        return found
 
 
 _HEXAGONS = {"type": "object", "required": ["type", "features"], "properties": {
@@ -67,12 +77,18 @@ def layer_cells(
     compare_as_of: str | None = Query(None, description="add the value as of this version/time and the difference"),
     format: formats.Format = "json",
     layers: Layers = Depends(_layers),
+    store: GuardedStore = Depends(get_store),
 ) -> Response:
-    """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state."""
-    table = layers.query(
-        name, bbox=bbox, polygon=polygon or None, cells=cells.split(",") if cells else None, res=res, start=start,
-        end=end, bucket=bucket, branch=branch, as_of=as_of, compare_branch=compare_branch,
-        compare_as_of=compare_as_of,
-    )
+    """Cell values of a layer in an area and time range, at a resolution; optionally compared with another state.
+    A caller below the layer's classification gets its public form when it declares one."""
+    where = {"bbox": bbox, "polygon": polygon or None, "cells": cells.split(",") if cells else None, "start": start,
+             "end": end, "bucket": bucket, "branch": branch, "as_of": as_of}
+    try:
+        table = layers.query(name, res=res, compare_branch=compare_branch, compare_as_of=compare_as_of, **where)
+    except LayerNotFound:
+        table = public_forms.cells(store, name, res=res, compare=compare_branch is not None or
+                                   compare_as_of is not None, **where)
+        if table is None:
+            raise
     out = formats.encode(table, format)
     return Response(out.body, media_type=out.media_type)
