@@ -297,8 +297,9 @@ def read_plan(im: Image, z: int, x: int, y: int) -> ReadPlan | None:
     return _plan(pyramid(im), z, x, y)
 
 
-def render_tile(im: Image, z: int, x: int, y: int) -> bytes | None:
-    """The PNG of tile z/x/y (RGBA; transparent where the image has no data), or None outside the image.
+def render_tile(im: Image, z: int, x: int, y: int, area: Any = None) -> bytes | None:
+    """The PNG of tile z/x/y (RGBA; transparent where the image has no data, and outside ``area``, a shapely
+    polygon in Web Mercator metres: a reader's area limit), or None outside the image.
 
     Reads the window of :func:`read_plan` (at most ``MAX_READ_SIDE`` pixels a side) and area-averages it into the
     tile's Web Mercator grid, so the work is bounded by the tile size, not by the part of the image it covers."""
@@ -322,6 +323,11 @@ def render_tile(im: Image, z: int, x: int, y: int) -> bytes | None:
               dst_transform=transform_from_bounds(*mercator_bounds(z, x, y), TILESIZE, TILESIZE),
               dst_crs=_MERCATOR, dst_nodata=np.nan, resampling=Resampling.average)
     valid = ~np.isnan(out).any(axis=0)
+    if area is not None:
+        from rasterio.features import geometry_mask
+
+        valid &= geometry_mask([area], out_shape=(TILESIZE, TILESIZE), invert=True, all_touched=False,
+                               transform=transform_from_bounds(*mercator_bounds(z, x, y), TILESIZE, TILESIZE))
     rgb = stretch(np.nan_to_num(out), im.scales, im.offsets)
     rgb[:, ~valid] = 0
     return render(rgb, mask=np.where(valid, 255, 0).astype(np.uint8), img_format="PNG")

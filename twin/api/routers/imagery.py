@@ -9,6 +9,8 @@ of every tile is bounded in ``twin/tiles/imagery.py``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi import Query as Q
 from fastapi.responses import Response
@@ -16,6 +18,7 @@ from fastapi.responses import Response
 from twin.api import conditional, ogc
 from twin.api.deps import get_store
 from twin.api.ogc import JSONDoc, OGCError
+from twin.geo import crs as geocrs
 from twin.store import MAIN, Store
 from twin.tiles import imagery
 
@@ -106,6 +109,12 @@ def tilejson(request: Request, asset: str | None = _ASSET, datetime: str | None 
     })
 
 
+def _area_mercator(store: Any) -> Any:
+    """The reader's area limit in Web Mercator metres (None: no limit): pixels outside it are transparent."""
+    area = getattr(store, "area", None)
+    return None if area is None else geocrs.reproject(area, store.crs, "EPSG:3857")
+
+
 @router.get("/{z}/{x}/{y}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}, "description": "PNG tile (transparent outside the image)"},
                        304: {"description": "not modified (If-None-Match)"}, **_ERRORS})
@@ -121,10 +130,15 @@ def tile(request: Request, z: int, x: int, y: int, asset: str | None = _ASSET, d
     im = _choose(store, asset, datetime, branch, as_of)
     imagery.require_zoom(im, z)
 
+    area = _area_mercator(store)
+
     def png() -> bytes:
-        out = imagery.render_tile(im, z, x, y)
+        out = imagery.render_tile(im, z, x, y, area)
         return out if out is not None else imagery.transparent_png()
 
-    return conditional.respond(request, imagery.etag(im, z, x, y),
+    tag = imagery.etag(im, z, x, y)
+    if area is not None:  # an area-limited reader's tiles are its own
+        tag = f'{tag[:-1]}-{store.view}"'
+    return conditional.respond(request, tag,
                                {"Cache-Control": "public, max-age=86400" if asset else "public, max-age=60"},
                                "image/png", png)
