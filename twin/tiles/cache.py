@@ -165,6 +165,9 @@ class TileCache:
 
         Remembered per process: a (branch, version) state never changes, so later requests skip the asset query
         while the file is there."""
+        if kind in ("terrain", "pointcloud") and getattr(self.store, "area", None) is not None:
+            # rasters and point clouds are not clipped to a reader's area yet: not served rather than leaked
+            raise TileNotFound(f"the {kind} tileset is not available to a reader limited to an area")
         key = (self._key(), kind, branch, version)
         known = _KNOWN.get(key)
         if known is not None and known.exists():
