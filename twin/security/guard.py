@@ -10,6 +10,7 @@ new read path cannot bypass it by accident."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable
 from copy import copy
 from typing import Any
@@ -31,6 +32,9 @@ _AREA_COLLECTIONS = (CITY, ASSETS)
 # bulk tables keyed by an id of these collections (asset_id column); rows of an invisible one are absent
 _TABLE_OWNERS = (ASSETS, LAYERS, RUNS)
 _NOTHING = "\x00nothing"  # an id no entity has: a query that must match nothing
+# (store, branch, head, collection, view) -> ids hidden at the head: one state never changes, so shared by requests
+_HIDDEN: dict[tuple[str, str, int, str, str], list[str]] = {}
+_HIDDEN_LOCK = threading.Lock()
 
 
 class GuardedStore:
@@ -47,7 +51,6 @@ class GuardedStore:
         # bulk rows (layer cells, run results) are reached through their owner's record, which is counted here
         self.touched: dict[str, set[str]] = {}
         self.writes: list[str] = []  # commit messages of the writes made through this guard
-        self._hidden: dict[tuple[str, int, str], list[str]] = {}
 
     # ----------------------------------------------------------------- what passes through unchanged
     root = property(lambda self: self._store.root)
@@ -102,12 +105,18 @@ class GuardedStore:
         """Ids whose state at the branch head the principal may not see: they stay hidden in every earlier version
         too (a building classified confidential today is not readable through ``as_of`` of when it was public)."""
         head = self._store.head(branch)
-        key = (branch, head, collection)
-        if key not in self._hidden:
+        key = (str(self._store.root), branch, head, collection, self.view)
+        with _HIDDEN_LOCK:
+            found = _HIDDEN.get(key)
+        if found is None:
             everything = set(self._store.digests(branch, head, Query(collection=collection)))
-            self._hidden[key] = sorted(everything - set(self._store.digests(branch, head, self.restrict(
+            found = sorted(everything - set(self._store.digests(branch, head, self.restrict(
                 Query(collection=collection)))))
-        return self._hidden[key]
+            with _HIDDEN_LOCK:
+                if len(_HIDDEN) > 256:
+                    _HIDDEN.clear()
+                _HIDDEN[key] = found
+        return found
 
     def restrict(self, query: Query | None, branch: str = MAIN, as_of: Any = None) -> Query:
         """``query`` narrowed to what the principal may see (at ``as_of`` on ``branch``: an earlier version also
