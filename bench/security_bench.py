@@ -1,11 +1,14 @@
 """The cost of issue 14's security on the hot paths: the guard, the key check and the audit trail, side by side.
 
-Three `twin serve` processes of the same code over the same store, started in the same run:
+`twin serve` processes of the same code over the same store, all started in the same run:
 
 - **A** ``TWIN_AUTH=0``: security off (every caller is the local admin; the guard gives an unrestricted view);
 - **B** auth on, anonymous caller: the guard narrows every read to public data (no audit record: public only);
 - **C** auth on, an analyst key with clearance ``confidential`` (``Authorization: Bearer twin_…``): the key check,
-  the guard, and one hash-chained audit record per request that read non-public data.
+  the guard, and one hash-chained audit record per request that read non-public data;
+- **Z** (for reference, the floor of A) the same app with ``TWIN_AUTH=0``, the routers reading the Store itself
+  (``deps.get_store`` overridden: no GuardedStore) and no AuditTrail middleware, started from this script
+  (``--serve-raw``): about the code before issue 14.
 
 The store is the small demo city (generated, ingested and built into a temp dir), then one commit makes every 4th
 building ``confidential`` and the layer ``traffic-hourly`` ``internal``; the buildings tileset is built into the
@@ -14,14 +17,17 @@ store (as ``twin demo`` does); B's public tileset is built on its first request 
 records, as a server would), kept in a temp ``TWIN_SECRETS_DIR``.
 
 Paths: a features page ``/collections/buildings/items?limit=100``, a layer window (one day, res 9, the whole city)
-of the time layer ``pm25-idw`` (public), the same on ``traffic-hourly`` (internal: A and C only, B gets a 404), and
+of the time layer ``pm25-idw`` (public), the same on ``traffic-hourly`` (internal: not B, which gets a 404), and
 the buildings tile contents ``/tiles/main/latest/buildings/<uri>`` (every content URI of the tileset.json each
 variant is served, in turn). For each path and variant: p50 of sequential requests (one client, keep-alive) and
-requests/s with ``--clients`` concurrent clients (threads sharing one httpx client), after a warm-up. Repetitions
-are interleaved A, B, C, A, B, C … (the start rotates each round) so drift in the machine's load cancels; the
-figures are the median over rounds and the ratios B/A and C/A. One uvicorn worker per server (the machine has 2
-cores; only one server is loaded at a time). Also timed in-process: one ``AuditLog.append`` (with and without the
-signing key) and the argon2id check of a key (first use; later uses hit the in-memory cache).
+requests/s with ``--clients`` concurrent clients (threads sharing one httpx client), after a warm-up. Load drift
+(the machine may be busy) is cancelled by interleaving: the sequential requests alternate between the variants
+request by request, the concurrent load comes in short bursts taking turns Z, A, B, C, Z, A, B, C … (the start
+rotates each round);
+the figures pool the rounds (p50 of all latencies; all answers over all seconds) with their ratios to A. One
+uvicorn worker per server (the machine has 2 cores; only one server is loaded at a time). Also timed in-process:
+one ``AuditLog.append`` (with and without the signing key), the argon2id check of a key (first use; later uses hit
+the in-memory cache), and the layer query through a GuardedStore of each principal against the Store itself.
 
 Run: .venv/bin/python bench/security_bench.py [--rounds 5] [--seq-seconds 0.6] [--conc-seconds 1.0] [--clients 8]
 [--work DIR (kept and reused when prepared)]   (about 4 minutes on 2 cores; prints a Markdown table)
@@ -48,6 +54,7 @@ from fastapi import Request
 VARIANTS = ("Z", "A", "B", "C")
 LABELS = {"Z": "Z: no guard, no audit", "A": "A: TWIN_AUTH=0", "B": "B: anonymous", "C": "C: analyst key"}
 PUBLIC_LAYER, INTERNAL_LAYER = "pm25-idw", "traffic-hourly"
+SLICES = 4  # a round's concurrent load per path and variant comes in this many bursts, the variants taking turns
 DAY = {"start": "2024-06-01T00:00:00Z", "end": "2024-06-02T00:00:00Z", "res": "9"}
 
 
@@ -107,7 +114,9 @@ def start(variant: str, info: dict, cache: Path) -> tuple[subprocess.Popen, str]
     twin = str(Path(sys.executable).with_name("twin"))
     cmd = ([sys.executable, __file__, "--serve-raw"] if variant == "Z" else
            [twin, "serve", "--store", info["store"], "--port", str(port), "--workers", "1"])
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(cache.parent / f"server-{variant}.log", "wb") as log:  # a file: a pipe nobody reads could fill up
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log = cache.parent / f"server-{variant}.log"  # type: ignore[attr-defined]
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -115,7 +124,7 @@ def wait(base: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.log.read_text()[-2000:]}")
         try:
             if httpx.get(base + "/health", timeout=2).status_code == 200:
                 return
@@ -165,9 +174,28 @@ def sequential(client: httpx.Client, urls: list[str], seconds: float) -> list[fl
     return out
 
 
+def alternating(clients: dict[str, httpx.Client], per: dict[str, list[str]], seconds: float) -> dict[str, list[float]]:
+    """Sequential latencies (s) per variant, the variants taking turns request by request (Z, A, B, C, Z, …: one
+    request in flight at a time), for ``seconds`` per variant: load drift hits every variant alike."""
+    out: dict[str, list[float]] = {v: [] for v in per}
+    end = time.perf_counter() + seconds * len(per)
+    i = 0
+    while time.perf_counter() < end or i < max(len(u) for u in per.values()):
+        for v, urls in per.items():
+            url = urls[i % len(urls)]
+            t = time.perf_counter()
+            r = clients[v].get(url)
+            out[v].append(time.perf_counter() - t)
+            if r.status_code != 200:
+                raise RuntimeError(f"{v} {url}: HTTP {r.status_code} {r.text[:200]}")
+        i += 1
+    return out
+
+
 def concurrent(client: httpx.Client, pool: ThreadPoolExecutor, clients: int, urls: list[str],
-               seconds: float) -> float:
-    """Requests/s of ``clients`` threads fetching ``urls`` (each starting at its own offset) for ``seconds``."""
+               seconds: float) -> tuple[int, float]:
+    """Requests answered by ``clients`` threads fetching ``urls`` (each from its own offset) for ``seconds``, and
+    the seconds it took (until the last answer)."""
     end = time.perf_counter() + seconds
     errors: list[str] = []
 
@@ -186,7 +214,7 @@ def concurrent(client: httpx.Client, pool: ThreadPoolExecutor, clients: int, url
     elapsed = time.perf_counter() - t
     if errors:
         raise RuntimeError(errors[0])
-    return n / elapsed
+    return n, elapsed
 
 
 def content_uris(client: httpx.Client) -> list[str]:
@@ -309,7 +337,9 @@ def main() -> None:
         for v in VARIANTS:
             wait(bases[v], procs[v])
         headers = {"C": {"Authorization": f"Bearer {info['key']}"}}
-        limits = httpx.Limits(max_connections=a.clients, max_keepalive_connections=a.clients)
+        # idle connections are dropped after 1 s, before uvicorn's keep-alive timeout (5 s) closes them under a
+        # request (a server sits idle while the others are measured)
+        limits = httpx.Limits(max_connections=a.clients, max_keepalive_connections=a.clients, keepalive_expiry=1.0)
         clients = {v: httpx.Client(base_url=bases[v], headers=headers.get(v), limits=limits, timeout=600)
                    for v in VARIANTS}
         who = {v: clients[v].get("/auth/whoami").json() for v in VARIANTS}
@@ -342,16 +372,17 @@ def main() -> None:
                 time.sleep(0.05)
                 audit_lines[(name, v)] = _lines(audit_log) - n0
         seq: dict[tuple[str, str], list[float]] = {}
-        conc: dict[tuple[str, str], list[float]] = {}
+        conc: dict[tuple[str, str], list[tuple[int, float]]] = {}
         for r in range(a.rounds):
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
             for name, per in paths.items():
-                for v in order:
-                    if v not in per:
-                        continue
-                    seq.setdefault((name, v), []).extend(sequential(clients[v], per[v], a.seq_seconds))
-                    conc.setdefault((name, v), []).append(
-                        concurrent(clients[v], pool, a.clients, per[v], a.conc_seconds))
+                for v, lat in alternating(clients, {v: per[v] for v in order if v in per}, a.seq_seconds).items():
+                    seq.setdefault((name, v), []).extend(lat)
+                for _ in range(SLICES):
+                    for v in order:
+                        if v in per:
+                            conc.setdefault((name, v), []).append(
+                                concurrent(clients[v], pool, a.clients, per[v], a.conc_seconds / SLICES))
         pool.shutdown()
         for c in clients.values():
             c.close()
@@ -372,6 +403,11 @@ def main() -> None:
         audit = time_audit(tmp, page_ids)
         key = time_key(info)
         layer = time_layer_query(info)
+    except BaseException:
+        for v, p in procs.items():
+            if p.poll() is not None:
+                print(f"server {v} exited with {p.returncode}: {p.log.read_text()[-3000:]}", file=sys.stderr)
+        raise
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -385,19 +421,19 @@ def main() -> None:
     print(f"small demo city: {info['buildings']} buildings, {info['confidential']} made confidential, "
           f"{INTERNAL_LAYER} internal (prepared in {info['prepare_s']} s); principals: "
           + ", ".join(f"{v} = {who[v].get('name')} ({who[v].get('clearance')})" for v in VARIANTS))
-    print(f"{a.rounds} interleaved rounds; per round, path and variant: {a.seq_seconds} s sequential (1 client) and "
-          f"{a.conc_seconds} s with {a.clients} concurrent clients; `twin serve --workers 1` per variant; "
-          f"load phase {t_load:.0f} s, {os.cpu_count()} cores, load average before "
-          f"{load_before:.1f}\n")
-    print(f"| path | variant | bytes | audit records / request | p50 ms | p50 / A | req/s ({a.clients} clients) | "
-          "req/s / A |")
+    print(f"{a.rounds} rounds; per round, path and variant: {a.seq_seconds} s sequential (1 client, the variants "
+          f"alternating request by request) and {a.conc_seconds} s with {a.clients} concurrent clients (in {SLICES} "
+          f"bursts, in turn); `twin serve --workers 1` per variant; {t_load:.0f} s to the end of the load; "
+          f"{os.cpu_count()} cores, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after\n")
+    print(f"| path | variant | bytes (decoded) | audit records / request | p50 ms | p50 / A | "
+          f"req/s ({a.clients} clients) | req/s / A |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, per in paths.items():
         base_p50 = statistics.median(seq[(name, "A")])
-        base_rps = statistics.median(conc[(name, "A")])
+        base_rps = _rate(conc[(name, "A")])
         for v in per:
             p50 = statistics.median(seq[(name, v)])
-            rps = statistics.median(conc[(name, v)])
+            rps = _rate(conc[(name, v)])
             rp = "" if v == "A" else f"{p50 / base_p50:.2f}"
             rr = "" if v == "A" else f"{rps / base_rps:.2f}"
             rp, rr = (f"**{x}**" if x and v in ("B", "C") else x for x in (rp, rr))
@@ -410,6 +446,11 @@ def main() -> None:
           + ", ".join(f"{k} {val:.1f}" for k, val in layer.items()))
     print(f"API key: argon2id verification (first use) {key['argon2 ms']:.1f} ms; later uses (in-memory cache) "
           f"{key['cached us']:.0f} µs")
+
+
+def _rate(runs: list[tuple[int, float]]) -> float:
+    """Requests/s over all rounds together (every answer counted, not a median of short windows)."""
+    return sum(n for n, _ in runs) / sum(t for _, t in runs)
 
 
 def _lines(path: Path) -> int:

@@ -104,3 +104,19 @@ def test_what_is_hidden_now_stays_hidden_in_earlier_versions(store: Store) -> No
     assert g.get(bs[0].id, as_of=1) is None and g.count(as_of=1) == 3
     assert bs[0].id not in {r["id"] for r in g.changelog(1)} and g.history(bs[0].id) == []
     assert GuardedStore(store, _principal("confidential")).get(bs[0].id, as_of=1) is not None
+
+
+def test_reading_one_layer_notes_that_layer_only(store: Store) -> None:
+    """The layer registry reads every spec to answer; only what it gives the caller counts as read (the audit
+    must not name an internal layer for a read of a public one)."""
+    from twin.layers.registry import Layers
+
+    specs = [LayerSpec(name=f"layer-{c.value}", variable="height", unit="m", aggregation="max", resolutions=[10],
+                       classification=c) for c in (Classification.public, Classification.internal)]
+    store.commit(specs, message="layers")
+    g = GuardedStore(store, _principal("internal"))
+    Layers(g).spec("layer-public")
+    assert g.touched == {}
+    Layers(g).spec("layer-internal")
+    assert g.touched == {LAYERS: {"layer-internal"}}
+    assert [s.name for s in Layers(GuardedStore(store, _principal("public"))).list()] == ["layer-public"]

@@ -84,26 +84,30 @@ class Layers:
     def _specs(self, branch: str, as_of: Any) -> dict[str, LayerSpec]:
         """Every layer spec of a branch at a version, by name (read once per version, then remembered)."""
         version = self.store.resolve_version(branch, as_of)
+        key = (self.store.view_key, branch, version)  # a guarded store's view: what its principal may see
         with _specs_lock:
-            kept = _specs.setdefault(self.store, OrderedDict())
-            found = kept.get((branch, version))
+            kept = _specs.setdefault(self.store.base, OrderedDict())
+            found = kept.get(key)
             if found is not None:
-                kept.move_to_end((branch, version))
+                kept.move_to_end(key)
                 return found
-        found = {r["id"]: _spec(r) for r in self.store.features(branch, version, Query(collection=LAYERS))}
+        found = {r["id"]: _spec(r) for r in self.store.peek(branch, version, Query(collection=LAYERS))}
         with _specs_lock:
-            kept[(branch, version)] = found
+            kept[key] = found
             while len(kept) > _SPECS_KEPT:
                 kept.popitem(last=False)
         return found
 
     def list(self, branch: str = MAIN, as_of: Any = None) -> list[LayerSpec]:
-        return list(self._specs(branch, as_of).values())
+        out = list(self._specs(branch, as_of).values())
+        self.store.note(LAYERS, [(s.name, s.classification) for s in out])
+        return out
 
     def spec(self, name: str, branch: str = MAIN, as_of: Any = None) -> LayerSpec:
         specs = self._specs(branch, as_of)
         if name not in specs:
             raise LayerNotFound(f"unknown layer {name!r} on branch {branch!r}; layers: {', '.join(specs) or 'none'}")
+        self.store.note(LAYERS, [(name, specs[name].classification)])
         return specs[name]
 
     def query(

@@ -90,7 +90,7 @@ class GuardedStore:
     def tile_view(self) -> str | None:
         """The tileset view of this principal: None when it sees everything the store has ever held (its
         clearance covers every classification in the store and it has no area limit), else :attr:`view`."""
-        if self.area is None and self._store.all_classifications() <= set(self.levels):
+        if self.area is None and self.sees_every_level():
             return None
         return self.view
 
@@ -149,7 +149,27 @@ class GuardedStore:
         return rows
 
     def features(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
-        return self._note(self._store.features(branch, as_of, self.restrict(query, branch, as_of)))
+        return self._note(self.peek(branch, as_of, query))
+
+    @property
+    def base(self) -> Store:
+        """The store behind the guard (for caches shared by every view: key them with :attr:`view_key`)."""
+        return self._store
+
+    @property
+    def view_key(self) -> str | None:
+        return None if self.unrestricted else self.view
+
+    def peek(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
+        """What the principal may see, read to answer it but not (yet) given to it: not noted for the audit."""
+        return self._store.features(branch, as_of, self.restrict(query, branch, as_of))
+
+    def note(self, collection: str, given: Iterable[tuple[str, str]]) -> None:
+        """Objects of ``collection`` given to the principal, as (id, classification): the non-public ones are
+        counted for the audit."""
+        for oid, level in given:
+            if str(level) != "public":
+                self.touched.setdefault(collection, set()).add(oid)
 
     def count(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> int:
         return self._store.count(branch, as_of, self.restrict(query, branch, as_of))
@@ -220,16 +240,28 @@ class GuardedStore:
     def table_assets(self, name: str, branch: str = MAIN, as_of: Any = None) -> set[str]:
         return self._store.table_assets(name, branch, as_of) & self._owners(branch, as_of)
 
+    def sees_every_level(self) -> bool:
+        """Whether the principal's clearance covers every classification the store has ever held."""
+        return self._store.all_classifications() <= set(self.levels)
+
     def _owners(self, branch: str, as_of: Any) -> set[str]:
-        """Ids of the assets, layers and runs whose table rows the principal sees."""
-        out: set[str] = set()
-        for c in _TABLE_OWNERS:
-            out |= set(self._store.digests(branch, as_of, self.restrict(Query(collection=c), branch, as_of)))
-        return out
+        """Ids of the assets, layers and runs whose table rows the principal sees (once per state and view)."""
+        version = self._store.resolve_version(branch, as_of)
+        key = (str(self._store.root), branch, version, "owners", self.view)
+        with _HIDDEN_LOCK:
+            found = _HIDDEN.get(key)
+        if found is None:
+            out: set[str] = set()
+            for c in _TABLE_OWNERS:
+                out |= set(self._store.digests(branch, version, self.restrict(Query(collection=c), branch, version)))
+            found = sorted(out)
+            with _HIDDEN_LOCK:
+                _HIDDEN[key] = found
+        return set(found)
 
     def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
         inner = self._store.table_sql(name, branch, as_of)
-        if inner is None or self.unrestricted:
+        if inner is None or self.unrestricted or (self.area is None and self.sees_every_level()):
             return inner
         owners = sorted(self._owners(branch, as_of))
         con = self._store._con

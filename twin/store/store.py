@@ -816,6 +816,22 @@ class Store:
         sql, params = self._state_sql(branch, as_of, query or Query(), "digest", order=False)
         return {} if sql is None else dict(self._con.execute(sql, params).fetchall())
 
+    # What readers layered on top of the store ask of it; a guard (twin.security.guard.GuardedStore) answers
+    # them for its principal. ``base``: the store itself; ``view_key``: what the reader sees (None: everything);
+    # ``peek``: a read the store makes to answer its caller (not an access of the caller); ``note``: what the
+    # caller was given.
+    @property
+    def base(self) -> Store:
+        return self
+
+    view_key = None
+
+    def peek(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> list[dict[str, Any]]:
+        return self.features(branch, as_of, query)
+
+    def note(self, collection: str, given: Iterable[tuple[str, str]]) -> None:
+        """Nothing to note: the store itself keeps no account of its readers."""
+
     def all_classifications(self) -> set[str]:
         """Every classification any row of any version and branch has held (what decides whether a reader below
         the top clearance can share derived data, such as tilesets, with one who sees all)."""
