@@ -421,6 +421,7 @@ def demo(
 
 # sub-commands in their own modules (they import app, console and the helpers above)
 from twin.cli import audit as _audit  # noqa: E402,F401
+from twin.cli import keys as _keys  # noqa: E402,F401
 from twin.cli import scenario as _scenario  # noqa: E402,F401
 from twin.cli import sim as _sim  # noqa: E402,F401
 from twin.cli import user as _user  # noqa: E402,F401

@@ -54,6 +54,14 @@ ROW_SCHEMA = pa.schema(
 
 _LIFTED = ("id", "type", "geometry", "valid_from", "valid_to", "classification")
 
+# Rows of these levels are sealed (encrypted, docs/security_encryption.md) when the store encrypts; the others stay
+# plain Parquet for speed.
+SEALED_LEVELS = frozenset({"confidential", "secret"})
+# A stub is a plain row that says only "this id has a sealed version here": collection, id, version, its op as
+# ``sealed:<op>``, type and classification; no body, digest, bbox, time or geometry. It is written for the sealed rows
+# of ids already stored in clear, so that readers without the key do not take an older plain row for the live one.
+STUB = "sealed:"
+
 
 @dataclass(frozen=True)
 class Record:
@@ -195,6 +203,23 @@ def records_table(records: list[Record], ops: list[str], version: int) -> pa.Tab
         cols["digest"].append(r.digest if op != "remove" else None)
         cols["body"].append(r.body_json)
     return pa.table(cols, schema=ROW_SCHEMA)
+
+
+def stubs_table(stubs: list[tuple[str, str, str, str, str]], version: int) -> pa.Table:
+    """Stub rows (collection, id, op, type, classification) in ROW_SCHEMA, everything else null (see :data:`STUB`)."""
+    n = len(stubs)
+    cols: dict[str, Any] = {f.name: pa.nulls(n, f.type) for f in ROW_SCHEMA}
+    for i, name in enumerate(("collection", "id", "op", "type", "classification")):
+        cols[name] = pa.array([STUB + s[i] if name == "op" else s[i] for s in stubs], pa.string())
+    cols["version"] = pa.array([version] * n, pa.int64())
+    return pa.table(cols, schema=ROW_SCHEMA)
+
+
+def sealed_table(table: pa.Table) -> pa.Table:
+    """Rows in ROW_SCHEMA as a sealed segment holds them: sorted by collection and id, ``wkb`` named ``geometry``
+    (plain WKB: the columns and types a plain segment reads back with)."""
+    table = table.sort_by([("collection", "ascending"), ("id", "ascending")])
+    return table.rename_columns(["geometry" if n == "wkb" else n for n in table.column_names])
 
 
 def row_to_feature(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Layout of a store directory::
     branches/<name>.json    branch records (main is implicit until written)
     commits/<version>.json  one file per commit; a commit exists once this file exists
     segments/<version>.parquet  the entity rows written by that commit (GeoParquet)
+    segments/<version>.<key id>.sealed  its confidential and secret rows, encrypted (docs/security_encryption.md)
+    encryption.json         the id of the key the sealed files are encrypted with (never the key)
     tmp/                    files being written; never read
     .lock                   writers' advisory lock
 
@@ -33,7 +35,8 @@ import pyarrow.compute as pc
 import shapely
 
 from data_models import Branch, ChangeSummary, Commit
-from twin.errors import BadInput, Conflict, NotFound, Status
+from twin.errors import BadInput, Conflict, NotFound, Status, Unavailable
+from twin.store.crypt import HOW, Key, KeyInvalid, KeyMismatch, KeyMissing, SealBroken
 from twin.store.engine import connect, session
 from twin.store.files import (
     StoreBusy,
@@ -43,6 +46,7 @@ from twin.store.files import (
     recover_tmp,
     remove_path,
     tmp_path,
+    write_bytes,
     write_json_atomic,
     writer_lock,
 )
@@ -50,11 +54,15 @@ from twin.store.records import (
     ASSETS,
     CITY,
     COLLECTIONS,
+    SEALED_LEVELS,
+    STUB,
     Record,
     from_us,
     records_table,
     removal,
     row_to_feature,
+    sealed_table,
+    stubs_table,
     to_records,
 )
 from twin.times import to_utc
@@ -66,6 +74,8 @@ _BRANCH_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 __all__ = ["Store", "StoreError", "NotAStore", "NotInStore", "AlreadyInStore", "StoreBusy", "Query", "Extent", "Page"]
 _EXTENTS_KEPT = 32  # (branch, version, collection, types) extents a Store remembers
+ENCRYPTION = "encryption.json"
+_SEALED_VIEW = "_twin_sealed"  # the decrypted sealed rows: a table of the Store's in-memory DuckDB database
 
 
 class StoreError(BadInput):
@@ -234,9 +244,12 @@ class Page:
 
 
 class Store:
-    """A versioned, branchable city store in one directory. Safe for one writer and many readers at once."""
+    """A versioned, branchable city store in one directory. Safe for one writer and many readers at once.
 
-    def __init__(self, root: Path | str) -> None:
+    ``key``: the key confidential and secret rows are sealed with (docs/security_encryption.md); default the one of
+    ``TWIN_KEY`` / ``TWIN_KEY_FILE``, read when first needed."""
+
+    def __init__(self, root: Path | str, key: Key | None = None) -> None:
         self.root = Path(root)
         meta = self.root / "STORE.json"
         if not meta.exists():
@@ -255,6 +268,11 @@ class Store:
         self._base = None
         self._local = threading.local()
         self._extents: OrderedDict[tuple[Any, ...], dict[str, Extent]] = OrderedDict()
+        self._key_arg = key
+        self._key_read = key is not None
+        self._sealed: dict[int, dict[str, Any]] = {}  # version -> {rows, collections, levels} of its sealed rows
+        self._unsealed: set[int] = set()  # versions whose sealed rows are in _twin_sealed (they never change)
+        self._enc_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -309,14 +327,211 @@ class Store:
     @property
     def _con(self):
         """One DuckDB cursor per thread, all on one database instance that loaded the spatial extension once:
-        a server's worker threads would otherwise each pay the extension load on their first request."""
+        a server's worker threads would otherwise each pay the extension load on their first request.
+
+        A Store that may decrypt (a key is set, or the store encrypts) never lets DuckDB spill to disk: its blocks
+        would hold decrypted rows in clear (DuckDB cannot change this once it has spilled)."""
         con = getattr(self._local, "con", None)
         if con is None:
             with self._lock:
                 if self._base is None:
-                    self._base = connect()
+                    base = connect()
+                    try:
+                        private = self.key is not None or self._encryption() is not None
+                    except KeyInvalid:
+                        private = True
+                    if private:
+                        base.execute("SET temp_directory = ''")
+                    self._base = base
             con = self._local.con = session(self._base.cursor())
         return con
+
+    def _no_spill(self) -> None:
+        """Make sure DuckDB cannot write decrypted blocks to disk before rows are decrypted into it."""
+        con = self._con
+        if con.execute("SELECT current_setting('temp_directory')").fetchone()[0] != "":
+            import duckdb
+
+            try:
+                con.execute("SET temp_directory = ''")
+            except duckdb.Error:  # DuckDB has spilled already: it cannot be turned off any more
+                raise Unavailable("this process's DuckDB has spilled to disk already, so it cannot hold decrypted "
+                                 "data; open the store again (a new Store) to read its encrypted rows") from None
+
+    # ------------------------------------------------------------------ encryption at rest
+    @property
+    def key(self) -> Key | None:
+        """The key this store reads and writes sealed rows with: the one given, else ``TWIN_KEY`` /
+        ``TWIN_KEY_FILE`` (read once, when first needed; a malformed one is :class:`~twin.store.crypt.KeyInvalid`)."""
+        if not self._key_read:
+            with self._lock:
+                if not self._key_read:
+                    self._key_arg = Key.from_env()
+                    self._key_read = True
+        return self._key_arg
+
+    def _encryption(self) -> dict[str, Any] | None:
+        """``encryption.json``: the id of the key the sealed files are encrypted with (None: nothing ever was)."""
+        path = self.root / ENCRYPTION
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._enc_cache
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        doc = json.loads(path.read_text())
+        self._enc_cache = (stamp, doc)
+        return doc
+
+    def _sealing(self) -> bool:
+        """Whether confidential and secret rows are sealed: when a key is set or the store already encrypts (then
+        writing them without the key is refused). A store that never had a key keeps every row plain."""
+        return self.key is not None or self._encryption() is not None or bool(self._sealed)
+
+    def _check_key(self, doing: str) -> Key:
+        """The key, checked against the one the store's sealed files were encrypted with."""
+        key = self.key
+        if key is None:
+            raise KeyMissing(f"this store holds encrypted confidential data and {doing} needs it; {HOW}")
+        enc = self._encryption()
+        if enc is not None and enc.get("key_id") != key.id and self._sealed:
+            raise KeyMismatch(f"the key does not match: the data was encrypted with key {enc.get('key_id')}, the key "
+                              f"given ({key.source}) has id {key.id}")
+        return key
+
+    def _sealed_file(self, version: int, key_id: str) -> Path:
+        return self.root / "segments" / f"{version:08d}.{key_id}.sealed"
+
+    def _unseal(self, versions: Sequence[int], doing: str) -> None:
+        """Decrypt the sealed rows of ``versions`` that are not yet in memory into ``_twin_sealed``, a table of this
+        Store's in-memory database (never on disk; every thread's cursor sees it; native DuckDB storage scans
+        several times faster than an Arrow table converted on every query)."""
+        import pyarrow.parquet as pq
+
+        missing = [v for v in versions if v not in self._unsealed]
+        if missing:
+            key = self._check_key(doing)
+            with self._lock:
+                for v in missing:
+                    if v in self._unsealed:
+                        continue
+                    for attempt in (0, 1):
+                        path = self._sealed_file(v, (self._encryption() or {}).get("key_id", key.id))
+                        try:
+                            data = path.read_bytes()
+                            break
+                        except FileNotFoundError:  # a rotation switched keys meanwhile: read the new name
+                            if attempt:
+                                raise SealBroken(f"segments/{path.name} is missing: version {v}'s encrypted rows "
+                                                 "cannot be read") from None
+                            self._check_key(doing)
+                    rows = pq.read_table(pa.BufferReader(key.unseal(data, f"segment {v:08d}",
+                                                                    f"segments/{path.name}")))
+                    self._no_spill()
+                    con = self._con
+                    con.register("_twin_unsealing", rows)
+                    try:
+                        con.execute(f"INSERT INTO {_SEALED_VIEW} BY NAME SELECT * FROM _twin_unsealing" if
+                                    self._unsealed else
+                                    f"CREATE OR REPLACE TABLE {_SEALED_VIEW} AS SELECT * FROM _twin_unsealing")
+                    finally:
+                        con.unregister("_twin_unsealing")
+                    self._unsealed.add(v)
+        else:
+            self._check_key(doing)  # a rotation since: the old key must stop working here too
+
+    def _reads_sealed(self, sealed: list[int], collection: str | None, classification_max: str | None,
+                      doing: str, stubs: bool = False) -> bool:
+        """Whether a read over versions whose sealed ones are ``sealed`` decrypts them: always with the key; without
+        it, a read that leaves out confidential and secret rows anyway (``classification_max`` at most internal),
+        or one of a collection those versions sealed nothing of, reads the plain rows only (stubs keep it exact),
+        and any other is :class:`KeyMissing`. ``stubs``: the writer's lookups, which take stubs for live rows."""
+        if not sealed:
+            return False
+        if self.key is not None:
+            self._unseal(sealed, doing)
+            return True
+        if stubs:
+            return False
+        if classification_max is not None:
+            from data_models import Classification
+
+            if Classification.parse(classification_max).rank < Classification.confidential.rank:
+                return False
+        if collection is not None and not any(collection in self._sealed[v].get("collections", ()) for v in sealed):
+            return False
+        raise KeyMissing(f"this store holds encrypted confidential data; set TWIN_KEY or TWIN_KEY_FILE to read "
+                         f"{doing} (without the key only public and internal data can be read)")
+
+    def _source(self, versions: Sequence[int], unseal: bool) -> str:
+        """SQL over the rows of ``versions``: their plain segments, and their sealed rows when ``unseal``."""
+        files = [str(self.root / "segments" / self._segments[v]) for v in versions]
+        plain = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
+        sealed = [v for v in versions if v in self._sealed] if unseal else []
+        if not sealed:
+            return plain
+        return (f"(SELECT * FROM {plain} UNION ALL BY NAME SELECT * FROM {_SEALED_VIEW} "
+                f"WHERE version IN ({', '.join(str(v) for v in sealed)}))")
+
+    def encryption_status(self) -> dict[str, Any]:
+        """What is encrypted: the key id the sealed files use (None: none ever were), how many files, rows and bytes,
+        and whether this process's key (if any) is that key. Reads no sealed file."""
+        self.refresh()
+        enc = self._encryption()
+        kid = enc.get("key_id") if enc else None
+        files = [self._sealed_file(v, kid) for v in sorted(self._sealed)] if kid else []
+        key = self.key
+        return {"key_id": kid, "files": len(files), "rows": sum(int(d.get("rows", 0)) for d in self._sealed.values()),
+                "bytes": sum(f.stat().st_size for f in files if f.exists()),
+                "levels": sorted({lv for d in self._sealed.values() for lv in d.get("levels", ())}),
+                "your_key_id": key.id if key is not None else None,
+                "matches": None if key is None or kid is None else key.id == kid}
+
+    def rotate_key(self, old: Key, new: Key, author: str = "twin") -> int:
+        """Re-encrypt every sealed file with ``new`` (``old`` must be the key they use now), as one atomic switch:
+        the new files are written beside the old ones under new names, then ``encryption.json`` is replaced, then
+        the old files are removed. A crash before the switch leaves the old key in force (the next writer removes the
+        new files), after it the new one (the next writer removes the old files). Returns the number of files."""
+        if new.id == old.id:
+            raise StoreError(f"the new key is the old one (key id {old.id}): generate another with "
+                             "`twin keys generate FILE`")
+        with writer_lock(self.root / ".lock"):
+            self._clean_tmp()
+            enc = self._encryption()
+            if enc is None:
+                raise StoreError("this store holds no encrypted data: there is no key to rotate (a key set in "
+                                 "TWIN_KEY or TWIN_KEY_FILE is used from the first confidential commit on)")
+            kid = enc.get("key_id")
+            if kid != old.id:
+                raise KeyMismatch(f"the key does not match: the data was encrypted with key {kid}, the old key "
+                                  f"given ({old.source}) has id {old.id}")
+            written: list[Path] = []
+            try:
+                for v in sorted(self._sealed):
+                    src = self._sealed_file(v, kid)
+                    role = f"segment {v:08d}"
+                    sealed = new.seal(old.unseal(src.read_bytes(), role, f"segments/{src.name}"), role)
+                    tmp = tmp_path(self.root / "tmp", ".sealed")
+                    try:
+                        write_bytes(tmp, sealed)
+                        publish(tmp, self._sealed_file(v, new.id))
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    written.append(self._sealed_file(v, new.id))
+                fault("rotation_written")
+                write_json_atomic(self.root / ENCRYPTION, {
+                    "key_id": new.id, "cipher": "AES-256-GCM", "since": datetime.now(UTC), "author": author,
+                    "previous_key_id": kid}, self.root / "tmp")
+            except BaseException as exc:
+                for p in written:
+                    p.unlink(missing_ok=True)
+                raise_refused(exc, "rotating the store key")
+            for v in sorted(self._sealed):
+                self._sealed_file(v, kid).unlink(missing_ok=True)
+            self._key_arg, self._key_read = new, True
+            return len(written)
 
     # ------------------------------------------------------------------ commits and branches
     def refresh(self) -> None:
@@ -333,6 +548,8 @@ class Store:
                 self._segments[v] = doc["segment"]
                 self._tables[v] = doc.get("tables", {})
                 self._refs[v] = doc.get("files")
+                if doc.get("sealed"):
+                    self._sealed[v] = doc["sealed"]
 
     def log(self, branch: str | None = None, with_base: bool = True) -> list[Commit]:
         """Commits, newest first: all of them, or those visible on ``branch`` (its base's history included)."""
@@ -475,6 +692,7 @@ class Store:
             current = self._current_digests(branch, {k[0] for k in records} | {remove_collection}, records, removals)
             rows: list[Record] = []
             ops: list[str] = []
+            ends: list[str] = []  # the classification of the row each removal ends
             added = modified = 0
             for key in sorted(records):
                 r = records[key]
@@ -491,9 +709,14 @@ class Store:
                     raise NotInStore(f"cannot remove {eid!r}: it does not exist on branch {branch!r}")
                 rows.append(removal(remove_collection, eid, old[1]))
                 ops.append("remove")
+                ends.append(old[2])
             tables, digests = self._changed_tables(branch, tables)
             if not rows and not tables:
                 return None
+            # sealed: confidential and secret rows, and the removals of such rows (their id stays hidden too)
+            levels = [r.classification for r in rows[:len(rows) - len(ends)]] + ends
+            seal = [i for i, lv in enumerate(levels) if lv in SEALED_LEVELS] if self._sealing() else []
+            seal_key = self._check_key("writing confidential or secret rows") if seal else None
             self.refresh()
             version = max(self._commits, default=0) + 1
             last_time = max((c.time for c in self._commits.values()), default=None)
@@ -513,8 +736,23 @@ class Store:
             table_docs: dict[str, dict[str, Any]] = {}
             files = sorted({r.body["path"] for r, op in zip(rows, ops, strict=True)
                             if op != "remove" and r.collection == ASSETS and r.body.get("path") in in_store})
+            sealed_doc = None
+            made_enc = False
             try:
-                self._write_segment(records_table(rows, ops, version), seg_path)
+                table = records_table(rows, ops, version)
+                if seal:
+                    sealed_at = set(seal)
+                    mask = pa.array([i in sealed_at for i in range(len(rows))], pa.bool_())
+                    hidden = table.filter(mask)
+                    table = pa.concat_tables([table.filter(pc.invert(mask)),
+                                              stubs_table(self._stubs(branch, rows, ops, seal), version)])
+                    made_enc = self._write_encryption(seal_key)
+                    written.append(self._sealed_file(version, seal_key.id))
+                    self._write_sealed(sealed_table(hidden), version, seal_key, written[-1])
+                    sealed_doc = {"rows": hidden.num_rows,
+                                  "collections": sorted(set(hidden.column("collection").to_pylist())),
+                                  "levels": sorted({levels[i] for i in seal if ops[i] != "remove"})}
+                self._write_segment(table, seg_path)
                 for name, t in sorted(tables.items()):
                     fname = f"{version:08d}.{name}.parquet"
                     written.append(self.root / "segments" / fname)
@@ -525,12 +763,14 @@ class Store:
                 write_json_atomic(
                     self.root / "commits" / f"{version:08d}.json",
                     {"commit": commit.model_dump(mode="json"), "segment": segment, "tables": table_docs,
-                     "files": files},
+                     "files": files, **({"sealed": sealed_doc} if sealed_doc else {})},
                     self.root / "tmp",
                 )
             except BaseException as exc:
                 for p in written:
                     p.unlink(missing_ok=True)
+                if made_enc:
+                    (self.root / ENCRYPTION).unlink(missing_ok=True)
                 raise_refused(exc, f"committing version {version}")
             self.refresh()
             return commit
@@ -546,9 +786,16 @@ class Store:
             referenced = set(self._segments.values()) | {
                 t["file"] for tables in self._tables.values() for t in tables.values()
             }
+            kid = (self._encryption() or {}).get("key_id")
+            referenced |= {self._sealed_file(v, kid).name for v in self._sealed} if kid else set()
             for p in (self.root / "segments").iterdir():
-                if p.name not in referenced:
-                    remove_path(p)
+                if p.name in referenced:
+                    continue
+                head = p.name.split(".")[0]
+                if p.name.endswith(".sealed") and head.isdigit() and int(head) in self._sealed and not (
+                        kid and self._sealed_file(int(head), kid).exists()):
+                    continue  # the only copy of a commit's sealed rows (encryption.json lost or restored): kept
+                remove_path(p)
             products = self.root / "products"
             if others_building or not products.is_dir():
                 return
@@ -578,6 +825,48 @@ class Store:
         ).fetchall()
         self._legacy = (old, {p for (p,) in rows if p and not Path(p).is_absolute()})
         return self._legacy[1]
+
+    def _stubs(self, branch: str, rows: list[Record], ops: list[str], seal: list[int]
+               ) -> list[tuple[str, str, str, str, str]]:
+        """(collection, id, op, type, classification) of the sealed rows whose id the branch holds in clear: their
+        stubs go into the plain segment, so that readers without the key never take an older plain row of theirs
+        for the live one. Ids first stored sealed leave no trace in clear."""
+        versions = sorted(self._visible_versions(branch, None))
+        if not versions:
+            return []
+        wanted = {(rows[i].collection, rows[i].id): (ops[i], rows[i].type, rows[i].classification) for i in seal}
+        con = self._con
+        con.register("_sealing", pa.table({"id": sorted({k[1] for k in wanted})}))
+        try:
+            found = con.execute(f"SELECT DISTINCT collection, id FROM {self._source(versions, False)} "
+                                "WHERE id IN (SELECT id FROM _sealing)").fetchall()
+        finally:
+            con.unregister("_sealing")
+        return sorted((c, i, *wanted[(c, i)]) for c, i in found if (c, i) in wanted)
+
+    def _write_encryption(self, key: Key) -> bool:
+        """Record the key id of the sealed files (before the first is written); True when this made the file."""
+        enc = self._encryption()
+        if enc is not None and enc.get("key_id") == key.id:
+            return False
+        write_json_atomic(self.root / ENCRYPTION, {"key_id": key.id, "cipher": "AES-256-GCM",
+                                                   "since": datetime.now(UTC)}, self.root / "tmp")
+        return enc is None
+
+    def _write_sealed(self, table: pa.Table, version: int, key: Key, dst: Path) -> None:
+        """Sealed rows as Parquet (zstd) encrypted in memory: no plaintext byte of them reaches the disk."""
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd", row_group_size=8192)
+        tmp = tmp_path(self.root / "tmp", ".sealed")
+        try:
+            write_bytes(tmp, key.seal(sink.getvalue(), f"segment {version:08d}"))
+            fault("sealed_written")
+            publish(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _write_segment(self, table: pa.Table, dst: Path) -> None:
         """Write rows as a GeoParquet file in Hilbert order, so bbox filters prune row groups (the partial file is
@@ -697,41 +986,43 @@ class Store:
 
     def _current_digests(
         self, branch: str, collections: set[str], records: dict[tuple[str, str], Record], removals: list[str]
-    ) -> dict[tuple[str, str], tuple[str, str]]:
-        """(collection, id) -> (digest, type) of the live entities among those about to be written."""
+    ) -> dict[tuple[str, str], tuple[str | None, str | None, str]]:
+        """(collection, id) -> (digest, type, classification) of the live entities among those about to be written
+        (without the key, an id whose newest row is sealed has a stub: no digest, no type)."""
         wanted = sorted({k[1] for k in records} | set(removals))
         if not wanted:
             return {}
         con = self._con
         con.register("_wanted", pa.table({"id": wanted}))
         try:
-            out: dict[tuple[str, str], tuple[str, str]] = {}
+            out: dict[tuple[str, str], tuple[str | None, str | None, str]] = {}
             for collection in collections:
-                sql, params = self._state_sql(branch, None, Query(collection=collection), "digest, type",
-                                              join_ids="_wanted")
+                sql, params = self._state_sql(branch, None, Query(collection=collection), "digest, type, "
+                                              "classification", join_ids="_wanted", stubs=True)
                 if sql is None:
                     continue
-                for eid, digest, type_ in con.execute(sql, params).fetchall():
-                    out[(collection, eid)] = (digest, type_)
+                for eid, digest, type_, level in con.execute(sql, params).fetchall():
+                    out[(collection, eid)] = (digest, type_, level)
             return out
         finally:
             con.unregister("_wanted")
 
     # ------------------------------------------------------------------ reading
-    def _files(self, branch: str, version: int) -> list[str]:
-        vs = self._visible_versions(branch, version)
-        return [str(self.root / "segments" / self._segments[v]) for v in sorted(vs)]
-
     def _state_sql(
         self, branch: str, as_of: Any, q: Query, select: str, join_ids: str | None = None,
-        order: bool = True, count: bool = False,
+        order: bool = True, count: bool = False, stubs: bool = False,
     ) -> tuple[str | None, list[Any]]:
-        """SQL returning the live rows of a branch at a version that match ``q`` (None when nothing is stored)."""
+        """SQL returning the live rows of a branch at a version that match ``q`` (None when nothing is stored).
+
+        Sealed rows are read with the key (see :meth:`_reads_sealed` for a process without it); ``stubs``: without
+        the key, stubs count as live rows (the writer's lookups: an id whose newest row is sealed exists)."""
         version = self.resolve_version(branch, as_of)
-        files = self._files(branch, version)
-        if not files:
+        versions = sorted(self._visible_versions(branch, version))
+        if not versions:
             return None, []
-        src = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
+        unseal = self._reads_sealed([v for v in versions if v in self._sealed], q.collection, q.classification_max,
+                                    f"{q.collection} at version {version}", stubs)
+        src = self._source(versions, unseal)
         params: list[Any] = [q.collection]
         cand = ["c.collection = ?"]
         if q.bbox is not None:
@@ -752,7 +1043,8 @@ class Store:
             params.append(q.exclude_ids)
         if join_ids:
             cand.append(f"c.id IN (SELECT id FROM {join_ids})")
-        live = ["c.op <> 'remove'"]
+        live = [f"c.op IN ('add', 'modify', '{STUB}add', '{STUB}modify')" if stubs and not unseal
+                else "c.op IN ('add', 'modify')"]
         if q.polygon is not None:
             live.append("ST_Intersects(ST_GeomFromWKB(c.geometry), ST_GeomFromText(?))")
             params.append(q.polygon.wkt)
@@ -789,10 +1081,9 @@ class Store:
                 params.append(str(value))
         # A row is live when no newer row for its id exists in the lineage. Only segments after the oldest can hold
         # a newer row, so the usual shape (one big base, small edits) anti-joins against the small edits only.
-        newer = "" if len(files) == 1 else (
-            " AND NOT EXISTS (SELECT 1 FROM read_parquet([" + ", ".join(_sql_str(f) for f in files[1:])
-            + "], union_by_name = true) s WHERE s.collection = c.collection AND s.id = c.id "
-            "AND s.version > c.version)"
+        newer = "" if len(versions) == 1 else (
+            f" AND NOT EXISTS (SELECT 1 FROM {self._source(versions[1:], unseal)} s WHERE s.collection = c.collection "
+            "AND s.id = c.id AND s.version > c.version)"
         )
         tail = ""
         if not count:
@@ -812,8 +1103,13 @@ class Store:
 
     def digests(self, branch: str = MAIN, as_of: Any = None, query: Query | None = None) -> dict[str, str]:
         """id -> content digest of the live entities matching ``query``: what changed between two versions is the
-        ids whose digests differ, found without reading any body (simulation runs key their inputs by it)."""
-        sql, params = self._state_sql(branch, as_of, query or Query(), "digest", order=False)
+        ids whose digests differ, found without reading any body (simulation runs key their inputs by it).
+
+        Without the key this never needs the sealed rows: an id whose newest row is sealed and that was stored in
+        clear before (its stub) has the digest ``sealed:<version>``; ids first stored sealed are not listed. (What
+        lets a guard without the key tell which ids are hidden now, see docs/security_encryption.md.)"""
+        sql, params = self._state_sql(branch, as_of, query or Query(), "coalesce(c.digest, 'sealed:' || c.version)",
+                                      order=False, stubs=True)
         return {} if sql is None else dict(self._con.execute(sql, params).fetchall())
 
     # What readers layered on top of the store ask of it; a guard (twin.security.guard.GuardedStore) answers
@@ -843,7 +1139,8 @@ class Store:
         files = [str(self.root / "segments" / f) for f in self._segments.values()]
         levels = set() if not files else {r[0] for r in self._con.execute(
             "SELECT DISTINCT classification FROM read_parquet([" + ", ".join(_sql_str(f) for f in files)
-            + "], union_by_name = true) WHERE op <> 'remove'").fetchall()}
+            + "], union_by_name = true) WHERE op IN ('add', 'modify')").fetchall()}
+        levels |= {lv for d in self._sealed.values() for lv in d.get("levels", ())}  # known without the key
         self._all_levels = (key, levels)
         return levels
 
@@ -932,13 +1229,25 @@ class Store:
         return rows[0] if rows else None
 
     def history(self, entity_id: str, branch: str = MAIN, collection: str = CITY) -> list[dict[str, Any]]:
-        """Every stored version of an entity visible on ``branch``, oldest first (removals included)."""
-        files = self._files(branch, self.head(branch))
-        if not files:
+        """Every stored version of an entity visible on ``branch``, oldest first (removals included).
+
+        Without the key, a version sealed in a store that encrypts is a placeholder with op ``sealed`` and only its
+        classification when the id was stored in clear before (its stub), and absent otherwise."""
+        versions = sorted(self._visible_versions(branch, self.head(branch)))
+        if not versions:
             return []
-        src = "read_parquet([" + ", ".join(_sql_str(f) for f in files) + "], union_by_name = true)"
+        sealed = [v for v in versions if v in self._sealed]
+        unseal = bool(sealed) and self.key is not None
+        if unseal:
+            self._unseal(sealed, f"the history of {entity_id}")
+        src = self._source(versions, unseal)
+        # with the key stubs are left out (their sealed rows are read); without it a stub is a placeholder: op
+        # ``sealed`` (a removal stub is the removal itself: a tombstone holds nothing)
+        row = self._ROW.replace("op, ", f"CASE WHEN op = '{STUB}remove' THEN 'remove' WHEN starts_with(op, '{STUB}') "
+                                "THEN 'sealed' ELSE op END AS op, ", 1)
+        hide = f" AND NOT starts_with(op, '{STUB}')" if unseal else ""
         cur = self._con.execute(
-            f"SELECT id, {self._ROW} FROM {src} WHERE collection = ? AND id = ? ORDER BY version",
+            f"SELECT id, {row} FROM {src} WHERE collection = ? AND id = ?{hide} ORDER BY version",
             [collection, entity_id],
         )
         names = [d[0] for d in cur.description]
@@ -950,13 +1259,18 @@ class Store:
         return p if p.is_absolute() else self.root / p
 
     def changelog(self, version: int) -> list[dict[str, str]]:
-        """The entity ids a commit touched and how (add / modify / remove)."""
+        """The entity ids a commit touched and how (add / modify / remove). Without the key, the sealed rows of a store
+        that encrypts are listed as op ``sealed`` when their id was stored in clear before, and left out otherwise."""
         self.refresh()
         if version not in self._commits:
             raise NotInStore(f"version {version} does not exist")
-        path = self.root / "segments" / self._segments[version]
+        unseal = version in self._sealed and self.key is not None
+        if unseal:
+            self._unseal([version], f"the changelog of version {version}")
+        hide = f" WHERE NOT starts_with(op, '{STUB}')" if unseal else ""
         rows = self._con.execute(
-            f"SELECT collection, id, op FROM read_parquet({_sql_str(str(path))}) ORDER BY collection, id"
+            f"SELECT collection, id, CASE WHEN starts_with(op, '{STUB}') THEN op[{len(STUB) + 1}:] ELSE op END "
+            f"FROM {self._source([version], unseal)}{hide} ORDER BY collection, id"
         ).fetchall()
         return [{"collection": c, "id": i, "op": o} for c, i, o in rows]
 
@@ -969,9 +1283,11 @@ class Store:
         segments = [self.root / "segments" / self._segments[v] for v in sorted(self._segments)]
         segments += [self.root / "segments" / t["file"] for v in sorted(self._tables)
                      for _, t in sorted(self._tables[v].items())]
-        for sub in ("STORE.json", "branches", "commits"):
+        kid = (self._encryption() or {}).get("key_id")
+        segments += [self._sealed_file(v, kid) for v in sorted(self._sealed)] if kid else []
+        for sub in ("STORE.json", ENCRYPTION, "branches", "commits"):
             p = self.root / sub
-            paths = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
+            paths = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else []
             for f in paths + (segments if sub == "commits" else []):
                 h.update(str(f.relative_to(self.root)).encode())
                 h.update(f.read_bytes())
