@@ -199,7 +199,7 @@ class Layers:
         return polygon_cells(geom, res)
 
     def _rows(self, name, spec, res, t0, t1, cells, bucket_s, branch, as_of) -> pa.Table:
-        src = self.store.table_sql(TABLE, branch, as_of)
+        src = self.store.table_sql(TABLE, branch, as_of, owner=name)  # the one layer spec() has checked
         if src is None:
             return VALUE_SCHEMA.empty_table()
         where, params = ["asset_id = ?", "res = ?"], [name, res]

@@ -259,14 +259,21 @@ class GuardedStore:
                 _HIDDEN[key] = found
         return set(found)
 
-    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
-        inner = self._store.table_sql(name, branch, as_of)
+    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None) -> str | None:
+        """The rows of bulk table ``name`` whose owner (asset, layer, run) the principal sees, inside its area;
+        of ``owner`` only when given (then no join with every visible owner is needed)."""
+        inner = self._store.table_sql(name, branch, as_of, owner)
         if inner is None or self.unrestricted or (self.area is None and self.sees_every_level()):
             return inner
-        owners = sorted(self._owners(branch, as_of))
         con = self._store._con
-        con.register("_twin_owners", pa.table({"id": pa.array(owners, pa.string())}))
-        where = ["g.asset_id IN (SELECT id FROM _twin_owners)"]
+        if owner is not None:
+            if owner not in self._owners(branch, as_of):
+                return None
+            where = []
+        else:
+            owners = sorted(self._owners(branch, as_of))
+            con.register("_twin_owners", pa.table({"id": pa.array(owners, pa.string())}))
+            where = ["g.asset_id IN (SELECT id FROM _twin_owners)"]
         if self.area is not None and "cell" in con.execute(f"SELECT * FROM {inner} LIMIT 0").fetch_arrow_table() \
                 .column_names:
             table = f"_twin_area_{self._area_digest}"
@@ -274,7 +281,7 @@ class GuardedStore:
             con.register(table, pa.table({"cell": pa.array(np.concatenate(
                 [self.area_cells(int(r)) for r in res] or [np.array([], np.uint64)]), pa.uint64())}))
             where.append(f"g.cell IN (SELECT cell FROM {table})")
-        return f"(SELECT * FROM {inner} g WHERE {' AND '.join(where)})"
+        return f"(SELECT * FROM {inner} g WHERE {' AND '.join(where)})" if where else inner
 
     def read_table(self, name: str, branch: str = MAIN, as_of: Any = None, where: str = "",
                    params: list[Any] | None = None, columns: str = "*") -> pa.Table:

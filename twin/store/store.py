@@ -953,8 +953,9 @@ class Store:
         return {a for v in self._visible_versions(branch, version)
                 for a in self._tables.get(v, {}).get(name, {}).get("assets", [])}
 
-    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None) -> str | None:
-        """A SQL subquery over table ``name`` as of a version on a branch (None when it has no rows there).
+    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None) -> str | None:
+        """A SQL subquery over table ``name`` as of a version on a branch (None when it has no rows there); of
+        the rows of asset ``owner`` only, when given.
 
         For each asset id the rows come from the newest visible commit that wrote that asset to the table.
         """
@@ -962,7 +963,8 @@ class Store:
         latest: dict[str, int] = {}
         for v in sorted(self._visible_versions(branch, version)):
             for a in self._tables.get(v, {}).get(name, {}).get("assets", []):
-                latest[a] = v
+                if owner is None or a == owner:
+                    latest[a] = v
         if not latest:
             return None
         by_version: dict[int, list[str]] = {}
