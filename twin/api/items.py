@@ -14,6 +14,7 @@ get) and the nested record (``flat=false``, what the viewer reads). The routers 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-class Source:
+class Source(ABC):
     """One collection at one version of one branch."""
 
     collection: ogc.Collection
@@ -136,8 +137,9 @@ class Source:
         return self.collection.id
 
     @property
+    @abstractmethod
     def schema(self) -> Schema:
-        raise NotImplementedError
+        """The collection's flat columns and their types at this version."""
 
     def nested_names(self) -> set[str]:
         """The properties of the nested form (``flat=false``)."""
@@ -150,14 +152,17 @@ class Source:
         """``datetime`` when the request gives none: what has not ended by ``t`` (ended states are history)."""
         return (t, None) if self.has_validity else None
 
+    @abstractmethod
     def page(self, q: ItemQuery) -> tuple[int, list[Item]]:
-        raise NotImplementedError
+        """How many items match ``q`` in all, and the items of its page."""
 
+    @abstractmethod
     def get(self, feature_id: str) -> Item | None:
-        raise NotImplementedError
+        """One item by id, whatever its validity; None when there is none."""
 
+    @abstractmethod
     def summary(self) -> Summary:
-        raise NotImplementedError
+        """Extent, time span and count of the default view, for the collection document."""
 
     def filter(self, path: list[str], param: str) -> tuple[str | None, tuple[str, ...] | None]:
         """A property path of ``filter`` or ``?name=value`` as (flat column, stored path); a 400 when it is no

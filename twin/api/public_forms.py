@@ -34,7 +34,7 @@ def public_spec(spec: LayerSpec) -> LayerSpec:
 
 def _public(guard: GuardedStore, name: str, branch: str, as_of: Any) -> LayerSpec | None:
     """The raw spec of a layer the guard hides but whose public form the principal may have."""
-    raw = guard._store
+    raw = guard.base
     try:
         spec = Layers(raw).spec(name, branch, as_of)
     except LayerNotFound:
@@ -50,7 +50,7 @@ def specs(guard: GuardedStore, branch: str = MAIN, as_of: Any = None) -> list[La
     """The public forms the principal may read on a branch, besides the layers it sees."""
     seen = {s["id"] for s in guard.features(branch, as_of, Query(collection=LAYERS))}
     out = []
-    for row in guard._store.features(branch, as_of, Query(collection=LAYERS)):
+    for row in guard.base.features(branch, as_of, Query(collection=LAYERS)):
         if row["id"] not in seen and (spec := _public(guard, row["id"], branch, as_of)) is not None:
             out.append(public_spec(spec))
     return out
@@ -72,7 +72,7 @@ def cells(guard: GuardedStore, name: str, *, res: int | None, compare: bool, **q
         raise LayerError(f"res: the public form of layer {name!r} has resolution {target} only")
     if compare:
         raise LayerError(f"compare_branch: the public form of layer {name!r} cannot be compared")
-    table = Layers(guard._store).query(name, res=target, **query)
+    table = Layers(guard.base).query(name, res=target, **query)
     table = generalise_cells(table, found.aggregation, found.kind, found.public_form)
     if guard.area is not None:
         inside = pa.array(guard.area_cells(target), pa.uint64())

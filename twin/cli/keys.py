@@ -5,7 +5,6 @@ only its id. No command prints a key."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -37,14 +36,12 @@ def generate(file: Path = typer.Argument(..., help="the key file to create (it m
     from twin.store.crypt import Key
 
     key = Key.generate()
+    from twin.store.files import write_private
+
     try:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(file, (key.text() + "\n").encode(), replace=False)
     except FileExistsError:
         raise Conflict(f"{file} exists already: a key file is never overwritten (rotate to a new file)") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(key.text() + "\n")
-        f.flush()
-        os.fsync(f.fileno())
     console.print(f"wrote key [bold]{key.id}[/] to {file} (mode 0600). Use it with TWIN_KEY_FILE={file}; without "
                   "it the store's confidential data cannot be read: keep a copy somewhere safe.", highlight=False)
 

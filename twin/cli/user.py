@@ -25,12 +25,6 @@ def _show_key(name: str, key: str) -> None:
     console.print(key, highlight=False, soft_wrap=True)
 
 
-def _summary(p) -> dict:
-    return {"name": p.name, "kind": p.kind.value, "roles": [r.value for r in p.roles],
-            "clearance": p.clearance.value, "area": p.area is not None, "disabled": p.disabled,
-            "keys": [{"id": k.id, "created": k.created.isoformat(), "revoked": k.revoked} for k in p.keys]}
-
-
 @user_app.command("add")
 def add(
     name: str = typer.Argument(..., help="user or service name (lowercase letters, digits, - and _)"),
@@ -59,7 +53,7 @@ def list_(store: Path = StoreOpt, as_json: bool = _JSON):
 
     ps = P.principals(_open(store))
     if as_json:
-        console.print_json(json.dumps([_summary(p) for p in ps]))
+        console.print_json(json.dumps([P.summary(p) for p in ps]))
         return
     t = Table("name", "kind", "roles", "clearance", "area", "status", "keys")
     for p in ps:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twin.errors import BadInput, Conflict, NotFound, storage_error
+from twin.store.files import write_private
 from twin.times import to_utc
 
 if TYPE_CHECKING:  # cryptography is imported where keys are used: appending needs none of it
@@ -257,15 +258,7 @@ def generate_key(path: Path | str, *, force: bool = False) -> Ed25519PrivateKey:
                             serialization.NoEncryption())
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, pem)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_private(path, pem, replace=True)
     except OSError as exc:
         err = storage_error(exc, "writing the audit signing key")
         if err is not None:

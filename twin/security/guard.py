@@ -32,9 +32,23 @@ _AREA_COLLECTIONS = (CITY, ASSETS)
 # bulk tables keyed by an id of these collections (asset_id column); rows of an invisible one are absent
 _TABLE_OWNERS = (ASSETS, LAYERS, RUNS)
 _NOTHING = "\x00nothing"  # an id no entity has: a query that must match nothing
-# (store, branch, head, collection, view) -> ids hidden at the head: one state never changes, so shared by requests
-_HIDDEN: dict[tuple[str, str, int, str, str], list[str]] = {}
-_HIDDEN_LOCK = threading.Lock()
+# (store, branch, version, what, view) -> ids: a committed state never changes, so its answers are shared by requests
+_STATE: dict[tuple[str, str, int, str, str], list[str]] = {}
+_STATE_LOCK = threading.Lock()
+_STATE_KEPT = 256
+
+
+def _remembered(key: tuple[str, str, int, str, str], compute) -> list[str]:
+    """``compute()`` for one (store, branch, version, what, view), once per process (bounded)."""
+    with _STATE_LOCK:
+        found = _STATE.get(key)
+    if found is None:
+        found = compute()
+        with _STATE_LOCK:
+            if len(_STATE) > _STATE_KEPT:
+                _STATE.clear()
+            _STATE[key] = found
+    return found
 
 
 class GuardedStore:
@@ -84,7 +98,7 @@ class GuardedStore:
 
     @property
     def unrestricted(self) -> bool:
-        """True when the principal sees everything (top clearance, no area, admin): reads need no rewriting."""
+        """True when the principal sees everything (top clearance, no area): reads need no rewriting."""
         return self.principal.clearance == Classification.secret and self.area is None
 
     def tile_view(self) -> str | None:
@@ -105,18 +119,13 @@ class GuardedStore:
         """Ids whose state at the branch head the principal may not see: they stay hidden in every earlier version
         too (a building classified confidential today is not readable through ``as_of`` of when it was public)."""
         head = self._store.head(branch)
-        key = (str(self._store.root), branch, head, collection, self.view)
-        with _HIDDEN_LOCK:
-            found = _HIDDEN.get(key)
-        if found is None:
+
+        def hidden() -> list[str]:
             everything = set(self._store.digests(branch, head, Query(collection=collection)))
-            found = sorted(everything - set(self._store.digests(branch, head, self.restrict(
+            return sorted(everything - set(self._store.digests(branch, head, self.restrict(
                 Query(collection=collection)))))
-            with _HIDDEN_LOCK:
-                if len(_HIDDEN) > 256:
-                    _HIDDEN.clear()
-                _HIDDEN[key] = found
-        return found
+
+        return _remembered((str(self._store.root), branch, head, collection, self.view), hidden)
 
     def restrict(self, query: Query | None, branch: str = MAIN, as_of: Any = None) -> Query:
         """``query`` narrowed to what the principal may see (at ``as_of`` on ``branch``: an earlier version also
@@ -247,17 +256,13 @@ class GuardedStore:
     def _owners(self, branch: str, as_of: Any) -> set[str]:
         """Ids of the assets, layers and runs whose table rows the principal sees (once per state and view)."""
         version = self._store.resolve_version(branch, as_of)
-        key = (str(self._store.root), branch, version, "owners", self.view)
-        with _HIDDEN_LOCK:
-            found = _HIDDEN.get(key)
-        if found is None:
-            out: set[str] = set()
-            for c in _TABLE_OWNERS:
-                out |= set(self._store.digests(branch, version, self.restrict(Query(collection=c), branch, version)))
-            found = sorted(out)
-            with _HIDDEN_LOCK:
-                _HIDDEN[key] = found
-        return set(found)
+
+        def owners() -> list[str]:
+            return sorted({i for c in _TABLE_OWNERS
+                           for i in self._store.digests(branch, version, self.restrict(Query(collection=c), branch,
+                                                                                        version))})
+
+        return set(_remembered((str(self._store.root), branch, version, "owners", self.view), owners))
 
     def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None) -> str | None:
         """The rows of bulk table ``name`` whose owner (asset, layer, run) the principal sees, inside its area;

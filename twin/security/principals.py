@@ -59,6 +59,14 @@ def principals(store: Store) -> list[Principal]:
     return sorted(_load(store), key=lambda p: p.name)
 
 
+def summary(p: Principal) -> dict[str, Any]:
+    """A principal as the admin API and `twin user list --json` show it: key ids, never their hashes."""
+    return {"name": p.name, "kind": p.kind.value, "roles": [r.value for r in p.roles],
+            "clearance": p.clearance.value, "area": p.area.model_dump() if p.area else None, "disabled": p.disabled,
+            "keys": [{"id": k.id, "created": k.created.isoformat(), "revoked": k.revoked} for k in p.keys],
+            "description": p.description}
+
+
 def has_admin(store: Store) -> bool:
     """Whether an enabled admin with a live key exists (what `twin serve` needs before it listens beyond loopback)."""
     return any(Role.admin in p.roles and not p.disabled and any(not k.revoked for k in p.keys)

@@ -4,10 +4,10 @@ its files). Either way reads are tracked, so an export is audited with what it c
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Any
 
+from twin.config import get_settings
 from twin.security import principals as P
 from twin.security.audit import AuditLog
 from twin.security.guard import GuardedStore
@@ -24,13 +24,11 @@ def open_store(path: Path | str, api_key: str | None = None) -> GuardedStore:
 
 
 def who(store: GuardedStore) -> str:
-    """The name an audit record gives the caller: the principal, or ``local:<OS user>`` for the local admin."""
+    """The name an audit record gives the caller: the principal, or ``local:<author>`` for the local admin (the
+    author its commits record: ``$TWIN_AUTHOR``, else the OS user)."""
     if store.principal.id != P.LOCAL_ADMIN.id:
         return store.principal.name
-    try:
-        return f"local:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
-        return "local"
+    return f"local:{get_settings().author}"
 
 
 def audit_export(store: GuardedStore, product: str, target: dict[str, Any], size: int | None,

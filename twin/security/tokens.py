@@ -16,7 +16,7 @@ from data_models import Principal
 from twin.errors import BadInput, Unauthorized
 from twin.security import principals as P
 from twin.store import Store
-from twin.store.files import store_key
+from twin.store.files import store_key, write_private
 
 ISSUER = "twin"
 DEFAULT_TTL_S = 3600
@@ -40,16 +40,10 @@ def _secret(store: Store, setting: Path | str | None = None) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(SECRET_BYTES))
         try:
-            os.link(tmp, path)  # the first writer wins; a concurrent one reads the winner's secret
+            write_private(path, secrets.token_bytes(SECRET_BYTES), replace=False)
         except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+            pass  # a concurrent first use won: its secret is the one
         data = path.read_bytes()
     if len(data) != SECRET_BYTES:
         raise BadInput(f"{path}: the token signing secret must be {SECRET_BYTES} bytes, found {len(data)}; delete "

@@ -284,3 +284,23 @@ def store_key(store) -> str:
         created = ""
     digest = hashlib.sha256(f"{root}\n{created}".encode()).hexdigest()[:16]
     return f"{re.sub(r'[^A-Za-z0-9._-]', '_', root.name)[:40] or 'store'}-{digest}"
+
+
+def write_private(path: Path, data: bytes, *, replace: bool) -> None:
+    """``data`` into ``path`` readable by its owner only (0600), whole or not at all (a temporary file beside it,
+    fsynced, then moved into place). ``replace``: over an existing file; else an existing one is kept and
+    :class:`FileExistsError` raised (of two concurrent writers, the first wins)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -65,13 +65,6 @@ class NewKey(BaseModel):
     key: str = Field(description="the API key, shown once")
 
 
-def summary(p: Principal) -> dict[str, Any]:
-    return {"name": p.name, "kind": p.kind.value, "roles": [r.value for r in p.roles],
-            "clearance": p.clearance.value, "area": p.area.model_dump() if p.area else None, "disabled": p.disabled,
-            "keys": [{"id": k.id, "created": k.created.isoformat(), "revoked": k.revoked} for k in p.keys],
-            "description": p.description}
-
-
 def _admin(store: GuardedStore) -> GuardedStore:
     store.require(Permission.admin, "the admin API")
     return store
@@ -100,24 +93,24 @@ def token(request: Request, grant_type: str = Form(..., pattern="^client_credent
 @router.get("/auth/whoami", response_model=PrincipalSummary)
 def whoami(principal: Principal = Depends(auth.principal)) -> JSONDoc:
     """The principal the request's credentials name (anonymous without credentials)."""
-    return JSONDoc(summary(principal))
+    return JSONDoc(principals_mod.summary(principal))
 
 
 @router.get("/admin/principals", response_model=list[PrincipalSummary])
 def list_principals(store: GuardedStore = Depends(get_store)) -> JSONDoc:
     """Every principal (admin only)."""
     _admin(store)
-    return JSONDoc([summary(p) for p in principals_mod.principals(store._store)])
+    return JSONDoc([principals_mod.summary(p) for p in principals_mod.principals(store.base)])
 
 
 @router.post("/admin/principals", response_model=NewKey, status_code=201)
 def add_principal(body: NewPrincipal, request: Request, store: GuardedStore = Depends(get_store)) -> JSONDoc:
     """Add a principal; the answer holds its first API key, shown once (admin only)."""
     _admin(store)
-    p, key = principals_mod.add(store._store, body.name, body.roles, body.clearance, area=_area(body.area),
+    p, key = principals_mod.add(store.base, body.name, body.roles, body.clearance, area=_area(body.area),
                                 kind=body.kind, description=body.description, author=store.principal.name)
     auth.note(request, "admin", {"added_principal": p.name})
-    return JSONDoc({"principal": summary(p), "key": key}, status_code=201)
+    return JSONDoc({"principal": principals_mod.summary(p), "key": key}, status_code=201)
 
 
 @router.patch("/admin/principals/{name}", response_model=PrincipalSummary)
@@ -132,19 +125,20 @@ def change_principal(body: PrincipalChange, request: Request, name: str = _NAME,
         changes["area"] = _area(body.area)
     elif body.remove_area:
         changes["area"] = None
-    p = principals_mod.update(store._store, name, author=store.principal.name, **changes)
+    p = principals_mod.update(store.base, name, author=store.principal.name, **changes)
     auth.note(request, "admin", {"changed_principal": name, **{k: v for k, v in body.model_dump().items()
                                                                if v not in (None, False)}})
-    return JSONDoc(summary(p))
+    return JSONDoc(principals_mod.summary(p))
 
 
 @router.post("/admin/principals/{name}/keys", response_model=NewKey, status_code=201)
 def add_key(request: Request, name: str = _NAME, store: GuardedStore = Depends(get_store)) -> JSONDoc:
     """Another API key for a principal, shown once (admin only)."""
     _admin(store)
-    key = principals_mod.new_key(store._store, name, author=store.principal.name)
+    key = principals_mod.new_key(store.base, name, author=store.principal.name)
     auth.note(request, "admin", {"new_key_for": name})
-    return JSONDoc({"principal": summary(principals_mod.get(store._store, name)), "key": key}, status_code=201)
+    principal = principals_mod.get(store.base, name)
+    return JSONDoc({"principal": principals_mod.summary(principal), "key": key}, status_code=201)
 
 
 @router.delete("/admin/principals/{name}/keys/{key_id}", response_model=PrincipalSummary)
@@ -153,9 +147,9 @@ def revoke_key(request: Request, name: str = _NAME,
                store: GuardedStore = Depends(get_store)) -> JSONDoc:
     """Revoke one API key of a principal; tokens made from it stop working too (admin only)."""
     _admin(store)
-    p = principals_mod.revoke_key(store._store, name, key_id, author=store.principal.name)
+    p = principals_mod.revoke_key(store.base, name, key_id, author=store.principal.name)
     auth.note(request, "admin", {"revoked_key": key_id, "of": name})
-    return JSONDoc(summary(p))
+    return JSONDoc(principals_mod.summary(p))
 
 
 @router.get("/admin/audit", response_model=list[dict[str, Any]])
