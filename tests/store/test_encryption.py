@@ -12,11 +12,12 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from data_models import Building, Classification, Principal, SourceAsset
+from data_models import Building, Classification, LayerSpec, Principal, SourceAsset
 from tests.conftest import make_buildings, square
 from twin.cli import app
 from twin.security.guard import GuardedStore
@@ -384,3 +385,133 @@ def test_cli_refuses_a_key_file_of_the_wrong_length(sealed: Store, key: Key, tmp
     assert r.returncode == 2 and "31 bytes" in r.stderr and "Traceback" not in r.stderr
     for out in (r.stdout, r.stderr):
         assert key.text() not in out and bad.read_bytes().hex() not in out
+
+
+# -------------------------------------------------------------------------------- bulk tables
+
+
+def _cells(owner: str, n: int, base: float) -> pa.Table:
+    return pa.table({"asset_id": [owner] * n, "cell": pa.array(range(n), pa.uint64()),
+                     "note": [f"{owner}-cell-{i}" for i in range(n)], "value": [base + i for i in range(n)]})
+
+
+def _table_history(store: Store) -> None:
+    """A public and a confidential layer with their cells in one commit; then new cells of the confidential one
+    alone (its owner is not in that commit: its level comes from the store)."""
+    public = LayerSpec(name="open-layer", variable="v", unit="1", kind="intensive", aggregation="mean",
+                       resolutions=[9])
+    vault = public.model_copy(update={"name": "vault-layer", "classification": Classification.confidential})
+    store.commit([public, vault], message="layers",
+                 tables={"cells": pa.concat_tables([_cells("open-layer", 5, 1.0), _cells("vault-layer", 5, 100.0)])})
+    store.commit([], message="new vault cells", tables={"cells": _cells("vault-layer", 7, 200.0)})
+
+
+def _table_reads(store: Store) -> dict:
+    return {(v, owner): store._con.execute(f"SELECT * FROM {store.table_sql('cells', as_of=v, owner=owner)} "
+                                           "ORDER BY asset_id, cell").to_arrow_table().to_pylist()
+            for v in (1, 2) for owner in ("open-layer", "vault-layer")}
+
+
+def test_bulk_rows_of_a_confidential_owner_are_sealed(tmp_path: Path, key: Key) -> None:
+    Store.init(tmp_path / "s")
+    store = Store(tmp_path / "s", key=key)
+    _table_history(store)
+    Store.init(tmp_path / "plain")
+    plain = Store(tmp_path / "plain")
+    _table_history(plain)
+    # no file holds the confidential owner's rows in clear (the same history without a key does)
+    for path, data in _all_bytes(store.root):
+        assert b"vault-layer-cell-" not in data, path.relative_to(store.root)
+    for seg in sorted((store.root / "segments").glob("*.cells.parquet")):
+        assert "vault-layer-cell" not in json.dumps(pq.read_table(seg).to_pylist())
+    assert any("vault-layer-cell" in json.dumps(pq.read_table(p).to_pylist())
+               for p in (plain.root / "segments").glob("*.cells.parquet"))
+    sealed_tables = sorted(p.name for p in (store.root / "segments").glob("*.cells.*.sealed"))
+    assert sealed_tables == [f"00000001.cells.{key.id}.sealed", f"00000002.cells.{key.id}.sealed"]
+    assert not (store.root / "segments" / "00000002.cells.parquet").exists()  # version 2 had no public rows
+    # reads with the key equal the plain store's, also from a fresh process-like Store
+    want = _table_reads(plain)
+    assert _table_reads(store) == want == _table_reads(Store(store.root, key=key))
+    assert len(want[(2, "vault-layer")]) == 7 and want[(2, "open-layer")] == want[(1, "open-layer")]
+    # without the key: the public owner's rows read, the confidential one's are a clear KeyMissing
+    bare = Store(store.root)
+    assert bare._con.execute(f"SELECT count(*) FROM {bare.table_sql('cells', owner='open-layer')}").fetchone() == (5,)
+    assert bare.table_sql("cells", owners=["open-layer"]) is not None
+    with pytest.raises(KeyMissing, match="TWIN_KEY"):
+        bare.read_table("cells")
+    anon = Principal(id="principal-anonymous", name="anonymous", roles=["viewer"], clearance="public")
+    assert GuardedStore(bare, anon).read_table("cells").column("asset_id").unique().to_pylist() == ["open-layer"]
+    with pytest.raises(KeyMismatch):
+        Store(store.root, key=Key.generate()).read_table("cells")
+    # rotation re-encrypts the table files too, and status counts them
+    new = Key.generate()
+    assert store.rotate_key(key, new) == 3  # the confidential layer's own row, and its two tables of cells
+    assert _table_reads(Store(store.root, key=new)) == want
+    assert sorted(p.name for p in (store.root / "segments").glob("*.sealed")) == [
+        f"00000001.{new.id}.sealed", f"00000001.cells.{new.id}.sealed", f"00000002.cells.{new.id}.sealed"]
+    assert Store(store.root, key=new).encryption_status()["files"] == 3
+
+
+# -------------------------------------------------------------------------------- store files (rasters)
+
+
+def _product(store: Store, name: str, level: str, data: bytes) -> SourceAsset:
+    rel = Path("products") / "runs" / "r1" / name
+    (store.root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (store.root / rel).write_bytes(data)
+    return SourceAsset(id=f"asset-{name}", kind="product", path=str(rel), checksum=f"{len(data):064x}",
+                       size_bytes=len(data), classification=level, ingested=T0)
+
+
+def test_store_files_of_confidential_assets_are_sealed(tmp_path: Path, key: Key,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWIN_PLAIN_DIR", str(tmp_path / "plain-copies"))
+    Store.init(tmp_path / "s")
+    store = Store(tmp_path / "s", key=key)
+    secret_raster = b"II*\x00" + SECRET.encode() * 5000
+    open_raster = b"II*\x00" + b"open data " * 100
+    vault, public = _product(store, "vault.tif", "confidential", secret_raster), _product(store, "open.tif", "public",
+                                                                                          open_raster)
+    store.commit([vault, public], message="run files")
+    folder = store.root / "products" / "runs" / "r1"
+    assert sorted(p.name for p in folder.iterdir()) == ["open.tif", f"vault.tif.{key.id}.sealed"]
+    for path, data in _all_bytes(store.root):
+        assert SECRET.encode() not in data, path
+    # readers get the path of a decrypted copy outside the store, the same bytes; a public file stays where it is
+    got = Store(store.root, key=key).asset_path(vault.model_dump(mode="json"))
+    assert got.read_bytes() == secret_raster and store.root not in got.parents
+    assert got.is_relative_to(tmp_path / "plain-copies") and oct(got.stat().st_mode & 0o777) == "0o600"
+    assert Store(store.root).asset_path(public.model_dump(mode="json")) == folder / "open.tif"
+    # without the key, or with another, a clear error
+    with pytest.raises(KeyMissing, match="products/runs/r1/vault.tif"):
+        Store(store.root).asset_path(vault.model_dump(mode="json"))
+    with pytest.raises(KeyMismatch):
+        Store(store.root, key=Key.generate()).asset_path(vault.model_dump(mode="json"))
+    # a sealed file moved to another name fails authentication
+    moved = folder / f"other.tif.{key.id}.sealed"
+    shutil.copy(folder / f"vault.tif.{key.id}.sealed", moved)
+    with pytest.raises(SealBroken, match="altered"):
+        Store(store.root, key=key).asset_path({**vault.model_dump(mode="json"), "checksum": "1" * 64,
+                                               "path": "products/runs/r1/other.tif"})
+    moved.unlink()
+    # rotation re-seals it under the new key
+    new = Key.generate()
+    store.rotate_key(key, new)
+    assert sorted(p.name for p in folder.iterdir()) == ["open.tif", f"vault.tif.{new.id}.sealed"]
+    assert Store(store.root, key=new).asset_path({**vault.model_dump(mode="json"), "checksum": "2" * 64}
+                                                 ).read_bytes() == secret_raster
+
+
+def test_a_failed_commit_leaves_a_confidential_file_in_place_and_nothing_sealed(tmp_path: Path, key: Key,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.init(tmp_path / "s")
+    store = Store(tmp_path / "s", key=key)
+    store.commit(make_buildings(2), message="v1")
+    vault = _product(store, "vault.tif", "confidential", b"II*\x00" + SECRET.encode())
+    before = store.content_digest()
+    monkeypatch.setenv("TWIN_FAULT", "after_segment:raise")
+    with pytest.raises(RuntimeError, match="injected fault"):
+        store.commit([vault], message="v2")
+    monkeypatch.delenv("TWIN_FAULT")
+    folder = store.root / "products" / "runs" / "r1"
+    assert sorted(p.name for p in folder.iterdir()) == ["vault.tif"] and Store(store.root).content_digest() == before

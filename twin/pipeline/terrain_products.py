@@ -31,6 +31,11 @@ def terrain_digest(clouds: list[dict[str, Any]], resolution: float, crs: str, me
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _present(path: Path) -> bool:
+    """A product file is there in clear or sealed (a confidential one, encrypted at rest by the store's commit)."""
+    return path.is_file() or any(path.parent.glob(f"{path.name}.*.sealed"))
+
+
 def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds: list[list[float]], crs: str,
                      resolution: float, workers: int | None, progress: Any = None) -> tuple[list[SourceAsset], Any,
                                                                                             Path | None]:
@@ -50,14 +55,16 @@ def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds:
                              crs=clouds[0].get("crs"), to_crs=crs, las_bounds=las_bounds, workers=workers,
                              progress=progress)
         created = None
-        if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
+        # the facts of the files as made (the same bytes as a folder already there: it is content-addressed)
+        facts = {n: (sha256_file(tmp / f"{n}.tif"), (tmp / f"{n}.tif").stat().st_size) for n in TERRAIN_PRODUCTS}
+        if not all(_present(folder / f"{n}.tif") for n in TERRAIN_PRODUCTS):
             folder.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(folder, ignore_errors=True)
             try:
                 tmp.rename(folder)
                 created = folder
             except OSError:  # another build put a complete folder there first: use it
-                if not all((folder / f"{n}.tif").exists() for n in TERRAIN_PRODUCTS):
+                if not all(_present(folder / f"{n}.tif") for n in TERRAIN_PRODUCTS):
                     raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -68,7 +75,7 @@ def terrain_products(store_root: Path, clouds: list[dict[str, Any]], las_bounds:
         SourceAsset(
             id=PRODUCT_IDS[name], kind=SourceKind.product, path=str(rel / f"{name}.tif"), crs=crs,
             extent=Extent(bbox=bbox, bbox_wgs84=bbox_wgs84(bbox, crs)), acquired=acquired,
-            checksum=sha256_file(folder / f"{name}.tif"), size_bytes=(folder / f"{name}.tif").stat().st_size,
+            checksum=facts[name][0], size_bytes=facts[name][1],
             classification=max(Classification(a.get("classification", "public")) for a in clouds),
             producer="twin build", ingested=ingested,
             properties={"product": name, "description": _DESCRIPTIONS[name], "resolution": resolution,

@@ -24,13 +24,12 @@ from data_models import Classification, Principal
 from twin.errors import Forbidden
 from twin.geo import crs as geocrs
 from twin.security.roles import Permission, allows, levels_up_to
-from twin.store import ASSETS, CITY, LAYERS, MAIN, PRINCIPALS, RUNS, SCENARIOS, Query, Store
+from twin.store import ASSETS, CITY, MAIN, PRINCIPALS, RUNS, SCENARIOS, Query, Store
+from twin.store.records import TABLE_OWNERS
 from twin.store.store import Page
 
 # collections whose rows have a footprint the area limit applies to
 _AREA_COLLECTIONS = (CITY, ASSETS)
-# bulk tables keyed by an id of these collections (asset_id column); rows of an invisible one are absent
-_TABLE_OWNERS = (ASSETS, LAYERS, RUNS)
 _NOTHING = "\x00nothing"  # an id no entity has: a query that must match nothing
 # (store, branch, version, what, view) -> ids: a committed state never changes, so its answers are shared by requests
 _STATE: dict[tuple[str, str, int, str, str], list[str]] = {}
@@ -258,7 +257,7 @@ class GuardedStore:
         version = self._store.resolve_version(branch, as_of)
 
         def owners() -> list[str]:
-            return sorted({i for c in _TABLE_OWNERS
+            return sorted({i for c in TABLE_OWNERS
                            for i in self._store.digests(branch, version, self.restrict(Query(collection=c), branch,
                                                                                         version))})
 
@@ -267,18 +266,16 @@ class GuardedStore:
     def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None) -> str | None:
         """The rows of bulk table ``name`` whose owner (asset, layer, run) the principal sees, inside its area;
         of ``owner`` only when given (then no join with every visible owner is needed)."""
-        inner = self._store.table_sql(name, branch, as_of, owner)
-        if inner is None or self.unrestricted or (self.area is None and self.sees_every_level()):
-            return inner
+        if self.unrestricted or (self.area is None and self.sees_every_level()):
+            return self._store.table_sql(name, branch, as_of, owner)
+        if owner is not None and owner not in self._owners(branch, as_of):
+            return None
+        # only the visible owners' rows are read: sealed rows of owners above the clearance are never decrypted
+        inner = self._store.table_sql(name, branch, as_of, owner, owners=self._owners(branch, as_of))
+        if inner is None:
+            return None
         con = self._store._con
-        if owner is not None:
-            if owner not in self._owners(branch, as_of):
-                return None
-            where = []
-        else:
-            owners = sorted(self._owners(branch, as_of))
-            con.register("_twin_owners", pa.table({"id": pa.array(owners, pa.string())}))
-            where = ["g.asset_id IN (SELECT id FROM _twin_owners)"]
+        where = []
         if self.area is not None and "cell" in con.execute(f"SELECT * FROM {inner} LIMIT 0").fetch_arrow_table() \
                 .column_names:
             table = f"_twin_area_{self._area_digest}"

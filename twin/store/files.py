@@ -304,3 +304,19 @@ def write_private(path: Path, data: bytes, *, replace: bool) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def plain_dir() -> Path:
+    """Where decrypted copies of sealed store files go, outside every store: ``$TWIN_PLAIN_DIR``, else
+    ``/dev/shm/twin-plain-<uid>`` (memory, gone at reboot) where there is a ``/dev/shm``, else
+    ``<tmp>/twin-plain-<uid>``; created readable by this user only."""
+    import tempfile
+
+    given = os.environ.get("TWIN_PLAIN_DIR", "").strip()
+    shm = Path("/dev/shm")
+    base = Path(given) if given else (shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir()))
+    folder = base if given else base / f"twin-plain-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not given and folder.stat().st_uid != (os.getuid() if hasattr(os, "getuid") else folder.stat().st_uid):
+        raise PermissionError(f"{folder} belongs to another user: set TWIN_PLAIN_DIR to a private folder")
+    return folder

@@ -28,6 +28,7 @@ SCENARIOS = "scenarios"  # a scenario's record lives on its own branch, rewritte
 RUNS = "runs"  # simulation runs, on the branch they ran on
 PRINCIPALS = "principals"  # users and service accounts (twin.security), on main
 COLLECTIONS = (CITY, ASSETS, LAYERS, SCENARIOS, RUNS, PRINCIPALS)
+TABLE_OWNERS = (ASSETS, LAYERS, RUNS)  # the collections whose ids own bulk-table rows (their asset_id column)
 _KIND = {SourceAsset: (ASSETS, "SourceAsset"), LayerSpec: (LAYERS, "LayerSpec"), Scenario: (SCENARIOS, "Scenario"),
          SimulationRun: (RUNS, "SimulationRun"), Principal: (PRINCIPALS, "Principal")}
 

@@ -7,6 +7,8 @@ Layout of a store directory::
     commits/<version>.json  one file per commit; a commit exists once this file exists
     segments/<version>.parquet  the entity rows written by that commit (GeoParquet)
     segments/<version>.<key id>.sealed  its confidential and secret rows, encrypted (docs/security_encryption.md)
+    segments/<version>.<table>.parquet  its bulk-table rows (layer cells, observations, run results)
+    segments/<version>.<table>.<key id>.sealed  the bulk-table rows of its confidential and secret owners, encrypted
     encryption.json         the id of the key the sealed files are encrypted with (never the key)
     tmp/                    files being written; never read
     .lock                   writers' advisory lock
@@ -19,6 +21,7 @@ server sees other processes' commits immediately.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -41,6 +44,7 @@ from twin.store.engine import connect, session
 from twin.store.files import (
     StoreBusy,
     fault,
+    plain_dir,
     publish,
     raise_refused,
     recover_tmp,
@@ -48,6 +52,7 @@ from twin.store.files import (
     tmp_path,
     write_bytes,
     write_json_atomic,
+    write_private,
     writer_lock,
 )
 from twin.store.records import (
@@ -56,6 +61,7 @@ from twin.store.records import (
     COLLECTIONS,
     SEALED_LEVELS,
     STUB,
+    TABLE_OWNERS,
     Record,
     from_us,
     records_table,
@@ -272,6 +278,7 @@ class Store:
         self._key_read = key is not None
         self._sealed: dict[int, dict[str, Any]] = {}  # version -> {rows, collections, levels} of its sealed rows
         self._unsealed: set[int] = set()  # versions whose sealed rows are in _twin_sealed (they never change)
+        self._unsealed_tables: set[tuple[int, str]] = set()  # (version, table) decrypted into _sealed_table_name
         self._enc_cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ setup
@@ -390,13 +397,18 @@ class Store:
         writing them without the key is refused). A store that never had a key keeps every row plain."""
         return self.key is not None or self._encryption() is not None or bool(self._sealed)
 
+    def encrypts(self) -> bool:
+        """Whether this store keeps confidential and secret data encrypted (a key is set, or it holds sealed data):
+        what derived caches of such data (tilesets) must then keep out of the store directory."""
+        return self._sealing()
+
     def _check_key(self, doing: str) -> Key:
         """The key, checked against the one the store's sealed files were encrypted with."""
         key = self.key
         if key is None:
             raise KeyMissing(f"this store holds encrypted confidential data and {doing} needs it; {HOW}")
         enc = self._encryption()
-        if enc is not None and enc.get("key_id") != key.id and self._sealed:
+        if enc is not None and enc.get("key_id") != key.id:
             raise KeyMismatch(f"the key does not match: the data was encrypted with key {enc.get('key_id')}, the key "
                               f"given ({key.source}) has id {key.id}")
         return key
@@ -408,7 +420,6 @@ class Store:
         """Decrypt the sealed rows of ``versions`` that are not yet in memory into ``_twin_sealed``, a table of this
         Store's in-memory database (never on disk; every thread's cursor sees it; native DuckDB storage scans
         several times faster than an Arrow table converted on every query)."""
-        import pyarrow.parquet as pq
 
         missing = [v for v in versions if v not in self._unsealed]
         if missing:
@@ -417,18 +428,8 @@ class Store:
                 for v in missing:
                     if v in self._unsealed:
                         continue
-                    for attempt in (0, 1):
-                        path = self._sealed_file(v, (self._encryption() or {}).get("key_id", key.id))
-                        try:
-                            data = path.read_bytes()
-                            break
-                        except FileNotFoundError:  # a rotation switched keys meanwhile: read the new name
-                            if attempt:
-                                raise SealBroken(f"segments/{path.name} is missing: version {v}'s encrypted rows "
-                                                 "cannot be read") from None
-                            self._check_key(doing)
-                    rows = pq.read_table(pa.BufferReader(key.unseal(data, f"segment {v:08d}",
-                                                                    f"segments/{path.name}")))
+                    rows = self._read_sealed(lambda kid, v=v: self._sealed_file(v, kid), f"segment {v:08d}",
+                                             f"version {v}'s encrypted rows", key, doing)
                     self._no_spill()
                     con = self._con
                     con.register("_twin_unsealing", rows)
@@ -441,6 +442,109 @@ class Store:
                     self._unsealed.add(v)
         else:
             self._check_key(doing)  # a rotation since: the old key must stop working here too
+
+    def _read_sealed(self, path_of: Any, role: str, what: str, key: Key, doing: str) -> pa.Table:
+        """The Parquet rows of the sealed file ``path_of(key id)``, decrypted in memory."""
+        import pyarrow.parquet as pq
+
+        for attempt in (0, 1):
+            path = path_of((self._encryption() or {}).get("key_id", key.id))
+            try:
+                data = path.read_bytes()
+                break
+            except FileNotFoundError:  # a rotation switched keys meanwhile: read the new name
+                if attempt:
+                    raise SealBroken(f"segments/{path.name} is missing: {what} cannot be read") from None
+                key = self._check_key(doing)
+        return pq.read_table(pa.BufferReader(key.unseal(data, role, f"segments/{path.name}")))
+
+    def _sealed_product(self, rel: str | Path, key_id: str) -> Path:
+        """The sealed form of store file ``rel`` (e.g. ``products/terrain/<digest>/dtm.tif``), beside it."""
+        path = self.root / rel
+        return path.with_name(f"{path.name}.{key_id}.sealed")
+
+    def _sealed_products(self, key_id: str) -> list[Path]:
+        """Every sealed store file under ``products/`` (rasters of confidential assets) of key ``key_id``."""
+        folder = self.root / "products"
+        return sorted(folder.rglob(f"*.{key_id}.sealed")) if key_id and folder.is_dir() else []
+
+    def _seal_files(self, rels: Sequence[str], key: Key, written: list[Path], remove_plain: bool = True) -> None:
+        """Write the sealed form of each store file of ``rels`` (streamed in chunks, the file's path its role, so a
+        sealed file moved elsewhere fails authentication); its plain file is removed when ``remove_plain``."""
+        self._write_encryption(key)
+        for rel in rels:
+            src, dst = self.root / rel, self._sealed_product(rel, key.id)
+            tmp = tmp_path(self.root / "tmp", ".sealed")
+            try:
+                write_bytes(tmp, key.seal(src.read_bytes(), f"file {Path(rel).as_posix()}"))
+                fault("file_sealed")
+                publish(tmp, dst)
+            finally:
+                tmp.unlink(missing_ok=True)
+            written.append(dst)
+            if remove_plain:
+                src.unlink(missing_ok=True)
+
+    def _plain_copy(self, rel: Path, asset: dict[str, Any]) -> Path:
+        """A decrypted copy of sealed store file ``rel``, for readers that open paths (GDAL, worker processes): in
+        ``TWIN_PLAIN_DIR``, else ``/dev/shm`` (memory, never on disk) when there is one, else the temporary folder;
+        a folder only this user may enter, one file per content (its checksum), made once."""
+        kid = (self._encryption() or {}).get("key_id")
+        sealed = self._sealed_product(rel, kid) if kid else None
+        if sealed is None or not sealed.is_file():
+            return self.root / rel
+        where = f"{Path(rel).as_posix()}"
+        key = self._check_key(f"reading {where}")
+        digest = str(asset.get("checksum") or "")[:32] or hashlib.sha256(sealed.read_bytes()).hexdigest()[:32]
+        dst = plain_dir() / digest / Path(rel).name
+        if not dst.is_file():
+            dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_private(dst, key.unseal(sealed.read_bytes(), f"file {where}", where), replace=True)
+        return dst
+
+    def _sealed_table_file(self, version: int, name: str, key_id: str) -> Path:
+        return self.root / "segments" / f"{version:08d}.{name}.{key_id}.sealed"
+
+    def _sealed_tables(self) -> list[tuple[int, str]]:
+        """(version, table) of every commit's sealed bulk-table file."""
+        return [(v, n) for v, docs in sorted(self._tables.items()) for n, d in sorted(docs.items()) if d.get("sealed")]
+
+    def _sealed_table_name(self, version: int, name: str) -> str:
+        """The in-memory DuckDB table holding version ``version``'s sealed rows of bulk table ``name`` (decrypted
+        on first use with the key; never on disk)."""
+        target = f"_twin_sealed_{name}_{version}"
+        if (version, name) in self._unsealed_tables:
+            self._check_key(f"table {name!r}")  # a rotation since: the old key must stop working here too
+            return target
+        doing = f"reading the confidential rows of table {name!r}"
+        key = self._check_key(doing)
+        with self._lock:
+            if (version, name) not in self._unsealed_tables:
+                rows = self._read_sealed(lambda kid: self._sealed_table_file(version, name, kid),
+                                         f"table {name} {version:08d}", f"version {version}'s encrypted {name} rows",
+                                         key, doing)
+                self._no_spill()
+                con = self._con
+                con.register("_twin_unsealing", rows)
+                try:
+                    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _twin_unsealing")
+                finally:
+                    con.unregister("_twin_unsealing")
+                self._unsealed_tables.add((version, name))
+        return target
+
+    def _owner_levels(self, branch: str, owners: set[str], records: dict[tuple[str, str], Record]) -> dict[str, str]:
+        """The classification of each bulk-table owner (an asset, layer or run): its row in this commit, else its
+        live row on the branch (public when it has none: rows of an unknown owner are no secret of anyone's)."""
+        out = {r.id: r.classification for (c, _), r in records.items() if c in TABLE_OWNERS and r.id in owners}
+        missing = sorted(owners - set(out))
+        for collection in TABLE_OWNERS if missing else ():
+            sql, params = self._state_sql(branch, None, Query(collection=collection, ids=missing), "classification",
+                                          order=False, stubs=True)
+            if sql is not None:
+                rows = self._con.execute(f"SELECT id, classification FROM ({sql})", params).fetchall()
+                out.update({i: lv for i, lv in rows if i not in out})
+        return out
 
     def _reads_sealed(self, sealed: list[int], collection: str | None, classification_max: str | None,
                       doing: str, stubs: bool = False) -> bool:
@@ -482,6 +586,8 @@ class Store:
         enc = self._encryption()
         kid = enc.get("key_id") if enc else None
         files = [self._sealed_file(v, kid) for v in sorted(self._sealed)] if kid else []
+        files += [self._sealed_table_file(v, n, kid) for v, n in self._sealed_tables()] if kid else []
+        files += self._sealed_products(kid) if kid else []
         key = self.key
         return {"key_id": kid, "files": len(files), "rows": sum(int(d.get("rows", 0)) for d in self._sealed.values()),
                 "bytes": sum(f.stat().st_size for f in files if f.exists()),
@@ -520,6 +626,26 @@ class Store:
                     finally:
                         tmp.unlink(missing_ok=True)
                     written.append(self._sealed_file(v, new.id))
+                for v, name in self._sealed_tables():
+                    src, role = self._sealed_table_file(v, name, kid), f"table {name} {v:08d}"
+                    tmp = tmp_path(self.root / "tmp", ".sealed")
+                    try:
+                        write_bytes(tmp, new.seal(old.unseal(src.read_bytes(), role, f"segments/{src.name}"), role))
+                        publish(tmp, self._sealed_table_file(v, name, new.id))
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    written.append(self._sealed_table_file(v, name, new.id))
+                for src in self._sealed_products(kid):
+                    rel = src.relative_to(self.root)
+                    role = f"file {rel.parent.as_posix()}/{src.name[:-len(f'.{kid}.sealed')]}"
+                    dst = src.with_name(src.name[:-len(f".{kid}.sealed")] + f".{new.id}.sealed")
+                    tmp = tmp_path(self.root / "tmp", ".sealed")
+                    try:
+                        write_bytes(tmp, new.seal(old.unseal(src.read_bytes(), role, str(rel)), role))
+                        publish(tmp, dst)
+                    finally:
+                        tmp.unlink(missing_ok=True)
+                    written.append(dst)
                 fault("rotation_written")
                 write_json_atomic(self.root / ENCRYPTION, {
                     "key_id": new.id, "cipher": "AES-256-GCM", "since": datetime.now(UTC), "author": author,
@@ -530,6 +656,10 @@ class Store:
                 raise_refused(exc, "rotating the store key")
             for v in sorted(self._sealed):
                 self._sealed_file(v, kid).unlink(missing_ok=True)
+            for v, name in self._sealed_tables():
+                self._sealed_table_file(v, name, kid).unlink(missing_ok=True)
+            for src in self._sealed_products(kid):
+                src.unlink(missing_ok=True)
             self._key_arg, self._key_read = new, True
             return len(written)
 
@@ -711,12 +841,26 @@ class Store:
                 ops.append("remove")
                 ends.append(old[2])
             tables, digests = self._changed_tables(branch, tables)
+            # the store files of confidential and secret assets (rasters a build or a run wrote) are sealed too
+            plain_files = sorted({r.body["path"] for r in records.values() if r.body.get("path") in in_store
+                                  and r.classification in SEALED_LEVELS and (self.root / r.body["path"]).is_file()}
+                                 ) if self._sealing() else []
             if not rows and not tables:
+                if plain_files:  # the records are unchanged: only their files are left to seal
+                    self._seal_files(plain_files, self._check_key("sealing confidential files"), [])
                 return None
             # sealed: confidential and secret rows, and the removals of such rows (their id stays hidden too)
             levels = [r.classification for r in rows[:len(rows) - len(ends)]] + ends
             seal = [i for i, lv in enumerate(levels) if lv in SEALED_LEVELS] if self._sealing() else []
-            seal_key = self._check_key("writing confidential or secret rows") if seal else None
+            # bulk-table rows are at the level of their owner: those of confidential and secret owners are sealed
+            table_seal: dict[str, list[str]] = {}
+            if tables and self._sealing():
+                levels_of = self._owner_levels(branch, {a for d in digests.values() for a in d}, records)
+                for name, d in digests.items():
+                    if hidden := sorted(a for a in d if levels_of.get(a) in SEALED_LEVELS):
+                        table_seal[name] = hidden
+            seal_key = self._check_key("writing confidential or secret rows") if seal or table_seal or plain_files \
+                else None
             self.refresh()
             version = max(self._commits, default=0) + 1
             last_time = max((c.time for c in self._commits.values()), default=None)
@@ -746,7 +890,7 @@ class Store:
                     hidden = table.filter(mask)
                     table = pa.concat_tables([table.filter(pc.invert(mask)),
                                               stubs_table(self._stubs(branch, rows, ops, seal), version)])
-                    made_enc = self._write_encryption(seal_key)
+                    made_enc = self._write_encryption(seal_key) or made_enc
                     written.append(self._sealed_file(version, seal_key.id))
                     self._write_sealed(sealed_table(hidden), version, seal_key, written[-1])
                     sealed_doc = {"rows": hidden.num_rows,
@@ -754,11 +898,23 @@ class Store:
                                   "levels": sorted({levels[i] for i in seal if ops[i] != "remove"})}
                 self._write_segment(table, seg_path)
                 for name, t in sorted(tables.items()):
-                    fname = f"{version:08d}.{name}.parquet"
-                    written.append(self.root / "segments" / fname)
-                    self._write_table(t, written[-1])
-                    table_docs[name] = {"file": fname, "rows": t.num_rows, "assets": sorted(digests[name]),
-                                        "digests": digests[name]}
+                    doc = table_docs[name] = {"file": None, "rows": t.num_rows, "assets": sorted(digests[name]),
+                                              "digests": digests[name]}
+                    if name in table_seal:
+                        mask = pc.is_in(t.column("asset_id"), pa.array(table_seal[name], pa.string()))
+                        made_enc = self._write_encryption(seal_key) or made_enc
+                        written.append(self._sealed_table_file(version, name, seal_key.id))
+                        self._write_sealed(t.filter(mask), version, seal_key, written[-1],
+                                           f"table {name} {version:08d}")
+                        doc["sealed"] = table_seal[name]
+                        t = t.filter(pc.invert(mask))
+                    if t.num_rows:
+                        doc["file"] = f"{version:08d}.{name}.parquet"
+                        written.append(self.root / "segments" / doc["file"])
+                        self._write_table(t, written[-1])
+                if plain_files:
+                    made_enc = self._write_encryption(seal_key) or made_enc
+                    self._seal_files(plain_files, seal_key, written, remove_plain=False)
                 fault("after_segment")
                 write_json_atomic(
                     self.root / "commits" / f"{version:08d}.json",
@@ -772,6 +928,8 @@ class Store:
                 if made_enc:
                     (self.root / ENCRYPTION).unlink(missing_ok=True)
                 raise_refused(exc, f"committing version {version}")
+            for rel in plain_files:  # committed: the sealed copies are the files now
+                (self.root / rel).unlink(missing_ok=True)
             self.refresh()
             return commit
 
@@ -784,10 +942,11 @@ class Store:
             others_building = recover_tmp(self.root / "tmp")
             self.refresh()
             referenced = set(self._segments.values()) | {
-                t["file"] for tables in self._tables.values() for t in tables.values()
+                t["file"] for tables in self._tables.values() for t in tables.values() if t.get("file")
             }
             kid = (self._encryption() or {}).get("key_id")
             referenced |= {self._sealed_file(v, kid).name for v in self._sealed} if kid else set()
+            referenced |= {self._sealed_table_file(v, n, kid).name for v, n in self._sealed_tables()} if kid else set()
             for p in (self.root / "segments").iterdir():
                 if p.name in referenced:
                     continue
@@ -796,6 +955,10 @@ class Store:
                         kid and self._sealed_file(int(head), kid).exists()):
                     continue  # the only copy of a commit's sealed rows (encryption.json lost or restored): kept
                 remove_path(p)
+            for p in sorted((self.root / "products").rglob("*.sealed")) if kid else ():
+                plain, _, rest = p.name.rpartition(".")[0].rpartition(".")
+                if rest != kid and self._sealed_product(p.parent.relative_to(self.root) / plain, kid).exists():
+                    remove_path(p)  # a rotation's leftover: the file under the key in force is there
             products = self.root / "products"
             if others_building or not products.is_dir():
                 return
@@ -853,7 +1016,7 @@ class Store:
                                                    "since": datetime.now(UTC)}, self.root / "tmp")
         return enc is None
 
-    def _write_sealed(self, table: pa.Table, version: int, key: Key, dst: Path) -> None:
+    def _write_sealed(self, table: pa.Table, version: int, key: Key, dst: Path, role: str | None = None) -> None:
         """Sealed rows as Parquet (zstd) encrypted in memory: no plaintext byte of them reaches the disk."""
         import pyarrow.parquet as pq
 
@@ -861,7 +1024,7 @@ class Store:
         pq.write_table(table, sink, compression="zstd", row_group_size=8192)
         tmp = tmp_path(self.root / "tmp", ".sealed")
         try:
-            write_bytes(tmp, key.seal(sink.getvalue(), f"segment {version:08d}"))
+            write_bytes(tmp, key.seal(sink.getvalue(), role or f"segment {version:08d}"))
             fault("sealed_written")
             publish(tmp, dst)
         except BaseException:
@@ -953,17 +1116,20 @@ class Store:
         return {a for v in self._visible_versions(branch, version)
                 for a in self._tables.get(v, {}).get(name, {}).get("assets", [])}
 
-    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None) -> str | None:
+    def table_sql(self, name: str, branch: str = MAIN, as_of: Any = None, owner: str | None = None,
+                  owners: Iterable[str] | None = None) -> str | None:
         """A SQL subquery over table ``name`` as of a version on a branch (None when it has no rows there); of
-        the rows of asset ``owner`` only, when given.
+        the rows of asset ``owner`` only, or of the assets ``owners``, when given (a reader without the key reads
+        the rows of public and internal owners so).
 
         For each asset id the rows come from the newest visible commit that wrote that asset to the table.
         """
         version = self.resolve_version(branch, as_of)
+        wanted = {owner} if owner is not None else set(owners) if owners is not None else None
         latest: dict[str, int] = {}
         for v in sorted(self._visible_versions(branch, version)):
             for a in self._tables.get(v, {}).get(name, {}).get("assets", []):
-                if owner is None or a == owner:
+                if wanted is None or a in wanted:
                     latest[a] = v
         if not latest:
             return None
@@ -972,9 +1138,15 @@ class Store:
             by_version.setdefault(v, []).append(a)
         parts = []
         for v, assets in sorted(by_version.items()):
-            f = _sql_str(str(self.root / "segments" / self._tables[v][name]["file"]))
-            ids = ", ".join(_sql_str(a) for a in sorted(assets))
-            parts.append(f"SELECT * FROM read_parquet({f}) WHERE asset_id IN ({ids})")
+            doc = self._tables[v][name]
+            hidden = set(doc.get("sealed", ()))
+            for group, sealed in ((sorted(a for a in assets if a not in hidden), False),
+                                  (sorted(a for a in assets if a in hidden), True)):
+                if not group:
+                    continue
+                src = self._sealed_table_name(v, name) if sealed else \
+                    f"read_parquet({_sql_str(str(self.root / 'segments' / doc['file']))})"
+                parts.append(f"SELECT * FROM {src} WHERE asset_id IN ({', '.join(_sql_str(a) for a in group)})")
         return "(" + " UNION ALL BY NAME ".join(parts) + ")"
 
     def read_table(self, name: str, branch: str = MAIN, as_of: Any = None, where: str = "",
@@ -1256,9 +1428,12 @@ class Store:
         return [row_to_feature(dict(zip(names, row, strict=True))) for row in cur.fetchall()]
 
     def asset_path(self, asset: dict[str, Any]) -> Path:
-        """The file of an asset record: source paths are absolute, build products are relative to the store root."""
+        """The file of an asset record: source paths are absolute, build products are relative to the store root
+        (a sealed one, of a confidential asset, is decrypted into a private folder outside the store first)."""
         p = Path(asset["path"])
-        return p if p.is_absolute() else self.root / p
+        if p.is_absolute():
+            return p
+        return self.root / p if (self.root / p).exists() else self._plain_copy(p, asset)
 
     def changelog(self, version: int) -> list[dict[str, str]]:
         """The entity ids a commit touched and how (add / modify / remove). Without the key, the sealed rows of a store
