@@ -347,23 +347,25 @@ def _build_tilesets(s, branch: str, version: str, only: list[str] | None, worker
     for k in kinds:
         if k not in KINDS:
             raise typer.BadParameter(f"--only takes one of {', '.join(KINDS)}, got {k!r}")
-    cache = TileCache(s, workers=workers)
-    v = cache.version(branch, version)
-    console.print(f"tilesets of {branch}@{v} into {cache.root}", highlight=False)
-    with _progress() as p:
-        stages = _Stages(p)
-        for kind in kinds:
-            t0 = time.perf_counter()
-            try:
-                path = cache.tileset(kind, branch, v, progress=stages)
-            except TileNotFound as exc:
-                console.print(f"  {kind}: skipped ({exc})", highlight=False)
-                continue
-            extra = ""
-            if kind == "buildings" and cache.last_build is not None:
-                r = cache.last_build
-                extra = f" ({r.buildings} buildings, {r.tiles} tiles, {len(r.encoded)} encoded, {r.reused} reused)"
-            console.print(f"  {kind}: {path}{extra} in {time.perf_counter() - t0:.1f} s", highlight=False)
+    full = TileCache(s, workers=workers)
+    v = full.version(branch, version)
+    for cache in (full, *full.views_below()):  # and each lower clearance's own tilesets (no hidden object in them)
+        console.print(f"tilesets of {branch}@{v}{f' for clearance {cache.view}' if cache.view else ''} into "
+                      f"{cache.root}", highlight=False)
+        with _progress() as p:
+            stages = _Stages(p)
+            for kind in kinds:
+                t0 = time.perf_counter()
+                try:
+                    path = cache.tileset(kind, branch, v, progress=stages)
+                except TileNotFound as exc:
+                    console.print(f"  {kind}: skipped ({exc})", highlight=False)
+                    continue
+                extra = ""
+                if kind == "buildings" and cache.last_build is not None:
+                    r = cache.last_build
+                    extra = f" ({r.buildings} buildings, {r.tiles} tiles, {len(r.encoded)} encoded, {r.reused} reused)"
+                console.print(f"  {kind}: {path}{extra} in {time.perf_counter() - t0:.1f} s", highlight=False)
 
 
 @app.command()
@@ -408,9 +410,10 @@ def demo(
         c2 = run_build(s, author=settings.author, progress=stages)
         from twin.tiles.cache import TileCache
 
-        cache = TileCache(s)
-        for kind in ("buildings", "terrain"):  # what the viewer opens with; the point cloud builds when shown
-            cache.tileset(kind, "main", s.head(), progress=stages)
+        full = TileCache(s)
+        for cache in (full, *full.views_below()):  # the admin's and each lower clearance's (the anonymous viewer's)
+            for kind in ("buildings", "terrain"):  # what the viewer opens with; the point cloud builds when shown
+                cache.tileset(kind, "main", s.head(), progress=stages)
     for c in (c1, c2):
         _report(c)
     console.print(f"demo city ready in {time.perf_counter() - t0:.1f} s: sources {out}, store {s.root}, version "

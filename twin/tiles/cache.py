@@ -38,7 +38,8 @@ from typing import Any
 
 from twin.errors import NotFound, StorageError, Unavailable, storage_error
 from twin.store import ASSETS, Query, Store, StoreError
-from twin.store.files import store_key, writer_lock
+from twin.store.files import plain_dir, store_key, writer_lock
+from twin.store.records import SEALED_LEVELS
 from twin.tiles import buildings_tileset as buildings_mod
 from twin.tiles import terrain as terrain_mod
 from twin.tiles.buildings import fold_parts
@@ -84,6 +85,9 @@ def server_cache_dir(store: Store, setting: Path | str | None) -> tuple[Path | N
     return out, ""
 
 
+_DIGEST_KINDS = ("terrain", "pointcloud")  # tilesets named by the digest of their inputs (see digest_roots)
+
+
 class TileNotFound(NotFound):
     """Unknown branch, version, tileset or file — or a tileset the store has no data for (HTTP 404)."""
 
@@ -105,6 +109,9 @@ class TileCache:
         self.store = store
         self.root: Path | None = Path(root) if root is not None else store.root / "tiles"
         self.shared: list[Path] = []
+        # roots whose terrain and point-cloud tilesets this view may read too: those are named by the digest of
+        # their inputs, so one with the digest of this view's inputs holds exactly what this view may see
+        self.digest_roots: list[Path] = []
         self.not_built = ""  # why a cache without a root builds nothing (said in its 503)
         self.hint = ""  # added to a storage error's message: what to do about it
         self.workers = workers
@@ -113,8 +120,19 @@ class TileCache:
         # public tileset has no confidential building in any tile, and no tile of another view is reachable
         view = getattr(store, "tile_view", lambda: None)()
         self.view = view
+        if root is None and self.private:  # never confidential tiles in clear inside a store that encrypts
+            self.root = plain_dir() / "tiles" / store_key(store.base)
         if view is not None and self.root is not None:
             self.root = self.root / "views" / view
+
+    @property
+    def private(self) -> bool:
+        """Whether this view's tiles may show data the store keeps encrypted (confidential or secret): then they
+        are built outside the store, in the private folder of decrypted copies (``twin.store.files.plain_dir``)."""
+        base = self.store.base
+        if not base.encrypts() or not (base.all_classifications() & SEALED_LEVELS):
+            return False
+        return self.view is None or self.view.split("-area-")[0] in SEALED_LEVELS
 
     @classmethod
     def serving(cls, store: Store, cache_dir: Path | None, not_built: str = "") -> TileCache:
@@ -122,11 +140,31 @@ class TileCache:
         ``cache_dir``; with ``cache_dir`` None, a missing tileset is a :class:`TilesetNotBuilt` saying ``not_built``."""
         cache = cls(store)
         views = Path("views", cache.view) if cache.view is not None else Path()
-        cache.shared = [store.root / "tiles" / views]
+        cache.shared = [] if cache.private else [store.root / "tiles" / views]
+        if cache.view is not None:
+            cache.digest_roots = [store.root / "tiles", *([Path(cache_dir)] if cache_dir is not None else [])]
         cache.root = Path(cache_dir) / views if cache_dir is not None else None
         cache.not_built = not_built or "this server has no cache directory"
         cache.hint = f"set TWIN_CACHE_DIR to a writable folder, or {BUILD_AHEAD}"
         return cache
+
+    def views_below(self) -> list[TileCache]:
+        """Writer caches of the tilesets of each clearance below what this (full) cache shows, for a store that holds
+        data above public: ``<store>/tiles/views/<level>`` (public, internal, ...), built ahead so that a server of a
+        read-only store answers every clearance (an area-limited view is built by the server, on demand)."""
+        from data_models import Classification, Principal
+        from twin.security.guard import GuardedStore
+
+        held = {Classification(c) for c in self.store.base.all_classifications()}
+        top = max(held, key=lambda c: c.rank, default=Classification.public)
+        out = []
+        for level in (c for c in Classification if c.rank < top.rank):
+            reader = Principal(id=f"principal-tiles-{level.value}", name=f"tiles-{level.value}", roles=["viewer"],
+                               clearance=level)
+            cache = TileCache(GuardedStore(self.store.base, reader), workers=self.workers)
+            cache.digest_roots = [r for r in self.roots]
+            out.append(cache)
+        return out
 
     @property
     def roots(self) -> list[Path]:
@@ -189,7 +227,7 @@ class TileCache:
         """``find(<root>/<kind>)`` in the first root that has it; else ``make(<own root>/<kind>)``, once: threads of
         this process wait for the one building (single flight), processes serialise on ``<kind>/.lock``, and each
         looks again after waiting. A refusing disk is a StorageError (503) naming the folder."""
-        for r in self.roots:
+        for r in self.roots + (self.digest_roots if kind in _DIGEST_KINDS else []):
             found = find(r / kind)
             if found is not None:
                 return found
@@ -309,12 +347,12 @@ class TileCache:
             known = self.known(kind, branch, version)
             bases = [known.parent] if known is not None else []
         else:
-            bases = [r / kind for r in self.roots]
+            bases = [r / kind for r in self.roots + (self.digest_roots if kind in _DIGEST_KINDS else [])]
         found = self._first(bases, rel)
         if found is not None or not build:
             return (found, immutable) if found is not None else None
         tileset = self.tileset(kind, branch, version)  # (re)build: the tiles may have been deleted
-        found = self._first([tileset.parent] if kind == "pointcloud" else [r / kind for r in self.roots], rel)
+        found = self._first([tileset.parent] if kind == "pointcloud" else bases, rel)
         if found is None:
             raise TileNotFound(f"no such file {rel!r} in the {kind} tileset of {branch}@{version}")
         return found, immutable
