@@ -151,17 +151,23 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(reader: Reader, store: Path, cache: Path | str) -> Iterator[httpx.Client]:
+def _serve(reader: Reader, store: Path, cache: Path | str, headers: dict[str, str] | None = None,
+           audit_dir: bool = True) -> Iterator[httpx.Client]:
     """`twin serve` over ``store`` run as the reader, with ``TWIN_CACHE_DIR=cache`` and no writable home."""
     port = _free_port()
-    env = {**os.environ, "TWIN_STORE": str(store), "TWIN_CACHE_DIR": str(cache), "HOME": "/nonexistent"}
+    # the audit log of a read-only store goes where the server may write (a signed-in read must be traced)
+    audit = reader.own(Path(tempfile.mkdtemp(prefix="twin-audit-", dir=Path(store).parent.parent)))
+    env = {**os.environ, "TWIN_STORE": str(store), "TWIN_CACHE_DIR": str(cache), "HOME": "/nonexistent",
+           **({"TWIN_AUDIT_DIR": str(audit)} if audit_dir else {})}
+    if not audit_dir:
+        env.pop("TWIN_AUDIT_DIR", None)
     env.pop("XDG_CACHE_HOME", None)
     server = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, **reader.kwargs)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(base + "/health", server)
-        with httpx.Client(base_url=base, timeout=120) as client:
+        with httpx.Client(base_url=base, timeout=120, headers=headers) as client:
             yield client
     finally:
         server.terminate()
@@ -174,12 +180,15 @@ def _serve(reader: Reader, store: Path, cache: Path | str) -> Iterator[httpx.Cli
     assert "Traceback" not in err, err  # no 500 went by unnoticed
 
 
-def _tile_files(store: Path) -> list[tuple[str, Path]]:
-    """Every content and subtree file the store's tilesets hold, with the URL it is served at."""
+def _tile_files(store: Path, view: str | None = None) -> list[tuple[str, Path]]:
+    """Every content and subtree file the store's tilesets hold for a view (None: the full one), with the URL it is
+    served at: the view's own buildings; terrain and point cloud, named by the digest of their inputs, are the full
+    view's when a view's inputs are the same (all public here), shared rather than copied."""
     out: list[tuple[str, Path]] = []
     tiles = store / "tiles"
-    for p in sorted((tiles / "buildings" / "content").rglob("*.glb")):
-        out.append((f"/tiles/main/latest/buildings/{p.relative_to(tiles / 'buildings').as_posix()}", p))
+    own = tiles / "views" / view if view else tiles
+    for p in sorted((own / "buildings" / "content").rglob("*.glb")):
+        out.append((f"/tiles/main/latest/buildings/{p.relative_to(own / 'buildings').as_posix()}", p))
     for p in sorted((tiles / "terrain").rglob("*")):
         if p.is_file() and p.relative_to(tiles / "terrain").parts[0] != p.name:  # inside <digest>/, not <digest>.json
             out.append((f"/tiles/main/latest/terrain/{p.relative_to(tiles / 'terrain').as_posix()}", p))
@@ -194,7 +203,8 @@ def _no_tmp(root: Path) -> list[str]:
     return [p.as_posix() for p in root.rglob("*") if ".tmp" in p.name]
 
 
-def test_every_read_answers_200_on_a_read_only_store_and_changes_nothing(reader, built_store, world) -> None:
+def test_every_read_answers_200_on_a_read_only_store_and_changes_nothing(reader, built_store, world,
+                                                                       built_city) -> None:
     from twin.api.routers.viewer import cesium_dir
 
     cache = reader.own(Path(tempfile.mkdtemp(prefix="cache-", dir=world)))
@@ -203,26 +213,37 @@ def test_every_read_answers_200_on_a_read_only_store_and_changes_nothing(reader,
                    built_store / "tiles" / "terrain"):
         assert not reader.can_write(folder), f"{folder} is writable for the server ({reader.how})"
     before = _listing(built_store)
-    files = _tile_files(built_store)
-    assert {u.split("/")[4] for u, _ in files} == set(KINDS) and len(files) > 50
+    # the writer built the full view and each lower clearance's (the city has a confidential compound)
+    assert sorted(p.name for p in (built_store / "tiles" / "views").iterdir()) == ["internal", "public"]
+    assert not (built_store / "tiles" / "views" / "public" / "terrain").exists()  # the full view's, by digest
+    hidden = [b["id"].encode() for b in Store(built_store).features() if b["classification"] != "public"]
+    assert hidden
+    for p in (built_store / "tiles" / "views" / "public").rglob("*"):
+        assert not p.is_file() or not any(h in p.read_bytes() for h in hidden), p  # no confidential id in any tile
+    assert any(hidden[0] in p.read_bytes() for p in (built_store / "tiles" / "buildings").rglob("*.glb"))
     version = Store(built_store).head()
     with _serve(reader, built_store, cache) as c:
-        for kind in KINDS:
-            for v in ("latest", str(version)):
-                r = c.get(f"/tiles/main/{v}/{kind}/tileset.json")
-                assert r.status_code == 200, (kind, v, r.text)
-                assert r.headers["content-type"] == "application/json" and r.json()["asset"]["version"] == "1.1"
-                assert r.headers["content-encoding"] == "gzip"  # compressed without a sidecar in the store
-        gzipped = 0
-        for url, path in files:
-            # gzip (compressed now, kept in memory and the cache directory) for buildings, terrain and a few point
-            # cloud tiles; the rest of the point cloud's ~140 MB as is, so the test stays fast
-            cloud = url.split("/")[4] == "pointcloud"
-            zip_it = not cloud or gzipped < 20
-            r = c.get(url, headers={"Accept-Encoding": "gzip" if zip_it else "identity"})
-            assert r.status_code == 200, (url, r.text)
-            assert r.content == path.read_bytes(), url
-            gzipped += cloud and r.headers.get("content-encoding") == "gzip"
+        for view, headers in ((None, built_city["admin"]), ("public", {})):  # an admin, and anonymous
+            files = _tile_files(built_store, view)
+            assert {u.split("/")[4] for u, _ in files} == set(KINDS) and len(files) > 50
+            for kind in KINDS:
+                for v in ("latest", str(version)):
+                    r = c.get(f"/tiles/main/{v}/{kind}/tileset.json", headers=headers)
+                    assert r.status_code == 200, (kind, v, r.text)
+                    assert r.headers["content-type"] == "application/json" and r.json()["asset"]["version"] == "1.1"
+                    assert r.headers["content-encoding"] == "gzip"  # compressed without a sidecar in the store
+            gzipped = 0
+            for url, path in files:
+                # gzip (compressed now, kept in memory and the cache directory) for buildings, terrain and a few
+                # point cloud tiles; the rest of the point cloud's ~140 MB as is, so the test stays fast
+                cloud = url.split("/")[4] == "pointcloud"
+                zip_it = not cloud or gzipped < 20
+                if cloud and view:
+                    continue  # the same files as the full view's, already read
+                r = c.get(url, headers={**headers, "Accept-Encoding": "gzip" if zip_it else "identity"})
+                assert r.status_code == 200, (view, url, r.text)
+                assert r.content == path.read_bytes(), url
+                gzipped += cloud and r.headers.get("content-encoding") == "gzip"
         url, path = files[0]
         plain = c.get(url, headers={"Accept-Encoding": "identity"})
         assert plain.content == path.read_bytes() and "content-encoding" not in plain.headers
@@ -247,7 +268,7 @@ def test_every_read_answers_200_on_a_read_only_store_and_changes_nothing(reader,
 
 
 def test_a_missing_tileset_is_built_into_the_cache_directory_and_a_refusal_is_a_503(reader, bare_store,
-                                                                                     world) -> None:
+                                                                                     world, built_city) -> None:
     cache = reader.own(Path(tempfile.mkdtemp(prefix="cache-", dir=world)))
     built = server_cache_dir(Store(bare_store), cache)[0]
     (built / "buildings").mkdir(parents=True)
@@ -259,7 +280,7 @@ def test_a_missing_tileset_is_built_into_the_cache_directory_and_a_refusal_is_a_
     assert reader.can_write(built / "buildings") and not reader.can_write(blocked)
     assert not reader.can_write(bare_store)
     before = _listing(bare_store)
-    with _serve(reader, bare_store, cache) as c:
+    with _serve(reader, bare_store, cache, built_city["admin"]) as c:  # the full view: <cache>/buildings
         r = c.get("/tiles/main/latest/buildings/tileset.json")
         assert r.status_code == 503, r.text
         detail = r.json()["detail"]
@@ -341,4 +362,18 @@ def test_a_full_cache_disk_is_a_503_and_leaves_no_temporary_file(reader, bare_st
         assert not _no_tmp(tiny_disk), _no_tmp(tiny_disk)
         assert not list(tiny_disk.rglob("*.tileset.json"))
         assert c.get("/collections/buildings/items", params={"limit": 1}).status_code == 200  # reads go on
+    assert _listing(bare_store) == before
+
+
+def test_signed_in_reads_are_refused_when_the_audit_log_cannot_be_written(reader, bare_store, world,
+                                                                          built_city) -> None:
+    """Every read of non-public data is traced, or not made: a read-only store without TWIN_AUDIT_DIR answers the
+    anonymous public city and refuses signed-in principals with a 503 that says why and what to set."""
+    cache = reader.own(Path(tempfile.mkdtemp(prefix="cache-", dir=world)))
+    before = _listing(bare_store)
+    with _serve(reader, bare_store, cache, audit_dir=False) as c:
+        assert c.get("/collections/buildings/items", params={"limit": 1}).status_code == 200
+        r = c.get("/collections/buildings/items", params={"limit": 1}, headers=built_city["admin"])
+        assert r.status_code == 503 and "cannot be audited" in r.json()["detail"]
+        assert "TWIN_AUDIT_DIR" in r.json()["detail"] or "audit" in r.json()["detail"]
     assert _listing(bare_store) == before

@@ -66,6 +66,8 @@ def create_app(store_path: Path | str, settings: Settings | None = None) -> Fast
             app.state.audit = AuditLog.open(app.state.store.root, settings.secrets_dir)
         return app.state.audit
 
+    app.state.audit_log = audit_log
+
     @app.exception_handler(TwinError)
     async def _twin_error(_: Request, exc: TwinError) -> JSONDoc:
         """Any store, source, layer, tile or imagery error: the status of its row in ``twin.errors.TABLE``."""

@@ -14,8 +14,10 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 
 from data_models import Principal
+from twin.errors import Unavailable
 from twin.security import auth
-from twin.security.principals import LOCAL_ADMIN
+from twin.security.audit import writable
+from twin.security.principals import ANONYMOUS, LOCAL_ADMIN
 
 log = logging.getLogger("twin.api")
 
@@ -45,8 +47,18 @@ async def principal(
     else:
         p, _kid = auth.authenticate(request.app.state.store, request.headers.get("authorization"),
                                     request.headers.get("x-api-key"), settings.secrets_dir)
+    if p.id != ANONYMOUS.id and (why := audit_unwritable(request.app)):
+        raise Unavailable(f"signed-in requests are refused while their reads cannot be audited: {why}")
     request.state.principal = p
     return p
+
+
+def audit_unwritable(app) -> str:
+    """Why this server cannot append audit records ('' when it can), checked once (a signed-in principal's
+    reads would go untraced: they are refused, 503, while it is so)."""
+    if getattr(app.state, "audit_unwritable", None) is None:
+        app.state.audit_unwritable = writable(app.state.audit_log())
+    return app.state.audit_unwritable
 
 
 def note(request: Request, action: str, target: dict[str, Any], size: int | None = None) -> None:

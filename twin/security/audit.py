@@ -388,6 +388,31 @@ def _short(h: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- the log
+def audit_dir(root: Path) -> Path:
+    """The folder of a store's log: ``<store>/audit``, or ``$TWIN_AUDIT_DIR/<store key>`` (for a store served
+    read-only, or a log kept on its own volume)."""
+    given = os.environ.get("TWIN_AUDIT_DIR", "").strip()
+    if not given:
+        return root / "audit"
+    from types import SimpleNamespace
+
+    from twin.store.files import store_key
+
+    return Path(given).expanduser() / store_key(SimpleNamespace(root=root))
+
+
+def writable(log: AuditLog) -> str:
+    """Why records cannot be appended to ``log`` ('' when they can): a server answers no signed-in principal
+    then, since its reads of non-public data could not be traced."""
+    try:
+        log._mkdir()
+    except Exception as exc:  # noqa: BLE001 - any reason is the answer
+        return str(exc)
+    if not os.access(log.dir, os.W_OK) or (log.log_path.exists() and not os.access(log.log_path, os.W_OK)):
+        return f"the audit log {log.dir} is not writable for this server (set TWIN_AUDIT_DIR to a writable folder)"
+    return ""
+
+
 _INSTANCES: weakref.WeakSet[AuditLog] = weakref.WeakSet()
 
 
@@ -417,7 +442,7 @@ class AuditLog:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise BadInput("checkpoint_every must be ≥ 1 and checkpoint_interval > 0")
         self.root = Path(root)
-        self.dir = self.root / "audit"
+        self.dir = audit_dir(self.root)
         self.log_path = self.dir / LOG
         self.checkpoints_path = self.dir / CHECKPOINTS
         self.public_path = self.dir / PUBLIC
