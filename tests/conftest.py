@@ -73,6 +73,7 @@ def built_city(city, tmp_path_factory) -> dict:
     from twin.demo.targets import ingest_message
     from twin.pipeline.build import build
     from twin.pipeline.ingest import ingest_paths
+    from twin.security import principals
 
     out = city["dir"]
     root = tmp_path_factory.mktemp("built_city") / "store"
@@ -80,4 +81,9 @@ def built_city(city, tmp_path_factory) -> dict:
     acquired = {str((out / f["path"]).resolve()): f.get("acquired") for f in city["manifest"]["files"]}
     ingest_paths(s, [out / "sources"], acquired=acquired, message=ingest_message("small", city["seed"]))
     build(s)
-    return {"store": root, "dir": out, "manifest": city["manifest"]}
+    # an admin (version 3; the build stays version 2): tests read the whole city as it over HTTP
+    _, key = principals.add(s, "test-admin", ["admin"], "secret")
+    from tests.api.server import remember_key
+
+    remember_key(root, "test-admin", key)
+    return {"store": root, "dir": out, "manifest": city["manifest"], "admin": {"Authorization": f"Bearer {key}"}}

@@ -117,6 +117,11 @@ def key_for(store: Path, name: str = "test-admin", role: str = "admin", clearanc
     return cache[name]
 
 
+def remember_key(store: Path, name: str, key: str) -> None:
+    """Make :func:`key_for` answer ``key`` for principal ``name`` of ``store`` (made by a fixture)."""
+    _KEYS.setdefault(str(Path(store).resolve()), {})[name] = key
+
+
 def auth(store: Path, **kwargs: str) -> dict[str, str]:
     """The Authorization header of :func:`key_for`'s principal."""
     return {"Authorization": f"Bearer {key_for(store, **kwargs)}"}

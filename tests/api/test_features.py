@@ -24,7 +24,7 @@ COLLECTION_TYPES = {"buildings": "Building", "building_parts": "BuildingPart", "
 
 @pytest.fixture(scope="module")
 def api(built_city) -> TestClient:
-    return TestClient(create_app(built_city["store"]))
+    return TestClient(create_app(built_city["store"]), headers=built_city["admin"])
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +297,7 @@ def test_as_of_branch_and_pinned_paging_see_the_right_state(built_city, tmp_path
     shutil.copytree(built_city["store"], root)
     s = Store(root)
     before = s.head()
-    api = TestClient(create_app(root))
+    api = TestClient(create_app(root), headers=built_city["admin"])
     first = api.get("/collections/buildings/items?limit=50&datetime=../..").json()
     nxt = next(lk["href"] for lk in first["links"] if lk["rel"] == "next")
     assert parse_qs(urlsplit(nxt).query)["as_of"] == [str(before)]

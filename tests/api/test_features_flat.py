@@ -21,7 +21,7 @@ ENTITIES = ("buildings", "building_parts", "roads", "landcover", "water", "veget
 
 @pytest.fixture(scope="module")
 def api(built_city) -> TestClient:
-    return TestClient(create_app(built_city["store"]))
+    return TestClient(create_app(built_city["store"]), headers=built_city["admin"])
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from tests.conftest import ROOT, TWIN
 from twin.layers.registry import Layers
 from twin.store import Query, Store
 
+_AUTH: dict[str, str] = {}  # the admin's Authorization header (the server fixture sets it): GIS staff sign in
 ENTITIES = ("buildings", "building_parts", "roads", "landcover", "water", "vegetation", "sensors")
 _FIELD = re.compile(r"^([^\s:]+): ([A-Za-z0-9]+(?:\([A-Za-z]+\))?) \(\d+\.\d+\)$")
 
@@ -42,6 +43,7 @@ def server(built_city, tmp_path_factory) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "TWIN_STORE": str(built_city["store"])}
+    _AUTH.update(built_city["admin"])
     proc = subprocess.Popen([TWIN, "serve", "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -53,8 +55,11 @@ def server(built_city, tmp_path_factory) -> str:
         proc.wait(timeout=15)
 
 
-def _gdal(*args: str, debug: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "60", **({"CPL_DEBUG": "ON"} if debug else {})}
+def _gdal(*args: str, debug: bool = False, anonymous: bool = False) -> subprocess.CompletedProcess:
+    """A GDAL command as the admin (its key in ``GDAL_HTTP_HEADERS``, as QGIS and ogr2ogr users send it), or as
+    nobody."""
+    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "60", **({"CPL_DEBUG": "ON"} if debug else {}),
+           **({} if anonymous else {"GDAL_HTTP_HEADERS": "\r\n".join(f"{k}: {v}" for k, v in _AUTH.items())})}
     r = subprocess.run(list(args), capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, f"{' '.join(args)} failed: {r.stderr}"
     return r
@@ -105,7 +110,7 @@ def test_ogrinfo_sees_typed_fields_in_every_collection(server: str, built_city) 
         f = got[cid]["fields"]
         assert f["valid_from"] == f["valid_to"] == "DateTime", (cid, f)
     parts = got["building_parts"]
-    api = httpx.get(f"{server}/collections/building_parts/items", params={"limit": 1}).json()
+    api = httpx.get(f"{server}/collections/building_parts/items", params={"limit": 1}, headers=_AUTH).json()
     assert parts["count"] == api["numberMatched"] >= len(_current(store, "Building")) - 10
     assert parts["fields"]["parent_id"] == "String" and parts["fields"]["height"] == "Real"
     assert parts["geometry"] == "Polygon"
@@ -125,6 +130,11 @@ def test_ogrinfo_summary_has_count_and_extent(server: str, built_city) -> None:
     assert f"Feature Count: {n}" in out
     extent = next(line for line in out.splitlines() if line.startswith("Extent:"))
     assert "(116.3" in extent and "39.9" in extent, extent  # CRS84 lon/lat of the Beijing demo city
+    # without credentials GDAL sees the public city: the confidential compound is not in the count
+    public = [b for b in _current(Store(built_city["store"]), "Building") if b["classification"] == "public"]
+    assert 0 < len(public) < n
+    out = _gdal("ogrinfo", "-ro", "-so", f"OAPIF:{server}", "buildings", anonymous=True).stdout
+    assert f"Feature Count: {len(public)}" in out
 
 
 def test_ogr2ogr_reads_every_building_exactly_once(server: str, built_city, tmp_path: Path) -> None:
@@ -148,6 +158,7 @@ def test_ogrinfo_spatial_filter_is_sent_as_bbox(server: str, built_city) -> None
     r = _gdal("ogrinfo", "-ro", "-q", "-spat", *box, f"OAPIF:{server}", "buildings", debug=True)
     assert "bbox=116.396" in r.stderr  # GDAL pushed the filter down (it would otherwise filter client-side)
     got = {line.split("=", 1)[1].strip() for line in r.stdout.splitlines() if line.strip().startswith("id (String)")}
-    api = httpx.get(f"{server}/collections/buildings/items", params={"bbox": ",".join(box), "limit": 10000}).json()
+    api = httpx.get(f"{server}/collections/buildings/items", params={"bbox": ",".join(box), "limit": 10000},
+                    headers=_AUTH).json()
     total = len(_current(Store(built_city["store"]), "Building"))
     assert got == {f["id"] for f in api["features"]} and 0 < len(got) < total

@@ -146,14 +146,14 @@ def test_triangles_face_outwards_with_unit_flat_normals(tiles) -> None:
         assert (vols > 0).all(), np.flatnonzero(vols <= 0)
 
 
-def test_feature_ids_open_their_items_over_ogc_api_features(city_tiles, tiles) -> None:
+def test_feature_ids_open_their_items_over_ogc_api_features(city_tiles, tiles, built_city) -> None:
     """The contract the viewer relies on: every id in the tiles' property tables is an OGC API Features item id."""
     from fastapi.testclient import TestClient
 
     from twin.api.app import create_app
 
     ids = sorted({bid for t in tiles for bid in t["table"]["id"]})
-    with TestClient(create_app(city_tiles["root"])) as client:
+    with TestClient(create_app(city_tiles["root"]), headers=built_city["admin"]) as client:
         for bid in ids:
             r = client.get(f"/collections/buildings/items/{bid}", params={"as_of": city_tiles["version"]})
             assert r.status_code == 200, (bid, r.text)

@@ -133,7 +133,8 @@ def test_real_uvicorn_workers_build_a_cold_cache_once_and_serve_it(built_city, t
         _wait(base + "/health", server)
         urls = ["/tiles/main/latest/buildings/tileset.json", "/tiles/main/latest/terrain/tileset.json"] * 3
         with ThreadPoolExecutor(6) as pool:
-            got = list(pool.map(lambda u: _raw_get(free_port, u, {"Accept-Encoding": "gzip"}), urls))
+            got = list(pool.map(lambda u: _raw_get(free_port, u, {"Accept-Encoding": "gzip", **built_city["admin"]}),
+                                urls))
         assert all(s == 200 and h["content-encoding"] == "gzip" for s, h, _ in got)
         bodies = [gzip.decompress(b) for _, _, b in got]
         assert bodies[0] == bodies[2] == bodies[4] and bodies[1] == bodies[3] == bodies[5]
@@ -144,9 +145,10 @@ def test_real_uvicorn_workers_build_a_cold_cache_once_and_serve_it(built_city, t
         assert len(list((built / "terrain").glob("*.json"))) == 1
         assert not list(cache.rglob("*.tmp"))  # no torn or left-over files
         glb = next(t["content"]["uri"] for t, *_ in walk(doc["root"]) if "content" in t)
-        status, headers, body = _raw_get(free_port, f"/tiles/main/latest/buildings/{glb}")
+        status, headers, body = _raw_get(free_port, f"/tiles/main/latest/buildings/{glb}", built_city["admin"])
         assert status == 200 and headers["content-type"] == "model/gltf-binary" and body[:4] == b"glTF"
-        status, _, body = _raw_get(free_port, f"/tiles/main/latest/buildings/{glb}", {"If-None-Match": headers["etag"]})
+        status, _, body = _raw_get(free_port, f"/tiles/main/latest/buildings/{glb}",
+                                   {"If-None-Match": headers["etag"], **built_city["admin"]})
         assert status == 304 and body == b""
         for path in ("/tiles/main/latest/buildings/../../../STORE.json",
                      "/tiles/main/latest/buildings/content/../../../../STORE.json",
@@ -197,7 +199,7 @@ def test_concurrent_first_requests_build_a_tileset_once(built_city, tmp_path, ca
     root, cache = tmp_path / "store", tmp_path / "cache"
     shutil.copytree(built_city["store"], root, ignore=shutil.ignore_patterns("tiles"))
     monkeypatch.setenv("TWIN_CACHE_DIR", str(cache))
-    client = TestClient(create_app(root))
+    client = TestClient(create_app(root), headers=built_city["admin"])  # the full view (a cache of its own)
     caplog.set_level(logging.INFO, logger="twin.tiles")
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda _: client.get("/tiles/main/latest/terrain/tileset.json"), range(8)))

@@ -94,6 +94,9 @@ class Session:
         self.timings: dict[str, float] = {}
         self.samples: dict[str, object] = {}  # pixel colours measured by the tests, for the summary
         self.base = ""
+        self.key = ""  # the planner's API key
+        self.auth: dict[str, str] = {}  # its Authorization header, for the tests' own requests
+        self.hidden: list[str] = []  # the confidential buildings: the planner sees them, anonymous does not
 
     def ours(self, url: str) -> bool:
         return url.startswith(self.base)
@@ -134,6 +137,10 @@ def viewer(built_city, tmp_path_factory):
     store.create_branch(BRANCH, from_branch="main", description="what if one building is demolished")
     store.commit([], [demolished], message="demolish one building", branch=BRANCH)
     run_branch = engine.run(store, "sunlight", sun, branch=BRANCH).id
+    # the planner signs in (the demo city has a confidential compound, and runs that read it are confidential)
+    from tests.api.server import auth, key_for
+
+    planner_key = key_for(store_dir, name="planner", role="analyst", clearance="confidential")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -145,6 +152,9 @@ def viewer(built_city, tmp_path_factory):
     sess.base = f"http://127.0.0.1:{port}"
     sess.demolished = demolished
     sess.runs = (run_main, run_branch)
+    sess.key, sess.auth = planner_key, auth(store_dir, name="planner")
+    sess.hidden = sorted(b["id"] for b in store.features(query=Query(types=["Building"]))
+                         if b["classification"] != "public")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         _wait_http(sess.base + "/health", server)
@@ -152,7 +162,8 @@ def viewer(built_city, tmp_path_factory):
         # its cache directory; do that here, so the page's timings are the viewer's own
         t0 = time.perf_counter()
         for kind in ("buildings", "terrain", "pointcloud"):
-            httpx.get(f"{sess.base}/tiles/main/latest/{kind}/tileset.json", timeout=600)
+            for headers in (sess.auth, {}):  # the planner's tilesets and the public ones
+                httpx.get(f"{sess.base}/tiles/main/latest/{kind}/tileset.json", timeout=600, headers=headers)
         sess.timings["tilesets_first_request_s"] = time.perf_counter() - t0
         with sync_playwright() as pw:
             t0 = time.perf_counter()
@@ -167,6 +178,15 @@ def viewer(built_city, tmp_path_factory):
             page.goto(sess.base + "/viewer/?test=1", wait_until="load")
             page.wait_for_function("window.twin !== undefined", timeout=TIMEOUT_MS)
             page.evaluate("window.twin.ready")
+            assert page.inner_text("#auth-note") == "without a key: the public city only"
+            page.fill("#api-key", planner_key)
+            with page.expect_navigation():  # signing in starts the page again as the planner
+                page.click("#sign-in")
+            sess.responses.clear()  # what the anonymous page loaded (and the requests the reload cut off)
+            sess.failed.clear()
+            page.wait_for_function("window.twin !== undefined", timeout=TIMEOUT_MS)
+            page.evaluate("window.twin.ready")
+            assert page.inner_text("#who") == "planner" and page.is_hidden("#sign-in-form")
             sess.timings["page_ready_s"] = time.perf_counter() - t1
             page.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
             sess.timings["tiles_loaded_s"] = time.perf_counter() - t1
@@ -261,7 +281,7 @@ def test_click_on_a_building_shows_its_record(viewer: Session) -> None:
     assert "quality" in body.lower() and "provenance" in body.lower()
     # the panel's record is the store's building, fetched by the picked id from OGC API Features
     assert sess.paths(f"/collections/buildings/items/{expected}")
-    rec = httpx.get(f"{sess.base}/entities/{expected}").json()
+    rec = httpx.get(f"{sess.base}/entities/{expected}", headers=sess.auth).json()
     assert rec["id"] == expected and rec.get("type", "Building") == "Building"
     # its name and district head the panel; the quality rows have plain names, their raw keys as tooltips
     attrs = rec.get("attributes") or {}
@@ -351,7 +371,7 @@ def test_colour_by_sunlight_run_against_a_base_run(viewer: Session) -> None:
     assert _marker_mask(rgb).mean() < 0.002  # every building left the test colour
 
     def passes(run: str) -> dict[str, bool]:
-        rows = httpx.get(f"{viewer.base}/runs/{run}/tables/sunlight_buildings", timeout=30).json()
+        rows = httpx.get(f"{viewer.base}/runs/{run}/tables/sunlight_buildings", timeout=30, headers=viewer.auth).json()
         return {r["entity_id"]: r["passes"] for r in rows}
 
     a, b = passes(run_main), passes(run_branch)
@@ -369,7 +389,7 @@ def test_colour_by_sunlight_run_against_a_base_run(viewer: Session) -> None:
 
 def test_layer_drape_and_time_slider(viewer: Session) -> None:
     sess, page = viewer, viewer.page
-    layers = httpx.get(f"{sess.base}/layers").json()
+    layers = httpx.get(f"{sess.base}/layers", headers=sess.auth).json()
     timed = [lyr for lyr in layers if lyr.get("time_bucket")]
     assert timed, [lyr["name"] for lyr in layers]
     # the interpolated surface covers the whole city (station layers only a few cells)
@@ -436,7 +456,7 @@ def test_layer_drape_and_time_slider(viewer: Session) -> None:
 
 def test_version_switch_reloads_tilesets_and_features(viewer: Session) -> None:
     sess, page = viewer, viewer.page
-    head = httpx.get(f"{sess.base}/commits/latest").json()["version"]
+    head = httpx.get(f"{sess.base}/commits/latest", headers=sess.auth).json()["version"]
     t0 = time.perf_counter()
     page.select_option("#version", str(head))
     page.wait_for_function(
@@ -552,3 +572,27 @@ def test_redoc_renders_the_operations_offline(viewer: Session) -> None:
     assert n == _operations(viewer)
     assert all(f == "csp" for u, f in failed if u in outside) and {u for u, _ in failed} >= set(outside), failed
     assert all("Content Security Policy" in c for c in console), console
+
+
+def test_the_anonymous_viewer_sees_the_public_city_and_the_planner_all_of_it(viewer: Session) -> None:
+    """The demo city's compound is confidential: a page without a key shows every building but those (its tiles are
+    the public view's), the signed-in planner's page shows them too; signing out makes the page anonymous again."""
+    assert viewer.hidden
+    planner = set(viewer.page.evaluate("window.twin.loadedBuildingIds(100000)"))
+    assert set(viewer.hidden) <= planner
+    anon = viewer.browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        anon.goto(viewer.base + "/viewer/?test=1", wait_until="load")
+        anon.wait_for_function("window.twin !== undefined", timeout=TIMEOUT_MS)
+        anon.evaluate("window.twin.ready")
+        anon.wait_for_function("window.twin.tilesLoaded()", polling=250, timeout=TIMEOUT_MS)
+        assert anon.is_visible("#sign-in-form") and anon.is_hidden("#signed-in")
+        public = set(anon.evaluate("window.twin.loadedBuildingIds(100000)"))
+        assert public and not public & set(viewer.hidden) and public == planner - set(viewer.hidden)
+        # a wrong key is a message on the page, and the page stays anonymous
+        anon.fill("#api-key", "twin_wrong_key")
+        anon.click("#sign-in")
+        anon.wait_for_function("document.body.innerText.includes('sign-in:')", timeout=TIMEOUT_MS)
+        assert anon.is_visible("#sign-in-form") and "twin_wrong_key" not in anon.content()
+    finally:
+        anon.close()

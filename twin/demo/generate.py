@@ -212,6 +212,8 @@ def generate(out_dir: Path, size: str = "small", seed: int = 7, progress: Progre
             "buildings": n_cad,
             "buildings_truth": len(city.buildings),
             "building_parts": int(len(city.parts["code"])),
+            "confidential_buildings": sum(b["classification"] == "confidential" and b["status"] != "demolished"
+                                          for b in city.buildings),
             "built": changes["built"],
             "demolished": changes["demolished"],
             "roads": n_roads,

@@ -21,6 +21,7 @@ from .sizes import SizeSpec
 from .terrain import Terrain
 
 USES = ("residential", "commercial", "industrial", "public")
+COMPOUND_CLASSIFICATION = "confidential"  # the level of the buildings of the government compound (mark_compound)
 ROAD_CLASSES = {  # width_m, lanes
     "primary": (30.0, 6),
     "secondary": (18.0, 4),
@@ -546,6 +547,21 @@ def build_blocks_and_buildings(city: City, rng: np.random.Generator) -> None:
     city.parts["volume"] = vols
 
 
+def mark_compound(city: City) -> None:
+    """A government compound: the buildings of one block are ``confidential`` (the rest ``public``), so the sample
+    city exercises the data-security layer. The block is the public-use block with the most buildings (ties: the
+    last), else the non-residential one with the most; a pure function of the plan (no random draw: every other
+    output is unchanged)."""
+    count: dict[tuple[bool, int], int] = {}
+    for b in city.buildings:
+        if b["use"] != "residential":
+            key = (b["use"] == "public", b["block"])
+            count[key] = count.get(key, 0) + 1
+    best = max(count, key=lambda k: (k[0], count[k], k[1]), default=None)
+    for b in city.buildings:
+        b["classification"] = COMPOUND_CLASSIFICATION if best and b["block"] == best[1] else "public"
+
+
 def assign_changes(city: City, rng: np.random.Generator) -> None:
     n = len(city.buildings)
     small = [
@@ -638,6 +654,7 @@ def build_city(spec: SizeSpec, seed: int, x0: float, y0: float) -> City:
     city = City(spec=spec, seed=seed, x0=x0, y0=y0, side=spec.side_m, terrain=terrain)
     build_roads(city, np.random.default_rng([seed, 2]))
     build_blocks_and_buildings(city, np.random.default_rng([seed, 3]))
+    mark_compound(city)
     assign_changes(city, np.random.default_rng([seed, 4]))
     build_trees(city, np.random.default_rng([seed, 5]))
     return city

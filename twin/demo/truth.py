@@ -33,6 +33,8 @@ def write_cadastre(city: City, path: Path) -> int:
                 "area_m2": round(b["footprint"].area, 1),
                 "registered": b["change_date"] if b["status"] == "built" else None,
             }
+            if b["classification"] != "public":  # the compound (layout.mark_compound): ingest keeps its level
+                props["classification"] = b["classification"]
             yield {
                 "type": "Feature",
                 "id": b["id"],
@@ -90,6 +92,7 @@ def building_record(city: City, b: dict) -> dict:
         "cadastre_id": b["id"],
         "use": b["use"],
         "name": b["name"],
+        "classification": b["classification"],
         "shape": b["shape"],
         "status": b["status"],
         "change_date": b["change_date"],

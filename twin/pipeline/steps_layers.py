@@ -29,6 +29,18 @@ def _level(*groups: list[dict[str, Any]]):
     return max((Classification(c) for c in found), key=lambda c: c.rank, default=Classification.public)
 
 
+def _publish(spec: Any, *inputs: list[dict[str, Any]]) -> Any:
+    """``spec`` carrying the level of its inputs; a layer above public gets the default public form (coarse
+    cells, k observations a cell: ``twin.security.generalise.DEFAULT_LAYER_POLICY``) unless it declares its own,
+    so a reader below its level sees the neighbourhood picture rather than nothing."""
+    from data_models import Classification
+    from twin.security.generalise import DEFAULT_LAYER_POLICY
+
+    level = _level(*inputs)
+    form = spec.public_form or (DEFAULT_LAYER_POLICY if level != Classification.public else None)
+    return spec.model_copy(update={"classification": level, "public_form": form})
+
+
 def step_layers(ctx: BuildContext) -> None:
     """The standard H3 layers of what the store holds: green and impervious fraction, building volume, a
     population proxy, and hourly sensor layers (station cells and an interpolated PM2.5 surface)."""
@@ -40,8 +52,7 @@ def step_layers(ctx: BuildContext) -> None:
 
     def add(name: str, values: pa.Table, lineage: list[str], inputs: tuple, **spec: Any) -> None:
         if values.num_rows:
-            ctx.layers.append((LayerSpec(name=name, lineage=sorted(set(lineage)), classification=_level(*inputs),
-                                         **spec), values))
+            ctx.layers.append((_publish(LayerSpec(name=name, lineage=sorted(set(lineage)), **spec), *inputs), values))
 
     images = multispectral(ctx)
     if images:
@@ -58,8 +69,7 @@ def step_layers(ctx: BuildContext) -> None:
         lineage = [p["source_asset_id"] for e in cover[:1] for p in e.get("provenance", [])]
         values = blayers.impervious_values(geoms, [e["cover_class"] for e in cover], crs, res=top)
         if values.num_rows:
-            ctx.layers.append((blayers.spec(blayers.IMPERVIOUS, lineage).model_copy(
-                update={"classification": _level(cover)}), values))
+            ctx.layers.append((_publish(blayers.spec(blayers.IMPERVIOUS, lineage), cover), values))
     standing = [b for b in standing_footprints(ctx) if blayers.is_standing(b)]
     if standing:
         geoms = np.asarray([ctx.geometry(b) for b in standing], dtype=object)
@@ -69,8 +79,7 @@ def step_layers(ctx: BuildContext) -> None:
         for name, values in ((blayers.VOLUME, blayers.volume_values(geoms, height, crs, res=top)),
                              (blayers.POPULATION, blayers.population_values(geoms, height, resid, crs, res=top))):
             if values.num_rows:
-                ctx.layers.append((blayers.spec(name, lineage).model_copy(
-                    update={"classification": _level(standing)}), values))
+                ctx.layers.append((_publish(blayers.spec(name, lineage), standing), values))
     series = [a for a in ctx.assets.get("sensors", []) if a["id"] in ctx.store_tables.get(OBSERVATIONS_TABLE, ())]
     stations = ctx.of_type("Sensor")
     if series and stations:

@@ -68,10 +68,64 @@ class HttpError extends Error {
   }
 }
 
+// ---------------------------------------------------------------- signing in
+// An API key is exchanged for a short-lived bearer token (POST /auth/token); the token (never the key) is kept for
+// this tab only (sessionStorage) and sent with every request, the tiles and imagery Cesium loads included. Without
+// one the viewer is anonymous and the server answers the public city only.
+const TOKEN_KEY = "twin-token";
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function resource(url) {
+  // a Cesium resource that carries the credentials (tilesets, imagery templates)
+  return new Cesium.Resource({ url, headers: authHeaders() });
+}
+
+async function signIn(key) {
+  const body = new URLSearchParams({ grant_type: "client_credentials", client_secret: key });
+  const r = await fetch("/auth/token", { method: "POST", body, headers: { Accept: "application/json" } });
+  if (!r.ok) {
+    let detail = "";
+    try {
+      detail = (await r.json()).detail ?? "";
+    } catch {
+      /* not JSON */
+    }
+    throw new HttpError("/auth/token", r.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  sessionStorage.setItem(TOKEN_KEY, (await r.json()).access_token);
+  location.reload(); // what the city shows depends on who asks: start again as the new principal
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+}
+
+async function showPrincipal() {
+  let me;
+  try {
+    me = await getJSON("/auth/whoami");
+  } catch (e) {
+    if (e.status === 401) sessionStorage.removeItem(TOKEN_KEY); // expired or revoked: anonymous from now on
+    showError(`sign-in: ${e.message}`);
+    return;
+  }
+  const named = me.name !== "anonymous";
+  $("sign-in-form").hidden = named;
+  $("signed-in").hidden = !named;
+  $("auth-note").hidden = named;
+  $("who").textContent = me.name;
+  $("who-clearance").textContent = `clearance ${me.clearance}`;
+}
+
 async function getJSON(url) {
   let r;
   try {
-    r = await fetch(url, { headers: { Accept: "application/json, application/geo+json" } });
+    r = await fetch(url, { headers: { Accept: "application/json, application/geo+json", ...authHeaders() } });
   } catch (e) {
     throw new Error(`${url}: ${e.message}`);
   }
@@ -161,7 +215,7 @@ async function loadImagery() {
     const tj = await getJSON("/imagery/tilejson.json");
     const [w, s, e, n] = tj.bounds ?? [-180, -85.05, 180, 85.05];
     const provider = new Cesium.UrlTemplateImageryProvider({
-      url: new URL(tj.tiles?.[0] ?? "/imagery/{z}/{x}/{y}.png", location.href).href,
+      url: resource(new URL(tj.tiles?.[0] ?? "/imagery/{z}/{x}/{y}.png", location.href).href),
       tilingScheme: new Cesium.WebMercatorTilingScheme(),
       rectangle: Cesium.Rectangle.fromDegrees(w, s, e, n),
       minimumLevel: tj.minzoom ?? 0,
@@ -190,7 +244,7 @@ function tilesetUrl(kind) {
 async function loadTileset(kind, generation) {
   const url = tilesetUrl(kind);
   try {
-    const ts = await Cesium.Cesium3DTileset.fromUrl(url, {
+    const ts = await Cesium.Cesium3DTileset.fromUrl(resource(url), {
       maximumScreenSpaceError: kind === "pointcloud" ? 8 : 16,
       showCreditsOnScreen: false,
     });
@@ -1149,6 +1203,13 @@ function setLayerScale(mode) {
   colourLayer();
 }
 $("play").addEventListener("click", togglePlay);
+$("sign-in-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const key = $("api-key").value.trim();
+  $("api-key").value = "";
+  if (key) signIn(key).catch((err) => showError(`sign-in: ${err.message}`));
+});
+$("sign-out").addEventListener("click", signOut);
 
 if (TEST || state.colorBy === "marker") $("color-by").append(new Option("test colour (marker)", "marker"));
 $("color-by").value = state.colorBy;
@@ -1267,6 +1328,7 @@ window.twin = {
 };
 
 async function start() {
+  await showPrincipal();
   await loadBranches();
   await loadVersions();
   syncUrl();
