@@ -268,10 +268,11 @@ class GuardedStore:
         of ``owner`` only when given (then no join with every visible owner is needed)."""
         if self.unrestricted or (self.area is None and self.sees_every_level()):
             return self._store.table_sql(name, branch, as_of, owner)
-        if owner is not None and owner not in self._owners(branch, as_of):
+        visible = self._owners(branch, as_of)
+        if owner is not None and owner not in visible:
             return None
         # only the visible owners' rows are read: sealed rows of owners above the clearance are never decrypted
-        inner = self._store.table_sql(name, branch, as_of, owner, owners=self._owners(branch, as_of))
+        inner = self._store.table_sql(name, branch, as_of, owner, owners=visible)
         if inner is None:
             return None
         con = self._store._con

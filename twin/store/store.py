@@ -469,9 +469,9 @@ class Store:
         return sorted(folder.rglob(f"*.{key_id}.sealed")) if key_id and folder.is_dir() else []
 
     def _seal_files(self, rels: Sequence[str], key: Key, written: list[Path], remove_plain: bool = True) -> None:
-        """Write the sealed form of each store file of ``rels`` (streamed in chunks, the file's path its role, so a
-        sealed file moved elsewhere fails authentication); its plain file is removed when ``remove_plain``."""
-        self._write_encryption(key)
+        """Write the sealed form of each store file of ``rels`` (the file's path its role, so a sealed file moved
+        elsewhere fails authentication); its plain file is removed when ``remove_plain``. The caller has recorded
+        the key id (``_write_encryption``)."""
         for rel in rels:
             src, dst = self.root / rel, self._sealed_product(rel, key.id)
             tmp = tmp_path(self.root / "tmp", ".sealed")
@@ -493,7 +493,7 @@ class Store:
         sealed = self._sealed_product(rel, kid) if kid else None
         if sealed is None or not sealed.is_file():
             return self.root / rel
-        where = f"{Path(rel).as_posix()}"
+        where = Path(rel).as_posix()
         key = self._check_key(f"reading {where}")
         digest = str(asset.get("checksum") or "")[:32] or hashlib.sha256(sealed.read_bytes()).hexdigest()[:32]
         dst = plain_dir() / digest / Path(rel).name
@@ -501,6 +501,18 @@ class Store:
             dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_private(dst, key.unseal(sealed.read_bytes(), f"file {where}", where), replace=True)
         return dst
+
+    def _sealed_files(self, kid: str, new_kid: str) -> list[tuple[Path, Path, str]]:
+        """Every sealed file of key ``kid`` (row segments, bulk tables, store files) as (path, its name under key
+        ``new_kid``, its role): what a rotation re-seals and the status counts."""
+        out = [(self._sealed_file(v, kid), self._sealed_file(v, new_kid), f"segment {v:08d}") for v in
+               sorted(self._sealed)]
+        out += [(self._sealed_table_file(v, n, kid), self._sealed_table_file(v, n, new_kid), f"table {n} {v:08d}")
+                for v, n in self._sealed_tables()]
+        for src in self._sealed_products(kid):
+            plain = src.relative_to(self.root).with_name(src.name[:-len(f".{kid}.sealed")])
+            out.append((src, self._sealed_product(plain, new_kid), f"file {plain.as_posix()}"))
+        return out
 
     def _sealed_table_file(self, version: int, name: str, key_id: str) -> Path:
         return self.root / "segments" / f"{version:08d}.{name}.{key_id}.sealed"
@@ -585,9 +597,7 @@ class Store:
         self.refresh()
         enc = self._encryption()
         kid = enc.get("key_id") if enc else None
-        files = [self._sealed_file(v, kid) for v in sorted(self._sealed)] if kid else []
-        files += [self._sealed_table_file(v, n, kid) for v, n in self._sealed_tables()] if kid else []
-        files += self._sealed_products(kid) if kid else []
+        files = [src for src, _, _ in self._sealed_files(kid, kid)] if kid else []
         key = self.key
         return {"key_id": kid, "files": len(files), "rows": sum(int(d.get("rows", 0)) for d in self._sealed.values()),
                 "bytes": sum(f.stat().st_size for f in files if f.exists()),
@@ -615,33 +625,11 @@ class Store:
                                   f"given ({old.source}) has id {old.id}")
             written: list[Path] = []
             try:
-                for v in sorted(self._sealed):
-                    src = self._sealed_file(v, kid)
-                    role = f"segment {v:08d}"
-                    sealed = new.seal(old.unseal(src.read_bytes(), role, f"segments/{src.name}"), role)
+                for src, dst, role in self._sealed_files(kid, new.id):
                     tmp = tmp_path(self.root / "tmp", ".sealed")
                     try:
-                        write_bytes(tmp, sealed)
-                        publish(tmp, self._sealed_file(v, new.id))
-                    finally:
-                        tmp.unlink(missing_ok=True)
-                    written.append(self._sealed_file(v, new.id))
-                for v, name in self._sealed_tables():
-                    src, role = self._sealed_table_file(v, name, kid), f"table {name} {v:08d}"
-                    tmp = tmp_path(self.root / "tmp", ".sealed")
-                    try:
-                        write_bytes(tmp, new.seal(old.unseal(src.read_bytes(), role, f"segments/{src.name}"), role))
-                        publish(tmp, self._sealed_table_file(v, name, new.id))
-                    finally:
-                        tmp.unlink(missing_ok=True)
-                    written.append(self._sealed_table_file(v, name, new.id))
-                for src in self._sealed_products(kid):
-                    rel = src.relative_to(self.root)
-                    role = f"file {rel.parent.as_posix()}/{src.name[:-len(f'.{kid}.sealed')]}"
-                    dst = src.with_name(src.name[:-len(f".{kid}.sealed")] + f".{new.id}.sealed")
-                    tmp = tmp_path(self.root / "tmp", ".sealed")
-                    try:
-                        write_bytes(tmp, new.seal(old.unseal(src.read_bytes(), role, str(rel)), role))
+                        write_bytes(tmp, new.seal(old.unseal(src.read_bytes(), role,
+                                                             src.relative_to(self.root).as_posix()), role))
                         publish(tmp, dst)
                     finally:
                         tmp.unlink(missing_ok=True)
@@ -654,11 +642,7 @@ class Store:
                 for p in written:
                     p.unlink(missing_ok=True)
                 raise_refused(exc, "rotating the store key")
-            for v in sorted(self._sealed):
-                self._sealed_file(v, kid).unlink(missing_ok=True)
-            for v, name in self._sealed_tables():
-                self._sealed_table_file(v, name, kid).unlink(missing_ok=True)
-            for src in self._sealed_products(kid):
+            for src, _, _ in self._sealed_files(kid, new.id):
                 src.unlink(missing_ok=True)
             self._key_arg, self._key_read = new, True
             return len(written)
@@ -847,7 +831,9 @@ class Store:
                                  ) if self._sealing() else []
             if not rows and not tables:
                 if plain_files:  # the records are unchanged: only their files are left to seal
-                    self._seal_files(plain_files, self._check_key("sealing confidential files"), [])
+                    key = self._check_key("sealing confidential files")
+                    self._write_encryption(key)
+                    self._seal_files(plain_files, key, [])
                 return None
             # sealed: confidential and secret rows, and the removals of such rows (their id stays hidden too)
             levels = [r.classification for r in rows[:len(rows) - len(ends)]] + ends

@@ -33,6 +33,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,7 @@ class TileCache:
         if view is not None and self.root is not None:
             self.root = self.root / "views" / view
 
-    @property
+    @cached_property
     def private(self) -> bool:
         """Whether this view's tiles may show data the store keeps encrypted (confidential or secret): then they
         are built outside the store, in the private folder of decrypted copies (``twin.store.files.plain_dir``)."""
@@ -162,7 +163,7 @@ class TileCache:
             reader = Principal(id=f"principal-tiles-{level.value}", name=f"tiles-{level.value}", roles=["viewer"],
                                clearance=level)
             cache = TileCache(GuardedStore(self.store.base, reader), workers=self.workers)
-            cache.digest_roots = [r for r in self.roots]
+            cache.digest_roots = list(self.roots)
             out.append(cache)
         return out
 
