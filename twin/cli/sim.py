@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from twin.cli import StoreOpt, _open, _progress, app, console, parse_options
+from twin.cli import StoreOpt, _open, _progress, _store_path, app, console, parse_options
 from twin.config import get_settings
+from twin.errors import BadInput
 
 sim_app = typer.Typer(no_args_is_help=True, help="simulations: run a simulator on a branch or scenario, compare runs")
 app.add_typer(sim_app, name="sim")
@@ -99,10 +103,9 @@ def run(
     """Run a simulator on a branch or scenario and record the run (an identical earlier run is reused)."""
     from twin.sim import engine
 
-    s = _open(store)
     params = parse_params(param)
-    engine.parameters(engine.get(name), params)  # a bad parameter is an error before the bar appears
-    with _progress(stderr=as_json) as p:
+    checked = engine.parameters(engine.get(name), params)  # a bad parameter is an error before the bar appears
+    with _store_or_study(store, checked, out) as s, _progress(stderr=as_json) as p:
         task = p.add_task(f"{name} on {scenario or branch or 'main'}", total=1.0)
 
         def progress(fraction: float, message: str) -> None:
@@ -110,8 +113,8 @@ def run(
 
         r = engine.run(s, name, params, branch=branch, scenario=scenario, as_of=at, progress=progress,
                        author=get_settings().author, reuse=not no_reuse, workers=workers)
-    if out is not None:
-        write_run(s, r, out)
+        if out is not None:
+            write_run(s, r, out)
     if as_json:
         console.print_json(r.model_dump_json())
         return
@@ -122,6 +125,37 @@ def run(
         if k != "params_key":
             console.print(f"  {k}: {v}", highlight=False)
     console.print("  outputs: " + ", ".join(r.outputs))
+
+
+@contextmanager
+def _store_or_study(store: Path | None, params: Any, out: Path | None) -> Iterator[Any]:
+    """The store; or, for a standalone study (a ``dem`` file given, no store there, ``--out`` given), a scratch
+    store in the DEM's CRS that lives for the run only: the results are what ``--out`` receives."""
+    from twin.store import NotAStore, Store
+
+    try:
+        yield _open(store)
+        return
+    except NotAStore:
+        dem = getattr(params, "dem", None)
+        if not dem or out is None:
+            raise
+    from twin.sim.flood.domain import FileRef, file_crs
+
+    with tempfile.TemporaryDirectory(prefix="twin-study-") as tmp:
+        crs = file_crs(FileRef.parse(dem, "dem").path) or getattr(params, "crs", None)
+        if not crs:
+            raise BadInput("crs: the DEM file has no CRS; pass -p crs=EPSG:XXXX")
+        console.print(f"no store at {_store_path(store)}: a standalone study (results only in {out})")
+        s = Store.init(Path(tmp) / "store", crs)
+        # the study's first version records its DEM (a run reads a version ≥ 1)
+        from data_models import SourceKind
+        from twin.catalog.assets import describe
+
+        dem_path = FileRef.parse(dem, "dem").path
+        s.commit([describe(dem_path, SourceKind.product, {"crs": crs, "role": "study DEM"}, acquired=None,
+                           classification="public")], message=f"study: {dem_path.name}", author="twin")
+        yield s
 
 
 def write_run(store, r, out: Path) -> None:

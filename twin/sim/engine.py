@@ -72,9 +72,11 @@ def _load() -> None:
     if _LOADED:
         return
     _LOADED = True
+    from twin.sim.flood.simulator import FloodSimulator
     from twin.sim.sunlight import SunlightSimulator
 
     register(SunlightSimulator())
+    register(FloodSimulator())
     plugins = [ep.load for ep in entry_points(group=ENTRY_POINT_GROUP)]
     # TWIN_SIMULATORS="pkg.module:Name,…": simulators of a script or notebook, loaded in every process (job workers)
     for ref in filter(None, (r.strip() for r in os.environ.get("TWIN_SIMULATORS", "").split(","))):
@@ -141,14 +143,19 @@ def code_version(sim: Simulator) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- inputs and keys
-def input_digests(store: Store, sim: Simulator, branch: str, version: int) -> dict[str, str]:
-    """id -> digest of every entity and asset the simulator reads at that state."""
+def input_digests(store: Store, sim: Simulator, branch: str, version: int, params: BaseModel | None = None
+                  ) -> dict[str, str]:
+    """id -> digest of every entity and asset the simulator reads at that state, and of what its optional
+    ``extra_inputs(store, branch, version, params)`` names (a user's files, a scenario's rain)."""
     types = [r for r in sim.reads if not r.startswith(ASSET_PREFIX)]
     assets = [r[len(ASSET_PREFIX):] for r in sim.reads if r.startswith(ASSET_PREFIX)]
     out = store.digests(branch, version, Query(types=types)) if types else {}
     if assets:
         out.update({f"{ASSET_PREFIX}{k}": v for k, v in
                     store.digests(branch, version, Query(collection=ASSETS, ids=assets)).items()})
+    extra = getattr(sim, "extra_inputs", None)
+    if extra is not None and params is not None:
+        out.update(extra(store, branch, version, params))
     return out
 
 
@@ -262,7 +269,7 @@ def run(store: Store, simulator: str, params: dict[str, Any] | BaseModel | None 
         branch, scenario_id = get_scenario(store, scenario).branch, scenario
     branch = branch or MAIN
     version = store.resolve_version(branch, as_of)
-    inputs = input_digests(store, sim, branch, version)
+    inputs = input_digests(store, sim, branch, version, p)
     inputs_digest = _digest(sorted(inputs.items()))
     key = run_key(sim, p, inputs_digest)
     recorded = _recorded(store) if reuse else []
@@ -332,6 +339,8 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
         if "entity_id" not in t.column_names:
             raise TypeError(f"result table {name!r} of {sim.name} has no entity_id column")
         n = t.num_rows
+        if not n:
+            continue  # the store keeps no empty table: a run without such rows lists no such table
         t = t.append_column("run_id", pa.array([record.id] * n, pa.string()))
         tables[name] = t.append_column("asset_id", pa.array([record.id] * n, pa.string()))
         outputs.append(name)
@@ -356,7 +365,7 @@ def _commit(store: Store, sim: Simulator, record: SimulationRun, ctx: RunContext
     done = record.model_copy(update={
         "status": RunStatus.succeeded, "finished": datetime.now(UTC), "timings": dict(ctx.timings),
         "outputs": outputs, "reused_from": out.reused_from, "layers": [s.name for s, _ in out.layers],
-        "tables": list(out.tables),
+        "tables": [n for n, t in out.tables.items() if t.num_rows],
         "summary": {**out.summary, "params_key": params_key}})
     try:
         store.commit([done, *put], message=f"sim {sim.name}: run {record.id}", author=author, branch=record.branch,

@@ -1,0 +1,19 @@
+"""What both flood schemes do per cell: gravity, and the rain, inflow and losses of one step."""
+
+from numba import njit
+
+G = 9.80665
+TINY = 1e-12  # m²/s: a discharge below this is round-off and is set to zero (subnormals are ~50× slower)
+
+
+@njit(cache=True, inline="always")
+def sources(hh, rain, inflow, loss, drain):
+    """A cell's depth after rain and inflow in, then infiltration and drainage out (capacities, m, limited to the
+    water there): (depth, rain in, inflow in, infiltrated, drained)."""
+    hh += rain + inflow
+    cap = loss + drain
+    if cap > 0.0 and hh > 0.0:
+        take = min(hh, cap)
+        f = take * loss / cap
+        return hh - take, rain, inflow, f, take - f
+    return hh, rain, inflow, 0.0, 0.0
