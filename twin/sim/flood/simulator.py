@@ -521,7 +521,7 @@ class _Run:
             c1, r1 = min(math.ceil((x1 - t.c) / t.a) + 1, w), min(math.ceil((y0 - t.f) / t.e) + 1, h)
             if c1 <= c0 or r1 <= r0:
                 continue
-            inside = ~geometry_mask([g], out_shape=(r1 - r0, c1 - c0), transform=t * t.translation(c0, r0),
+            inside = ~geometry_mask([g], out_shape=(r1 - r0, c1 - c0), transform=t @ t.translation(c0, r0),
                                     all_touched=True)
             vals = md[r0:r1, c0:c1][inside]
             vals = vals[np.isfinite(vals)]
