@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from twin.cli import StoreOpt, _open, _progress, _store_path, app, console, parse_options
@@ -67,8 +68,8 @@ def show(name: str = typer.Argument(..., help="simulator name"),
                                                   ("exclusiveMaximum", "<")) if k in prop]
         if "enum" in prop:
             rng.append(" | ".join(map(str, prop["enum"])))
-        t.add_row(key, str(prop.get("type", "")), json.dumps(prop.get("default")), ", ".join(rng),
-                  prop.get("description", ""))
+        t.add_row(key, str(prop.get("type", "")), escape(json.dumps(prop.get("default"))), ", ".join(rng),
+                  escape(prop.get("description", "")))  # "[t_s, q]" is text, not rich markup
     console.print(t)
     console.print("outputs: " + "; ".join(f"{k}: {v}" for k, v in d["writes"].items()))
 
