@@ -17,3 +17,13 @@ def sources(hh, rain, inflow, loss, drain):
         f = take * loss / cap
         return hh - take, rain, inflow, f, take - f
     return hh, rain, inflow, 0.0, 0.0
+
+
+@njit(cache=True, inline="always")
+def record(max_depth, t_max, max_speed, i, j, hh, speed, t_end, hvel_min):
+    """A cell's running maxima: depth (and when), and speed where the water is deeper than ``hvel_min``."""
+    if hh > max_depth[i, j]:
+        max_depth[i, j] = hh
+        t_max[i, j] = t_end
+    if hh > hvel_min and speed > max_speed[i, j]:
+        max_speed[i, j] = speed

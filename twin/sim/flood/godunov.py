@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from twin.sim.flood.cellwise import TINY, G, sources
+from twin.sim.flood.cellwise import TINY, G, record, sources
 
 
 @njit(cache=True, inline="always")
@@ -169,18 +169,13 @@ def update(h, hu, hv, z, active, n2, fxh, fxl, fxr, fxt, fyh, fyl, fyr, fyt, rai
             hv[i, j] = mv
             if hh > hmax:
                 hmax = hh
-            if hh > max_depth[i, j]:
-                max_depth[i, j] = hh
-                t_max[i, j] = t_end
+            speed = 0.0
             if hh > hmin:
                 u = mu / hh
                 v = mv / hh
                 speed = math.sqrt(u * u + v * v)
-                c = speed + math.sqrt(G * hh)
-                if c > smax:
-                    smax = c
-                if hh > hvel_min and speed > max_speed[i, j]:
-                    max_speed[i, j] = speed
+                smax = max(smax, speed + math.sqrt(G * hh))
+            record(max_depth, t_max, max_speed, i, j, hh, speed, t_end, hvel_min)
         row_stats[i, 0] = r_in
         row_stats[i, 1] = s_in
         row_stats[i, 2] = inf

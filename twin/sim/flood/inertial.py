@@ -6,7 +6,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from twin.sim.flood.cellwise import TINY, G, sources
+from twin.sim.flood.cellwise import TINY, G, record, sources
 
 
 @njit(cache=True, inline="always")
@@ -157,15 +157,12 @@ def update(h, qx, qy, active, rain_weight, loss_rate, drain_rate, src, dt, dx, r
             h[i, j] = hh
             if hh > hmax:
                 hmax = hh
-            if hh > max_depth[i, j]:
-                max_depth[i, j] = hh
-                t_max[i, j] = t_end
+            sp = 0.0
             if hh > hvel_min:
                 u = 0.5 * (qx[i, j] + qx[i, j + 1]) / hh
                 v = 0.5 * (qy[i, j] + qy[i + 1, j]) / hh
                 sp = math.sqrt(u * u + v * v)
-                if sp > max_speed[i, j]:
-                    max_speed[i, j] = sp
+            record(max_depth, t_max, max_speed, i, j, hh, sp, t_end, hvel_min)
         row_stats[i, 0] = r_in
         row_stats[i, 1] = s_in
         row_stats[i, 2] = inf

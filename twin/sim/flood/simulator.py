@@ -15,7 +15,6 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from shapely.geometry import shape
 
 from data_models import TERRAIN_PRODUCT_IDS, LayerSpec, RainfallEvent
+from twin.catalog.assets import sha256_file
 from twin.errors import BadInput
 from twin.sim.base import ASSET_PREFIX, BadParameters, Outputs, ProductFile, RunContext
 from twin.sim.flood import domain as dom
@@ -212,14 +212,6 @@ def rain_of(p: Parameters, events: list[RainfallEvent], warnings: list[str]) -> 
     return Rain(edges, rates, area, src, start or t0)
 
 
-def _digest_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class FloodSimulator:
     """Pluvial flooding: 2-D shallow water over the terrain with buildings, land cover, drainage and rain."""
 
@@ -255,7 +247,7 @@ class FloodSimulator:
             value = getattr(params, key)
             if value:
                 ref = dom.FileRef.parse(value, key)
-                out[f"file:{key}"] = _digest_file(ref.path)
+                out[f"file:{key}"] = sha256_file(ref.path)
         for r in store.features(branch, version, Query(collection=SCENARIOS)):
             if r.get("branch") == branch:
                 rain = [e for e in r.get("edits", []) if e.get("kind") == "rainfall_event"]
