@@ -97,6 +97,8 @@ class Parameters(BaseModel):
     boundary_level: float | None = Field(default=None, description="water level of fixed boundaries, m")
     bbox: list[float] | None = Field(default=None, min_length=4, max_length=4, description="domain [minx, miny, "
                                      "maxx, maxy] in the grid's CRS (default: the terrain's extent)")
+    water_bodies: Literal["full", "empty"] = Field(default="full", description="water bodies start full to "
+                                                   "their spill level (the lowest terrain on their outline) or dry")
     fill_nodata: bool = Field(default=True, description="fill terrain holes from their edges (false: refuse)")
     roof_runoff: Literal["adjacent", "none"] = Field(default="adjacent", description="rain on roofs goes to the "
                                                      "nearest open cell (downpipes) or is not modelled")
@@ -359,6 +361,26 @@ class _Run:
             d = np.where(np.isfinite(r), r, d)
         return d / 3.6e6
 
+    def _water_bodies(self, grid: dom.Grid, z: np.ndarray, active: np.ndarray) -> np.ndarray | None:
+        """Initial water: each ``WaterBody`` of the branch full to its spill level (the lowest terrain on its
+        outline), so a lake is not taken for a flood; ``water_bodies=empty`` starts them dry."""
+        if self.p.water_bodies == "empty" or self.p.dem:
+            return None
+        h0 = np.zeros(grid.shape)
+        for f in self._features(["WaterBody"]):
+            if not f.get("geometry"):
+                continue
+            g = shape(f["geometry"])
+            if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty:
+                continue
+            inside = grid.rasterize([(g, 1)], dtype="uint8").astype(bool) & active
+            ring = grid.rasterize([(g.boundary, 1)], dtype="uint8", all_touched=True).astype(bool)
+            ring &= np.isfinite(z)
+            if inside.any() and ring.any():
+                level = float(np.nanmin(z[ring]))
+                h0 = np.where(inside, np.maximum(h0, level - np.where(inside, z, level)), h0)
+        return h0 if h0.any() else None
+
     # ------------------------------------------------------------------------------------------ the run
     def run(self) -> Outputs:
         ctx, p = self.ctx, self.p
@@ -393,6 +415,7 @@ class _Run:
             d = dom.assemble(z, grid, walls, classes, self._manning_extra(grid), manning, infil,
                              self._drainage(grid), mask, rain.edges_s, rain.rates, boundary, inflows,
                              p.roof_runoff == "adjacent")
+            d.h0 = self._water_bodies(grid, z, d.active)
             pts = dom.observation_points(dom.FileRef.parse(p.points, "points").path, grid) if p.points else None
             self._check_cost(d, rain, duration)
         rec = _Recorder(self, grid, d, rain, pts)
