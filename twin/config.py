@@ -54,6 +54,9 @@ class Settings(BaseSettings):
                                    "inside the store); default $XDG_CACHE_HOME/twin/tiles or ~/.cache/twin/tiles; "
                                    "'off': no on-demand builds (a missing tileset is a 503). Reads of what the "
                                    "store's writers built (twin build, twin tiles build) need no writable folder")
+    study_dir: Path | None = Field(default=None, description="the folder whose files callers over HTTP may name in "
+                                   "a simulator's file inputs (flood: dem, buildings, roughness, inflow, points, "
+                                   "drainage), relative to it; unset: jobs take no file inputs")
 
     @field_validator("public_url")
     @classmethod

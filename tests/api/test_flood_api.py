@@ -13,6 +13,7 @@ import rasterio
 from shapely.geometry import box, mapping
 
 from tests.api.server import auth, serve
+from tests.conftest import shared_data
 
 STORM = {"design_storm": "beijing", "return_period_years": 100, "resolution_m": 8.0}
 
@@ -22,7 +23,12 @@ def test_sponge_city_over_http(built_city, tmp_path: Path) -> None:
 
     shutil.copytree(built_city["store"], tmp_path / "store")
     analyst = auth(tmp_path / "store", name="analyst", role="analyst")
-    with serve(tmp_path / "store", tmp_path / "serve") as srv, \
+    study = tmp_path / "study"  # the only folder whose files a caller may name
+    study.mkdir()
+    mcdo = shared_data("flood/macdonald_analytic") / "without_rain"
+    for name in ("dem.asc", "q.asc"):
+        shutil.copyfile(mcdo / name, study / name)
+    with serve(tmp_path / "store", tmp_path / "serve", {"TWIN_STUDY_DIR": str(study)}) as srv, \
             httpx.Client(base_url=srv.base, timeout=180, headers=analyst) as api:
         p = Processes(srv.base, headers=analyst)
         assert "flood" in {x["id"] for x in p.processes()}
@@ -66,3 +72,11 @@ def test_sponge_city_over_http(built_city, tmp_path: Path) -> None:
                                                             "format": "json"}).json()
         times = sorted({row["t"] for row in rows})
         assert len(times) >= 12 and np.mean([row["value"] for row in rows]) > 0
+        # a study's files: named relative to TWIN_STUDY_DIR, nothing else of the server's
+        study_inputs = {"dem": "dem.asc", "crs": "EPSG:32650", "inflow": "q.asc", "resolution_m": 5,
+                        "boundary": {"east": "open"}, "n_default": 0.033, "duration_s": 600}
+        run = p.execute("flood", inputs=study_inputs)["run"]["value"]
+        assert run["summary"]["grid"]["rows"] == 3 and run["summary"]["mass_balance"]["inflow_m3"] > 0
+        for bad in ("/etc/hostname", "../store/STORE.json", "missing.tif"):
+            r = api.post("/processes/flood/execution", json={"inputs": {**study_inputs, "dem": bad}})
+            assert r.status_code == 400 and "not a file of the study folder" in r.text, r.text

@@ -23,6 +23,15 @@ Progress = Callable[[float, str], None]  # fraction done in [0, 1], a message
 ASSET_PREFIX = "asset:"  # in Simulator.reads: "asset:prd-dtm" is the asset with id prd-dtm
 
 
+def split_file_param(value: str) -> tuple[str, str]:
+    """A file parameter ``PATH`` or ``PATH:key=value[,key=value]`` as (path, options text); a path that exists
+    with a colon in its name stays whole."""
+    head, sep, tail = value.rpartition(":")
+    if sep and "=" in tail and not Path(value).exists():
+        return head, tail
+    return value, ""
+
+
 class UnknownSimulator(NotFound):
     """No simulator of that name is registered."""
 

@@ -37,8 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from twin.config import get_settings
 from twin.errors import BadInput, Conflict, NotFound, TwinError
 from twin.sim import engine
+from twin.sim.base import split_file_param
 from twin.store import MAIN, Store
 from twin.store.files import write_json_atomic
 
@@ -395,6 +397,29 @@ def _notify_async(uri: str | None, doc: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the manager
+def _study_files(sim: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """File inputs of a job (a simulator's ``file_parameters``) resolved inside ``TWIN_STUDY_DIR``: a caller over
+    HTTP names files relative to it and never reads another of the server's files; without it, none is taken."""
+    names = [k for k in getattr(sim, "file_parameters", ()) if params.get(k)]
+    if not names:
+        return params
+    root = get_settings().study_dir
+    if root is None:
+        raise BadInput(f"inputs: {', '.join(names)}: this server takes no file inputs (its TWIN_STUDY_DIR is "
+                       "not set); run the study with `twin sim run` instead")
+    root = Path(root).resolve()
+    out = dict(params)
+    for k in names:
+        if not isinstance(params[k], str):
+            continue  # the parameter model names the type error
+        path, tail = split_file_param(params[k])
+        full = (root / path).resolve()
+        if not full.is_relative_to(root) or not full.is_file():
+            raise BadInput(f"inputs: {k}: {path!r} is not a file of the study folder")
+        out[k] = str(full) + (f":{tail}" if tail else "")
+    return out
+
+
 class JobManager:
     """Submits, lists, dismisses and schedules the jobs of one store, from one API process."""
 
@@ -463,7 +488,7 @@ class JobManager:
         if unknown:
             raise BadInput(f"inputs: unknown input {', '.join(map(repr, unknown))} of process {sim.name}; inputs: "
                            f"{', '.join([*sorted(known), *STORE_INPUTS])}")
-        p = engine.parameters(sim, params)
+        p = engine.parameters(sim, _study_files(sim, params))
         branch, version, scenario = _store_state(store, inputs)
         wanted = _outputs(sim, outputs, raw)
         hooks = _subscriber(subscriber)

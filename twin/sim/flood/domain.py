@@ -21,6 +21,7 @@ import shapely
 from affine import Affine
 
 from twin.errors import BadInput
+from twin.sim.base import split_file_param
 from twin.sim.flood import tables
 from twin.sim.flood.solver import CLOSED, FIXED, OPEN, SIDES, Boundary, Domain, Inflow
 
@@ -38,10 +39,9 @@ class FileRef:
 
     @classmethod
     def parse(cls, value: str, what: str) -> FileRef:
-        path, opts = value, {}
-        head, sep, tail = value.rpartition(":")
-        if sep and "=" in tail and not Path(value).exists():
-            path = head
+        opts: dict[str, Any] = {}
+        path, tail = split_file_param(value)
+        if tail:
             for part in tail.split(","):
                 k, eq, v = part.partition("=")
                 if not eq or not k.strip():

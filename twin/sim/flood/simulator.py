@@ -237,6 +237,7 @@ class FloodSimulator:
         "max-depth": "COG: max water depth, m", "max-velocity": "COG: max flow speed, m/s",
         "time-of-max-depth": "COG: time of the max depth, s from the start", "max-stage": "COG: max water level, m",
     }
+    file_parameters: ClassVar[tuple[str, ...]] = FILE_PARAMS  # over HTTP, only files of TWIN_STUDY_DIR
     keys: ClassVar[dict[str, tuple[str, ...]]] = {"flood_buildings": ("entity_id",), "flood_roads": ("entity_id",),
                                                   "flood_points": ("entity_id", "t_s")}
 
