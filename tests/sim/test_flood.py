@@ -177,6 +177,18 @@ def test_bad_input_names_the_parameter(flood_city, tmp_path) -> None:
     text = " ".join(r.summary["warnings"])
     assert "800 mm/h" in text and "resolution_m: 0.2 m is more than 4× finer" in text
     assert s.head() == before + 1  # the run and its results: one commit
+    # terrain with a hole: filled and said, or refused
+    from rasterio.transform import from_origin
+
+    z = np.full((20, 20), 10.0, np.float32)
+    z[5:8, 5:8] = -9999.0
+    with rasterio.open(tmp_path / "holes.tif", "w", driver="GTiff", width=20, height=20, count=1, dtype="float32",
+                       crs="EPSG:4548", transform=from_origin(x0, y0 + 40, 2, 2), nodata=-9999.0) as dst:
+        dst.write(z, 1)
+    with pytest.raises(BadInput, match="9 cells have no height.*fill_nodata=true"):
+        engine.run(s, "flood", {"dem": str(tmp_path / "holes.tif"), "rain_mm_h": 10, "fill_nodata": False})
+    r = engine.run(s, "flood", {"dem": str(tmp_path / "holes.tif"), "rain_mm_h": 10, "duration_s": 60})
+    assert any("filled 9 cells" in w for w in r.summary["warnings"])
     # a branch without terrain
     empty = Store.init(tmp_path / "empty")
     from tests.conftest import make_buildings
