@@ -27,3 +27,17 @@ def record(max_depth, t_max, max_speed, i, j, hh, speed, t_end, hvel_min):
         t_max[i, j] = t_end
     if hh > hvel_min and speed > max_speed[i, j]:
         max_speed[i, j] = speed
+
+
+@njit(cache=True)
+def totals(row_stats, row_out, out):
+    """The step's sums, row by row in order (the same bits whatever the thread count): rain, inflow, infiltrated,
+    drained (m of depth summed over cells), the largest depth and |u| + c, and the net boundary outflow."""
+    out[:] = 0.0
+    for i in range(row_stats.shape[0]):
+        for k in range(4):
+            out[k] += row_stats[i, k]
+        out[4] = max(out[4], row_stats[i, 4])
+        out[5] = max(out[5], row_stats[i, 5])
+    for i in range(row_out.shape[0]):
+        out[6] += row_out[i]

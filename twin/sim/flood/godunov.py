@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from twin.sim.flood.cellwise import TINY, G, record, sources
+from twin.sim.flood.cellwise import TINY, G, record, sources, totals
 
 
 @njit(cache=True, inline="always")
@@ -187,6 +187,18 @@ def update(h, hu, hv, z, active, n2, fxh, fxl, fxr, fxt, fyh, fyl, fyr, fyt, rai
     for j in range(nx):
         acc += fyh[ny, j] - fyh[0, j]
     row_out[ny] = acc
+
+
+@njit(cache=True)
+def advance(h, hu, hv, z, active, n2, fxh, fxl, fxr, fxt, fyh, fyl, fyr, fyt, bk_n, bk_s, bk_w, bk_e, bl_n, bl_s,
+            bl_w, bl_e, rain_weight, loss_rate, drain_rate, src, dt, dx, rain, t_end, hmin, hvel_min, max_depth,
+            max_speed, t_max, row_stats, row_out, out):
+    """One step: fluxes, the update and the step's totals into ``out`` (one call from Python per step)."""
+    fluxes(h, hu, hv, z, active, fxh, fxl, fxr, fxt, fyh, fyl, fyr, fyt, bk_n, bk_s, bk_w, bk_e, bl_n, bl_s, bl_w,
+           bl_e, hmin)
+    update(h, hu, hv, z, active, n2, fxh, fxl, fxr, fxt, fyh, fyl, fyr, fyt, rain_weight, loss_rate, drain_rate,
+           src, dt, dx, rain, t_end, hmin, hvel_min, max_depth, max_speed, t_max, row_stats, row_out)
+    totals(row_stats, row_out, out)
 
 
 def empty_fluxes(shape: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -23,6 +23,7 @@ the thread count).
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
@@ -95,7 +96,7 @@ class Domain:
         e = self.rain_edges_s
         if not len(self.rain_rates) or t < e[0] or t >= e[-1]:
             return 0.0
-        return float(self.rain_rates[min(int(np.searchsorted(e, t, side="right")) - 1, len(self.rain_rates) - 1)])
+        return float(self.rain_rates[min(bisect.bisect_right(e, t) - 1, len(self.rain_rates) - 1)])
 
 
 @dataclass
@@ -172,10 +173,13 @@ class _State:
         self.t_max = np.where(self.h > 0, 0.0, np.nan)
         self.row_out = np.zeros(ny + 1)
         self.row_stats = np.zeros((ny, 6))
+        self.sums = np.zeros(7)
         if num.scheme == "inertial":
             self.qx, self.qy = np.zeros((ny, nx + 1)), np.zeros((ny + 1, nx))
             self.qx2, self.qy2 = np.zeros_like(self.qx), np.zeros_like(self.qy)
             self.scale = np.ones((ny, nx))
+            self.hx, self.hy = np.zeros_like(self.qx), np.zeros_like(self.qy)
+            self.cx, self.cy = np.zeros_like(self.qx), np.zeros_like(self.qy)
         else:
             self.hu, self.hv = np.zeros((ny, nx)), np.zeros((ny, nx))
             self.fx, self.fy = godunov.empty_fluxes((ny, nx))
@@ -190,26 +194,26 @@ class _State:
         return num.alpha * self.dx / self.speed if self.speed > 0 else num.dt_max_s
 
     def step(self, dt: float, rain: float, t_end: float) -> float:
-        """One step; returns the net boundary outflow volume (m³)."""
-        num, dx = self.num, self.dx
+        """One step; returns the net boundary outflow volume (m³); ``self.sums`` holds the step's totals."""
+        num, dx, out = self.num, self.dx, self.sums
         bk, bl = self.bk, self.bl
         if num.scheme == "inertial":
-            inertial.fluxes(self.h, self.z, self.n2, self.active, self.qx, self.qy, self.qx2, self.qy2, *bk, *bl,
-                            dt, dx, num.theta, num.hf_min, num.open_slope)
+            inertial.face_depths(self.h, self.z, self.hx, self.hy, num.hf_min)
+            np.cbrt(self.hx, out=self.cx)
+            np.cbrt(self.hy, out=self.cy)
+            inertial.advance(self.h, self.z, self.n2, self.active, self.qx, self.qy, self.qx2, self.qy2, self.hx,
+                             self.hy, self.cx, self.cy, *bk, *bl, self.scale, self.rw, self.loss, self.drain,
+                             self.src, dt, dx, num.theta, num.hf_min, num.open_slope, rain, t_end, num.hvel_min,
+                             self.max_depth, self.max_speed, self.t_max, self.row_stats, self.row_out, out)
             self.qx, self.qx2 = self.qx2, self.qx
             self.qy, self.qy2 = self.qy2, self.qy
-            inertial.limit(self.h, self.qx, self.qy, self.scale, dt, dx)
-            inertial.apply_limit(self.qx, self.qy, self.scale, self.row_out)
-            inertial.update(self.h, self.qx, self.qy, self.active, self.rw, self.loss, self.drain, self.src, dt, dx,
-                            rain, t_end, num.hvel_min, self.max_depth, self.max_speed, self.t_max, self.row_stats)
         else:
-            godunov.fluxes(self.h, self.hu, self.hv, self.z, self.active, *self.fx, *self.fy, *bk, *bl, 1e-6)
-            godunov.update(self.h, self.hu, self.hv, self.z, self.active, self.n2, *self.fx, *self.fy, self.rw,
-                           self.loss, self.drain, self.src, dt, dx, rain, t_end, 1e-6, num.hvel_min,
-                           self.max_depth, self.max_speed, self.t_max, self.row_stats, self.row_out)
-            self.speed = float(self.row_stats[:, 5].max(initial=0.0))
-        self.hmax = float(self.row_stats[:, 4].max(initial=0.0))
-        return float(self.row_out.sum()) * dt * dx
+            godunov.advance(self.h, self.hu, self.hv, self.z, self.active, self.n2, *self.fx, *self.fy, *bk, *bl,
+                            self.rw, self.loss, self.drain, self.src, dt, dx, rain, t_end, 1e-6, num.hvel_min,
+                            self.max_depth, self.max_speed, self.t_max, self.row_stats, self.row_out, out)
+            self.speed = float(out[5])
+        self.hmax = float(out[4])
+        return float(out[6]) * dt * dx
 
 
 def simulate(d: Domain, duration_s: float, numerics: Numerics | None = None, *, record_s: float | None = None,
@@ -246,6 +250,7 @@ def _run(d: Domain, duration_s: float, num: Numerics, record_s: float | None, on
         on_record(0.0, st.h)
     wall0 = last_report = time.perf_counter()
     flat_src = st.src.reshape(-1)
+    steady = None
     while t < duration_s - 1e-9:
         while ev < len(events) and events[ev] <= t + 1e-9:
             ev += 1
@@ -254,13 +259,14 @@ def _run(d: Domain, duration_s: float, num: Numerics, record_s: float | None, on
         if dt < num.dt_min_s and t + dt < limit - 1e-9:
             raise TimeStepTooSmall(f"the time step fell to {dt:.3g} s at t = {t:.1f} s (depth {st.hmax:.2f} m on "
                                    f"{st.dx:g} m cells); use a coarser resolution_m or a smaller dt_min_s")
-        if d.inflows:
+        if d.inflows and (steady is None or not steady):
             flat_src[:] = 0.0
             for f in d.inflows:
                 q = 0.5 * (f.at(t) + f.at(t + dt))  # the mean of the linear hydrograph over the step
                 np.add.at(flat_src, f.cells, q * f.weights / area)
+            steady = all(len(f.times_s) == 1 for f in d.inflows)  # constant inflows: the same every step
         totals["outflow"] += st.step(dt, d.rain_at(t), t + dt)
-        sums = st.row_stats[:, :4].sum(axis=0)
+        sums = st.sums
         totals["rain"] += sums[0] * area
         totals["inflow"] += sums[1] * area
         totals["infiltration"] += sums[2] * area
