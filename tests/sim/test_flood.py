@@ -189,6 +189,15 @@ def test_bad_input_names_the_parameter(flood_city, tmp_path) -> None:
         engine.run(s, "flood", {"dem": str(tmp_path / "holes.tif"), "rain_mm_h": 10, "fill_nodata": False})
     r = engine.run(s, "flood", {"dem": str(tmp_path / "holes.tif"), "rain_mm_h": 10, "duration_s": 60})
     assert any("filled 9 cells" in w for w in r.summary["warnings"])
+    # a DEM in degrees runs on its UTM zone (the observation points stay in lon, lat)
+    with rasterio.open(tmp_path / "lonlat.tif", "w", driver="GTiff", width=30, height=30, count=1, dtype="float32",
+                       crs="EPSG:4326", transform=from_origin(116.40, 39.91, 0.00002, 0.00002)) as dst:
+        dst.write(np.fromfunction(lambda r, c: 50.0 - 0.01 * c, (30, 30), dtype=np.float32), 1)
+    (tmp_path / "obs.csv").write_text("id,x,y\nmid,116.4003,39.9097\n")
+    r = engine.run(s, "flood", {"dem": str(tmp_path / "lonlat.tif"), "rain_mm_h": 50, "duration_s": 60,
+                                "resolution_m": 1.0, "points": str(tmp_path / "obs.csv")})
+    assert r.summary["grid"]["crs"] == "EPSG:32650" and any("(UTM)" in w for w in r.summary["warnings"])
+    assert abs(r.summary["grid"]["cols"] - 51) <= 1  # 30 × 0.00002° of longitude at 39.9° N ≈ 51 m
     # a branch without terrain
     empty = Store.init(tmp_path / "empty")
     from tests.conftest import make_buildings

@@ -21,6 +21,7 @@ import shapely
 from affine import Affine
 
 from twin.errors import BadInput
+from twin.geo.crs import is_geographic
 from twin.sim.base import split_file_param
 from twin.sim.flood import tables
 from twin.sim.flood.solver import CLOSED, FIXED, OPEN, SIDES, Boundary, Domain, Inflow
@@ -100,6 +101,12 @@ class Grid:
 
 
 # ------------------------------------------------------------------------------------------------ terrain
+def utm_of(lon: float, lat: float) -> str:
+    """The WGS 84 / UTM zone of a position, as EPSG:326NN (north) or EPSG:327NN (south)."""
+    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
 def file_crs(path: Path) -> str | None:
     """The CRS of a raster file (None when it has none, e.g. an ASCII grid without .prj)."""
     import rasterio
@@ -129,10 +136,18 @@ def terrain(path: Path, resolution_m: float, crs: str | None, bbox: list[float] 
         res = abs(src.transform.a)
         if abs(abs(src.transform.e) - res) > 1e-6 * res or src.transform.b or src.transform.d:
             raise BadInput(f"{what}: {path.name} must have square, north-up pixels")
-        b = list(src.bounds) if bbox is None else [max(bbox[0], src.bounds.left), max(bbox[1], src.bounds.bottom),
-                                                 min(bbox[2], src.bounds.right), min(bbox[3], src.bounds.top)]
+        dst_crs, bounds = src_crs, list(src.bounds)
+        if is_geographic(src_crs):  # degrees (SRTM, Copernicus DEM): the flow needs metres, on UTM
+            from rasterio.warp import transform_bounds
+
+            dst_crs = utm_of((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+            bounds = list(transform_bounds(src_crs, dst_crs, *bounds))
+            res = res * 111_320.0 * math.cos(math.radians((src.bounds.bottom + src.bounds.top) / 2))
+            warnings.append(f"{what}: {path.name} is in degrees ({src_crs}); the flow runs on {dst_crs} (UTM)")
+        b = bounds if bbox is None else [max(bbox[0], bounds[0]), max(bbox[1], bounds[1]), min(bbox[2], bounds[2]),
+                                         min(bbox[3], bounds[3])]
         if not (b[2] > b[0] and b[3] > b[1]):
-            raise BadInput(f"bbox: {bbox} does not overlap the terrain {list(src.bounds)}")
+            raise BadInput(f"bbox: {bbox} does not overlap the terrain {bounds}")
         if resolution_m * 4 < res - 1e-9:
             warnings.append(f"resolution_m: {resolution_m:g} m is more than 4× finer than the terrain's {res:g} m; "
                             "the terrain is resampled (bilinear), which adds no detail")
@@ -148,10 +163,10 @@ def terrain(path: Path, resolution_m: float, crs: str | None, bbox: list[float] 
         if nodata is not None:
             data[data == nodata] = np.nan
         method = Resampling.average if resolution_m > res * 1.01 else Resampling.bilinear
-        if abs(resolution_m - res) < 1e-9 and abs((b[0] - src.bounds.left) / res % 1) < 1e-9:
+        if dst_crs == src_crs and abs(resolution_m - res) < 1e-9 and abs((b[0] - src.bounds.left) / res % 1) < 1e-9:
             method = Resampling.nearest
         reproject(data, z, src_transform=src.transform, src_crs=src.crs or src_crs, dst_transform=transform,
-                  dst_crs=src.crs or src_crs, resampling=method, src_nodata=np.nan, dst_nodata=np.nan)
+                  dst_crs=dst_crs, resampling=method, src_nodata=np.nan, dst_nodata=np.nan)
     holes = ~np.isfinite(z)
     if holes.all():
         raise BadInput(f"{what}: {path.name} has no valid heights over the domain")
@@ -167,7 +182,7 @@ def terrain(path: Path, resolution_m: float, crs: str | None, bbox: list[float] 
         warnings.append(f"{what}: filled {int(holes.sum()) - left:,} cells without height from their edges"
                         + (f"; {left:,} beyond {NODATA_FILL_CELLS} cells from any height are left out" if left
                            else ""))
-    return z, Grid(transform, (h, w), src_crs)
+    return z, Grid(transform, (h, w), dst_crs)
 
 
 # ------------------------------------------------------------------------------------------------ vector files
@@ -275,8 +290,9 @@ def raster_on(path: Path, grid: Grid, what: str) -> np.ndarray:
         raise BadInput(f"{what}: cannot read {str(path)!r} as a raster: {exc}") from None
 
 
-def observation_points(path: Path, grid: Grid) -> tuple[list[str], np.ndarray]:
-    """Ids and flat cells of the observation points of a CSV (columns id, x, y in the grid's CRS)."""
+def observation_points(path: Path, grid: Grid, crs: str | None = None) -> tuple[list[str], np.ndarray]:
+    """Ids and flat cells of the observation points of a CSV (columns id, x, y in ``crs``, default the grid's:
+    a geographic DEM's points are lon, lat)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
@@ -292,7 +308,12 @@ def observation_points(path: Path, grid: Grid) -> tuple[list[str], np.ndarray]:
         except (TypeError, ValueError):
             raise BadInput(f"points: {path.name} line {k}: x and y must be numbers") from None
         ids.append(str(r.get("id") or f"p{k - 1}"))
-    cells = grid.cell_of(np.array(xs), np.array(ys))
+    x, y = np.array(xs), np.array(ys)
+    if crs and crs != grid.crs:
+        from twin.geo.crs import transform_xy
+
+        x, y = transform_xy(x, y, crs, grid.crs)
+    cells = grid.cell_of(x, y)
     if (cells < 0).any():
         bad = [i for i, c in zip(ids, cells, strict=True) if c < 0]
         raise BadInput(f"points: {', '.join(bad[:5])} lie outside the domain {grid.bbox}")

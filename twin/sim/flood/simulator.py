@@ -417,7 +417,10 @@ class _Run:
                              self._drainage(grid), mask, rain.edges_s, rain.rates, boundary, inflows,
                              p.roof_runoff == "adjacent")
             d.h0 = self._water_bodies(grid, z, d.active)
-            pts = dom.observation_points(dom.FileRef.parse(p.points, "points").path, grid) if p.points else None
+            pts = None
+            if p.points:
+                src_crs = dom.file_crs(dom.FileRef.parse(p.dem, "dem").path) if p.dem else None
+                pts = dom.observation_points(dom.FileRef.parse(p.points, "points").path, grid, src_crs)
             self._check_cost(d, rain, duration)
         rec = _Recorder(self, grid, d, rain, pts)
         with ctx.stage("flow"):
