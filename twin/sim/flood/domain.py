@@ -209,7 +209,7 @@ def read_features(ref: FileRef, crs: str, what: str) -> list[tuple[shapely.Geome
     return out
 
 
-def _number(props: dict[str, Any], ref: FileRef, key: str, what: str, default: float | None = None) -> float:
+def number_of(props: dict[str, Any], ref: FileRef, key: str, what: str, default: float | None = None) -> float:
     v = props.get(key, ref.options.get(key, default))
     try:
         f = float(v)  # type: ignore[arg-type]
@@ -256,7 +256,7 @@ def inflows_from(ref: FileRef, grid: Grid, active: np.ndarray, what: str = "infl
                 raise BadInput(f"{what}: hydrograph must be [[t_s, q_m3s], …] with rising times and q ≥ 0")
             times, q = arr[:, 0], arr[:, 1]
         else:
-            times, q = np.array([0.0]), np.array([_number(p, ref, "q", what)])
+            times, q = np.array([0.0]), np.array([number_of(p, ref, "q", what)])
         if g.geom_type in ("Point", "MultiPoint"):
             pts = shapely.get_coordinates(g)
             cells = grid.cell_of(pts[:, 0], pts[:, 1])

@@ -345,7 +345,7 @@ class _Run:
         if p.roughness:
             ref = dom.FileRef.parse(p.roughness, "roughness")
             feats = dom.polygons_of(dom.read_features(ref, grid.crs, "roughness"))
-            shapes = [(g, dom._number(q, ref, "n", "roughness")) for g, q in feats]
+            shapes = [(g, dom.number_of(q, ref, "n", "roughness")) for g, q in feats]
             if not shapes:
                 raise BadInput(f"roughness: {ref.path.name} has no polygons or lines")
             r = grid.rasterize(shapes, fill=np.nan)
@@ -358,7 +358,7 @@ class _Run:
         if p.drainage:
             ref = dom.FileRef.parse(p.drainage, "drainage")
             feats = dom.polygons_of(dom.read_features(ref, grid.crs, "drainage"))
-            r = grid.rasterize([(g, dom._number(q, ref, "mm_h", "drainage")) for g, q in feats], fill=np.nan)
+            r = grid.rasterize([(g, dom.number_of(q, ref, "mm_h", "drainage")) for g, q in feats], fill=np.nan)
             d = np.where(np.isfinite(r), r, d)
         return d / 3.6e6
 
