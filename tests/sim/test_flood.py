@@ -128,7 +128,7 @@ def test_depth_layer_for_the_time_slider(flood_city) -> None:
     for row in t.to_pylist():
         per_t.setdefault(row["t"], []).append(row["value"])
     means = [np.mean(per_t[k]) for k in times]
-    assert means[0] == 0 and max(means) > 0.01 and int(np.argmax(means)) <= 13  # rises with the rain, then drains
+    assert means[0] < 1e-3 < 0.01 < max(means) and int(np.argmax(means)) <= 13  # rises with the rain, then drains
     mx = reg.query("flood-max-depth", res=11)
     assert mx.num_rows > 100 and min(mx["value"].to_pylist()) >= 0
 
