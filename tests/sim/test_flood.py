@@ -313,3 +313,27 @@ def test_rain_from_the_scenario_and_a_design_storm(flood_city) -> None:
     depth = storms.BEIJING.depth_mm(60.0, 100.0)
     assert d.summary["rain_mm"] == pytest.approx(depth, abs=1e-3) and 90 < depth < 100
     assert "Chicago design storm (beijing)" in d.summary["rain"]
+
+
+def test_rain_area_and_drainage_areas(flood_city, tmp_path) -> None:
+    """A rainfall event over the west half rains half the water (roofs' rain routed, none lost); sewers of a
+    drainage polygon take water there only."""
+    s = flood_city["store"]
+    x0, y0, x1, y1 = flood_city["a"].summary["grid"]["bbox"]
+    west = box(x0, y0, (x0 + x1) / 2, y1)
+    scenarios.create(s, "west", scenario_id="west")
+    scenarios.add_edit(s, "west", {"kind": "rainfall_event", "intensity_mm_h": 60.0, "duration_min": 10.0,
+                                   "area": mapping(west)})
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4548"}}
+    (tmp_path / "sewers.geojson").write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": [
+        {"type": "Feature", "properties": {"mm_h": 30}, "geometry": mapping(west)}]}))
+    r = engine.run(s, "flood", {"resolution_m": 8.0, "duration_s": 1200.0,
+                                "drainage": f"{tmp_path / 'sewers.geojson'}"}, scenario="west")
+    mb = r.summary["mass_balance"]
+    full = 0.010 * (x1 - x0) * (y1 - y0)  # 10 mm over the whole domain
+    assert mb["rain_m3"] == pytest.approx(full / 2, rel=0.02)
+    assert mb["drainage_m3"] > 0.05 * mb["rain_m3"] and abs(mb["error_pct"]) < 1e-6
+    depth, t = _raster(s, r, "max-depth")
+    east = np.zeros(depth.shape, bool)
+    east[:, depth.shape[1] // 2 + 10:] = True
+    assert np.nanmax(depth[east]) < np.nanmax(depth[~east])  # the east got only what ran over from the west
