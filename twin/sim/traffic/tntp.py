@@ -1,0 +1,210 @@
+"""The TNTP formats of the "Transportation Networks for Research" collection (bstabler/TransportationNetworks), the
+standard research networks for traffic assignment: ``*_net.tntp`` (links), ``*_trips.tntp`` (the origin-destination
+matrix), ``*_flow.tntp`` (best-known equilibrium volumes and costs) and ``*_node.tntp`` (node coordinates).
+
+A network file starts with ``<KEY> value`` metadata up to ``<END OF METADATA>``, then one link per line (``~``
+starts a comment), fields ending with ``;``: init node, term node, capacity, length, free-flow time, b, power,
+speed, toll, link type. The link cost is BPR, ``t = fft (1 + b (v / cap)^power)``; the generalised cost adds
+``<TOLL FACTOR> × toll + <DISTANCE FACTOR> × length`` when the metadata gives them (zero otherwise). Nodes below
+``<FIRST THRU NODE>`` are zones that no path may pass through.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from twin.errors import BadInput
+
+LINK_FIELDS = ("init_node", "term_node", "capacity", "length", "free_flow_time", "b", "power", "speed", "toll",
+               "link_type")
+_META = re.compile(r"^\s*<([^>]+)>\s*(.*?)\s*$")
+
+
+@dataclass
+class Network:
+    """A TNTP network: metadata and one array per link field (``init_node`` … ``link_type``)."""
+
+    meta: dict[str, str]
+    links: dict[str, np.ndarray]
+    path: Path | None = None
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def zones(self) -> int:
+        return int(float(self.meta.get("NUMBER OF ZONES", 0)))
+
+    @property
+    def nodes(self) -> int:
+        return int(float(self.meta.get("NUMBER OF NODES", 0))) or int(max(self.init.max(), self.term.max()))
+
+    @property
+    def first_thru_node(self) -> int:
+        return int(float(self.meta.get("FIRST THRU NODE", 1)))
+
+    @property
+    def toll_factor(self) -> float:
+        return float(self.meta.get("TOLL FACTOR", 0) or 0)
+
+    @property
+    def distance_factor(self) -> float:
+        return float(self.meta.get("DISTANCE FACTOR", 0) or 0)
+
+    @property
+    def init(self) -> np.ndarray:
+        return self.links["init_node"]
+
+    @property
+    def term(self) -> np.ndarray:
+        return self.links["term_node"]
+
+    def __len__(self) -> int:
+        return len(self.init)
+
+    def bpr(self, volume: np.ndarray) -> np.ndarray:
+        """Link travel times at ``volume`` (BPR)."""
+        L = self.links
+        v = np.asarray(volume, np.float64)
+        return L["free_flow_time"] * (1.0 + L["b"] * np.power(v / L["capacity"], L["power"]))
+
+    def cost(self, volume: np.ndarray) -> np.ndarray:
+        """Generalised link costs: BPR time plus the tolls and distances weighted by the metadata's factors."""
+        L = self.links
+        return self.bpr(volume) + self.toll_factor * L["toll"] + self.distance_factor * L["length"]
+
+
+def _metadata(lines: list[str], path: Path) -> tuple[dict[str, str], int]:
+    """The ``<KEY> value`` pairs and the index of the first line after ``<END OF METADATA>``."""
+    meta: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        m = _META.match(line)
+        if m is None:
+            if line.strip():
+                raise BadInput(f"{path.name} line {i + 1}: expected <KEY> value metadata, got {line.strip()[:60]!r}")
+            continue
+        key, value = m.group(1).strip().upper(), m.group(2)
+        if key == "END OF METADATA":
+            return meta, i + 1
+        meta[key] = value
+    raise BadInput(f"{path.name}: no <END OF METADATA> line: not a TNTP file")
+
+
+def _read(path: Path | str) -> tuple[Path, list[str]]:
+    p = Path(path)
+    try:
+        return p, p.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    except OSError as exc:
+        raise BadInput(f"tntp: cannot read {str(p)!r}: {exc}") from None
+
+
+def read_net(path: Path | str) -> Network:
+    """A ``*_net.tntp`` file."""
+    p, lines = _read(path)
+    meta, start = _metadata(lines, p)
+    rows = []
+    for i in range(start, len(lines)):
+        text = lines[i].split("~", 1)[0].strip().rstrip(";").strip()
+        if not text:
+            continue
+        parts = text.replace(";", " ").split()
+        if len(parts) < 5:
+            raise BadInput(f"{p.name} line {i + 1}: a link needs at least init, term, capacity, length and free-flow "
+                           f"time; got {len(parts)} fields")
+        try:
+            vals = [float(x) for x in parts[:10]] + [0.0] * (10 - min(len(parts), 10))
+        except ValueError:
+            raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {text[:60]!r}") from None
+        rows.append(vals)
+    if not rows:
+        raise BadInput(f"{p.name}: no links")
+    arr = np.array(rows, np.float64)
+    links = {name: arr[:, k] for k, name in enumerate(LINK_FIELDS)}
+    for k in ("init_node", "term_node", "link_type"):
+        links[k] = links[k].astype(np.int64)
+    if (links["capacity"] <= 0).any():
+        bad = int(np.flatnonzero(links["capacity"] <= 0)[0])
+        raise BadInput(f"{p.name}: link {bad + 1} ({links['init_node'][bad]}→{links['term_node'][bad]}) has "
+                       "capacity ≤ 0")
+    net = Network(meta=meta, links=links, path=p)
+    declared = meta.get("NUMBER OF LINKS")
+    if declared is not None and int(float(declared)) != len(net):
+        raise BadInput(f"{p.name}: <NUMBER OF LINKS> says {declared}, the file has {len(net)} links")
+    return net
+
+
+def read_trips(path: Path | str, zones: int | None = None) -> np.ndarray:
+    """The OD matrix of a ``*_trips.tntp`` file, (zones, zones), origins in rows; its total is checked against
+    ``<TOTAL OD FLOW>``."""
+    p, lines = _read(path)
+    meta, start = _metadata(lines, p)
+    n = zones or int(float(meta.get("NUMBER OF ZONES", 0)))
+    if n <= 0:
+        raise BadInput(f"{p.name}: no <NUMBER OF ZONES>")
+    od = np.zeros((n, n))
+    origin = None
+    for i in range(start, len(lines)):
+        text = lines[i].strip()
+        if not text or text.startswith("~"):
+            continue
+        if text.lower().startswith("origin"):
+            try:
+                origin = int(text.split()[1])
+            except (IndexError, ValueError):
+                raise BadInput(f"{p.name} line {i + 1}: bad origin line {text!r}") from None
+            if not 1 <= origin <= n:
+                raise BadInput(f"{p.name} line {i + 1}: origin {origin} outside zones 1..{n}")
+            continue
+        if origin is None:
+            raise BadInput(f"{p.name} line {i + 1}: destinations before any 'Origin' line")
+        for item in filter(None, (x.strip() for x in text.split(";"))):
+            dest, sep, value = item.partition(":")
+            try:
+                d, v = int(dest), float(value)
+            except ValueError:
+                raise BadInput(f"{p.name} line {i + 1}: bad 'destination : trips' pair {item!r}") from None
+            if not sep or not 1 <= d <= n or v < 0:
+                raise BadInput(f"{p.name} line {i + 1}: bad pair {item!r} (destination 1..{n}, trips ≥ 0)")
+            od[origin - 1, d - 1] += v
+    total = meta.get("TOTAL OD FLOW")
+    if total is not None and abs(od.sum() - float(total)) > 1e-6 * max(1.0, float(total)):
+        raise BadInput(f"{p.name}: the trips add up to {od.sum():,.1f}, <TOTAL OD FLOW> says {float(total):,.1f}")
+    return od
+
+
+def read_flow(path: Path | str) -> dict[str, np.ndarray]:
+    """A ``*_flow.tntp`` file: ``init``, ``term``, ``volume``, ``cost`` per link."""
+    p, lines = _read(path)
+    rows = []
+    for i, line in enumerate(lines):
+        parts = line.replace(";", " ").split()
+        if not parts or not parts[0].lstrip("-").isdigit():
+            continue  # the header line (From To Volume Cost)
+        try:
+            rows.append([float(x) for x in parts[:4]])
+        except ValueError:
+            raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {line.strip()[:60]!r}") from None
+    if not rows:
+        raise BadInput(f"{p.name}: no link flows")
+    a = np.array(rows)
+    return {"init": a[:, 0].astype(np.int64), "term": a[:, 1].astype(np.int64), "volume": a[:, 2], "cost": a[:, 3]}
+
+
+def read_nodes(path: Path | str) -> dict[str, np.ndarray]:
+    """A ``*_node.tntp`` file: ``node``, ``x``, ``y``."""
+    p, lines = _read(path)
+    rows = []
+    for i, line in enumerate(lines):
+        parts = line.replace(";", " ").split()
+        if not parts or not parts[0].isdigit():
+            continue  # the header line (Node X Y)
+        try:
+            rows.append([float(x) for x in parts[:3]])
+        except ValueError:
+            raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {line.strip()[:60]!r}") from None
+    if not rows:
+        raise BadInput(f"{p.name}: no nodes")
+    a = np.array(rows)
+    return {"node": a[:, 0].astype(np.int64), "x": a[:, 1], "y": a[:, 2]}
