@@ -1,0 +1,47 @@
+"""User equilibrium by bi-conjugate Frank-Wolfe against the best-known Sioux Falls solution, and Braess's paradox."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_data
+from twin.sim.traffic import tntp
+from twin.sim.traffic.assign import all_or_nothing, user_equilibrium
+
+
+def test_sioux_falls_to_a_relative_gap_of_1e_4() -> None:
+    """SOURCE.md's check: at gap 1e-4 the link flows are within 1 % of the best-known ones (links over 100 trips)
+    and the Beckmann objective within 0.1 %; the history falls to the gap."""
+    folder = shared_data("traffic/SiouxFalls")
+    net = tntp.read_net(folder / "SiouxFalls_net.tntp")
+    od = tntp.read_trips(folder / "SiouxFalls_trips.tntp")
+    ref = tntp.read_flow(folder / "SiouxFalls_flow.tntp")
+    a = user_equilibrium(net, od, gap=1e-4)
+    assert a.gap <= 1e-4 and a.iterations < 500
+    busy = ref["volume"] > 100
+    assert np.abs(a.volume[busy] / ref["volume"][busy] - 1).max() < 0.01
+    assert a.objective == pytest.approx(4_231_335.29, rel=1e-3)
+    assert a.history[0][1] > 1e-2 and a.history[-1][1] == a.gap
+    # every trip leaves its origin: the volume out of each node minus into it is its net production
+    out = np.bincount(net.init - 1, a.volume, 24) - np.bincount(net.term - 1, a.volume, 24)
+    assert np.allclose(out, od.sum(axis=1) - od.sum(axis=0))
+
+
+def test_braess_paradox() -> None:
+    """The middle link of Braess's network raises everyone's equilibrium travel time (92 against 83 per trip)."""
+    folder = shared_data("traffic/Braess-Example")
+    net = tntp.read_net(folder / "Braess_net.tntp")
+    od = tntp.read_trips(folder / "Braess_trips.tntp")
+    middle = (net.init == 3) & (net.term == 4)
+    without = tntp.Network(meta={**net.meta, "NUMBER OF LINKS": "4"},
+                           links={k: v[~middle] for k, v in net.links.items()})
+
+    def time_per_trip(n: tntp.Network) -> float:
+        a = user_equilibrium(n, od, gap=1e-8)
+        _, sp = all_or_nothing(n, od, a.cost)
+        return sp / od.sum()
+
+    with_link, without_link = time_per_trip(net), time_per_trip(without)
+    assert with_link == pytest.approx(92.0, abs=0.01) and without_link == pytest.approx(83.0, abs=0.01)
+    assert with_link > without_link
