@@ -1,7 +1,8 @@
 """Static traffic assignment on a link network with BPR costs: all-or-nothing loading on shortest-path trees and the
-bi-conjugate Frank-Wolfe user equilibrium (Mitradjieva & Lindberg 2013, Transp. Sci. 47(2)), the baseline the issue
-names; high-precision (bush- or path-based) methods come next. Shortest paths are scipy's compiled Dijkstra
-(``scipy.sparse.csgraph``) per origin.
+bi-conjugate Frank-Wolfe user equilibrium (Mitradjieva & Lindberg 2013, Transp. Sci. 47(2)), the baseline, and the
+path-based gradient projection for high precision (relative gap 1e-10). Shortest paths are scipy's compiled Dijkstra
+(``scipy.sparse.csgraph``) per origin. Zones below ``<FIRST THRU NODE>`` are not yet kept from carrying through
+traffic.
 """
 
 from __future__ import annotations
@@ -132,5 +133,82 @@ def user_equilibrium(net: Network, od: np.ndarray, gap: float = 1e-4, max_iterat
         lam = _line_search(net, v, s - v)
         s_prev2, s_prev, lam_prev = s_prev, s, lam
         v = v + lam * (s - v)
+    c = net.cost(v)
+    return Assignment(v, c, beckmann(net, v), g, it, history)
+
+
+def _trees(net: Network, cost: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
+    """Shortest-path distances and predecessors from ``origins`` at ``cost`` and the link of each (from, to)."""
+    n = net.nodes
+    a, b = net.init - 1, net.term - 1
+    order = np.lexsort((cost, b, a))
+    first = np.ones(len(order), bool)
+    first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
+    keep = order[first]
+    graph = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))
+    link_of = csr_matrix((keep + 1, (a[keep], b[keep])), shape=(n, n)).todok()
+    dist, pred = dijkstra(graph, indices=origins, return_predecessors=True)
+    return dist, pred, link_of
+
+
+def _path(pred_row: np.ndarray, link_of, dest: int) -> tuple[int, ...]:
+    out = []
+    node = dest
+    while pred_row[node] >= 0:
+        p = pred_row[node]
+        out.append(int(link_of[p, node]) - 1)
+        node = p
+    return tuple(reversed(out))
+
+
+def user_equilibrium_paths(net: Network, od: np.ndarray, gap: float = 1e-10, max_iterations: int = 500
+                           ) -> Assignment:
+    """The user equilibrium by path-based gradient projection (Jayakrishnan et al. 1994): per OD pair, flow moves
+    from each used path to the shortest by a Newton step on the path-cost difference, links updated at once.
+    It reaches relative gaps of 1e-10 and beyond, where link-based Frank-Wolfe variants stall."""
+    origins = np.flatnonzero(od.sum(axis=1) > 0)
+    v = np.zeros(len(net))
+    paths: dict[tuple[int, int], list[list]] = {}  # (o, d) -> [[links array, flow], …]
+    c = net.cost(v)
+    dist, pred, link_of = _trees(net, c, origins)
+    for k, o in enumerate(origins):
+        for d in np.flatnonzero(od[o] > 0):
+            p = np.array(_path(pred[k], link_of, d), np.int64)
+            paths[(o, d)] = [[p, float(od[o, d])]]
+            np.add.at(v, p, od[o, d])
+    history = []
+    g, it = 1.0, 0
+    for it in range(1, max_iterations + 1):
+        c = net.cost(v)
+        dist, pred, link_of = _trees(net, c, origins)
+        sp = float(sum(od[o, d] * dist[k, d] for k, o in enumerate(origins) for d in np.flatnonzero(od[o] > 0)))
+        total = float((v * c).sum())
+        g = (total - sp) / total if total > 0 else 0.0
+        history.append((it, g, beckmann(net, v)))
+        if g <= gap:
+            break
+        for k, o in enumerate(origins):
+            for d in np.flatnonzero(od[o] > 0):
+                ps = paths[(o, d)]
+                best = np.array(_path(pred[k], link_of, d), np.int64)
+                if not any(len(p[0]) == len(best) and (p[0] == best).all() for p in ps):
+                    ps.append([best, 0.0])
+                c = net.cost(v)
+                costs = [float(c[p[0]].sum()) for p in ps]
+                b = int(np.argmin(costs))
+                basic = ps[b][0]
+                for i, p in enumerate(ps):
+                    if i == b or p[1] <= 0:
+                        continue
+                    diff = np.setxor1d(p[0], basic)
+                    slope = float(_bpr_derivative(net, v)[diff].sum())
+                    step = min(p[1], (costs[i] - costs[b]) / slope) if slope > 0 else p[1]
+                    if step <= 0:
+                        continue
+                    p[1] -= step
+                    ps[b][1] += step
+                    np.add.at(v, p[0], -step)
+                    np.add.at(v, basic, step)
+                paths[(o, d)] = [p for p in ps if p[1] > 1e-12]
     c = net.cost(v)
     return Assignment(v, c, beckmann(net, v), g, it, history)
