@@ -45,15 +45,8 @@ def all_or_nothing(net: Network, od: np.ndarray, cost: np.ndarray) -> tuple[np.n
     """Every trip on its origin's shortest-path tree at ``cost``: link volumes and the total shortest-path cost
     (the lower bound of the gap). Parallel links: the cheaper carries the trips."""
     n = net.nodes
-    a, b = net.init - 1, net.term - 1
-    order = np.lexsort((cost, b, a))  # per (a, b) the cheapest first
-    first = np.ones(len(order), bool)
-    first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
-    keep = order[first]
-    graph = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))  # zero costs are still edges
-    link_of = csr_matrix((keep + 1, (a[keep], b[keep])), shape=(n, n))
     origins = np.flatnonzero(od.sum(axis=1) > 0)
-    dist, pred = dijkstra(graph, indices=origins, return_predecessors=True)
+    dist, pred, link_of = _trees(net, cost, origins)
     vol = np.zeros(len(cost))
     sp = 0.0
     for k, o in enumerate(origins):
@@ -141,11 +134,11 @@ def _trees(net: Network, cost: np.ndarray, origins: np.ndarray) -> tuple[np.ndar
     """Shortest-path distances and predecessors from ``origins`` at ``cost`` and the link of each (from, to)."""
     n = net.nodes
     a, b = net.init - 1, net.term - 1
-    order = np.lexsort((cost, b, a))
+    order = np.lexsort((cost, b, a))  # per (a, b) the cheapest first: parallel links, the cheaper carries
     first = np.ones(len(order), bool)
     first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
     keep = order[first]
-    graph = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))
+    graph = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))  # zero costs are still edges
     link_of = csr_matrix((keep + 1, (a[keep], b[keep])), shape=(n, n)).todok()
     dist, pred = dijkstra(graph, indices=origins, return_predecessors=True)
     return dist, pred, link_of
