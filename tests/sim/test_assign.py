@@ -64,3 +64,17 @@ def test_sioux_falls_to_a_relative_gap_of_1e_10_by_paths() -> None:
     assert a.objective == pytest.approx(4_231_335.29, rel=1e-6)
     gaps = [h[1] for h in a.history]
     assert gaps[0] > 1e-2 and min(gaps[-5:]) <= 1e-10
+
+
+@pytest.mark.parametrize("first_thru, via", [(1, [0, 1]), (4, [2, 3])])
+def test_zones_carry_no_through_traffic(tmp_path, first_thru, via) -> None:
+    """Zone 2 sits on the short way from zone 1 to zone 3: with <FIRST THRU NODE> 4 the trips take the long way."""
+    f = tmp_path / "t_net.tntp"
+    f.write_text(f"<NUMBER OF ZONES> 3\n<NUMBER OF NODES> 4\n<FIRST THRU NODE> {first_thru}\n<NUMBER OF LINKS> 4\n"
+                 "<END OF METADATA>\n1 2 100 1 1 0 1 0 0 1 ;\n2 3 100 1 1 0 1 0 0 1 ;\n1 4 100 5 5 0 1 0 0 1 ;\n"
+                 "4 3 100 5 5 0 1 0 0 1 ;\n")
+    net = tntp.read_net(f)
+    od = np.zeros((3, 3))
+    od[0, 2] = 10.0
+    vol, sp = all_or_nothing(net, od, net.cost(np.zeros(4)))
+    assert list(np.flatnonzero(vol)) == via and sp == (20.0 if first_thru == 1 else 100.0)

@@ -1,8 +1,7 @@
 """Static traffic assignment on a link network with BPR costs: all-or-nothing loading on shortest-path trees and the
 bi-conjugate Frank-Wolfe user equilibrium (Mitradjieva & Lindberg 2013, Transp. Sci. 47(2)), the baseline, and the
 path-based gradient projection for high precision (relative gap 1e-10). Shortest paths are scipy's compiled Dijkstra
-(``scipy.sparse.csgraph``) per origin. Zones below ``<FIRST THRU NODE>`` are not yet kept from carrying through
-traffic.
+(``scipy.sparse.csgraph``) per origin; zones below ``<FIRST THRU NODE>`` carry no through traffic.
 """
 
 from __future__ import annotations
@@ -44,17 +43,16 @@ def _bpr_derivative(net: Network, v: np.ndarray) -> np.ndarray:
 def all_or_nothing(net: Network, od: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, float]:
     """Every trip on its origin's shortest-path tree at ``cost``: link volumes and the total shortest-path cost
     (the lower bound of the gap). Parallel links: the cheaper carries the trips."""
-    n = net.nodes
     origins = np.flatnonzero(od.sum(axis=1) > 0)
-    dist, pred, link_of = _trees(net, cost, origins)
+    dist, pred, link_of, dest = _trees(net, cost, origins)
     vol = np.zeros(len(cost))
     sp = 0.0
     for k, o in enumerate(origins):
-        demand = np.zeros(n)
-        demand[: od.shape[1]] = od[o]
+        demand = np.zeros(dist.shape[1])
+        demand[dest[: od.shape[1]]] = od[o]
         reach = np.isfinite(dist[k])
         if (demand[~reach] > 0).any():
-            lost = np.flatnonzero((demand > 0) & ~reach)[:5] + 1
+            lost = [z + 1 for z in range(od.shape[1]) if od[o, z] > 0 and not reach[dest[z]]][:5]
             raise ValueError(f"zone {o + 1} cannot reach zones {', '.join(map(str, lost))}")
         sp += float((demand * np.where(reach, dist[k], 0.0)).sum())
         through = demand.copy()
@@ -130,10 +128,23 @@ def user_equilibrium(net: Network, od: np.ndarray, gap: float = 1e-4, max_iterat
     return Assignment(v, c, beckmann(net, v), g, it, history)
 
 
-def _trees(net: Network, cost: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray, object]:
-    """Shortest-path distances and predecessors from ``origins`` at ``cost`` and the link of each (from, to)."""
+def _ends(net: Network) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Graph indices of every link's ends and of every zone as a destination. A zone below ``<FIRST THRU NODE>``
+    is split in two: its outgoing links leave from the node, its incoming links end at a copy (index nodes + z)
+    that has no way out, so no shortest path passes through a zone."""
     n = net.nodes
     a, b = net.init - 1, net.term - 1
+    closed = max(net.first_thru_node - 1, 0)  # zones 0 .. closed-1 carry no through traffic
+    b = np.where(b < closed, n + b, b)
+    dest = np.arange(max(net.zones, 1))
+    dest = np.where(dest < closed, n + dest, dest)
+    return a, b, n + closed, dest
+
+
+def _trees(net: Network, cost: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray, object, np.ndarray]:
+    """Shortest-path distances and predecessors from ``origins`` at ``cost``, the link of each (from, to) and each
+    zone's destination index (:func:`_ends`)."""
+    a, b, n, dest = _ends(net)
     order = np.lexsort((cost, b, a))  # per (a, b) the cheapest first: parallel links, the cheaper carries
     first = np.ones(len(order), bool)
     first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
@@ -141,7 +152,7 @@ def _trees(net: Network, cost: np.ndarray, origins: np.ndarray) -> tuple[np.ndar
     graph = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))  # zero costs are still edges
     link_of = csr_matrix((keep + 1, (a[keep], b[keep])), shape=(n, n)).todok()
     dist, pred = dijkstra(graph, indices=origins, return_predecessors=True)
-    return dist, pred, link_of
+    return dist, pred, link_of, dest
 
 
 def _path(pred_row: np.ndarray, link_of, dest: int) -> tuple[int, ...]:
@@ -163,18 +174,19 @@ def user_equilibrium_paths(net: Network, od: np.ndarray, gap: float = 1e-10, max
     v = np.zeros(len(net))
     paths: dict[tuple[int, int], list[list]] = {}  # (o, d) -> [[links array, flow], …]
     c = net.cost(v)
-    dist, pred, link_of = _trees(net, c, origins)
+    dist, pred, link_of, dest = _trees(net, c, origins)
     for k, o in enumerate(origins):
         for d in np.flatnonzero(od[o] > 0):
-            p = np.array(_path(pred[k], link_of, d), np.int64)
+            p = np.array(_path(pred[k], link_of, dest[d]), np.int64)
             paths[(o, d)] = [[p, float(od[o, d])]]
             np.add.at(v, p, od[o, d])
     history = []
     g, it = 1.0, 0
     for it in range(1, max_iterations + 1):
         c = net.cost(v)
-        dist, pred, link_of = _trees(net, c, origins)
-        sp = float(sum(od[o, d] * dist[k, d] for k, o in enumerate(origins) for d in np.flatnonzero(od[o] > 0)))
+        dist, pred, link_of, dest = _trees(net, c, origins)
+        sp = float(sum(od[o, d] * dist[k, dest[d]] for k, o in enumerate(origins)
+                       for d in np.flatnonzero(od[o] > 0)))
         total = float((v * c).sum())
         g = (total - sp) / total if total > 0 else 0.0
         history.append((it, g, beckmann(net, v)))
@@ -183,7 +195,7 @@ def user_equilibrium_paths(net: Network, od: np.ndarray, gap: float = 1e-10, max
         for k, o in enumerate(origins):
             for d in np.flatnonzero(od[o] > 0):
                 ps = paths[(o, d)]
-                best = np.array(_path(pred[k], link_of, d), np.int64)
+                best = np.array(_path(pred[k], link_of, dest[d]), np.int64)
                 if not any(len(p[0]) == len(best) and (p[0] == best).all() for p in ps):
                     ps.append([best, 0.0])
                 c = net.cost(v)
