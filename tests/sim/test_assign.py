@@ -49,8 +49,8 @@ def test_braess_paradox() -> None:
 
 def test_sioux_falls_to_a_relative_gap_of_1e_10_by_paths() -> None:
     """The issue's marks: at gap ≤ 1e-10 every link over 100 trips within 0.01 % of the best-known UE flow and the
-    Beckmann objective within 1e-6 of 4,231,335.29. (The per-path UE conditions wait for the paths to be
-    exposed.)"""
+    Beckmann objective within 1e-6 of 4,231,335.29; the used paths of every OD pair cost the same within 1e-6
+    (the UE conditions) and carry its demand."""
     from twin.sim.traffic.assign import user_equilibrium_paths
 
     folder = shared_data("traffic/SiouxFalls")
@@ -64,6 +64,13 @@ def test_sioux_falls_to_a_relative_gap_of_1e_10_by_paths() -> None:
     assert a.objective == pytest.approx(4_231_335.29, rel=1e-6)
     gaps = [h[1] for h in a.history]
     assert gaps[0] > 1e-2 and min(gaps[-5:]) <= 1e-10
+    assert len(a.paths) == int((od > 0).sum())
+    worst = 0.0
+    for (o, d), ps in a.paths.items():
+        costs = [float(a.cost[links].sum()) for links, _ in ps]
+        assert sum(f for _, f in ps) == pytest.approx(od[o, d], rel=1e-9)
+        worst = max(worst, (max(costs) - min(costs)) / min(costs))
+    assert worst < 1e-6, worst  # every used path within 1e-6 of the OD's cheapest
 
 
 @pytest.mark.parametrize("first_thru, via", [(1, [0, 1]), (4, [2, 3])])

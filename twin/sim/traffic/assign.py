@@ -25,6 +25,7 @@ class Assignment:
     gap: float
     iterations: int
     history: list[tuple[int, float, float]] = field(default_factory=list)  # (iteration, gap, objective)
+    paths: dict[tuple[int, int], list[tuple[np.ndarray, float]]] = field(default_factory=dict)  # (o, d): links, flow
 
 
 def beckmann(net: Network, v: np.ndarray) -> float:
@@ -216,4 +217,5 @@ def user_equilibrium_paths(net: Network, od: np.ndarray, gap: float = 1e-10, max
                     np.add.at(v, basic, step)
                 paths[(o, d)] = [p for p in ps if p[1] > 1e-12]
     c = net.cost(v)
-    return Assignment(v, c, beckmann(net, v), g, it, history)
+    used = {k: [(p[0], p[1]) for p in ps] for k, ps in paths.items()}
+    return Assignment(v, c, beckmann(net, v), g, it, history, used)
