@@ -174,37 +174,31 @@ def read_trips(path: Path | str, zones: int | None = None) -> np.ndarray:
     return od
 
 
-def read_flow(path: Path | str) -> dict[str, np.ndarray]:
-    """A ``*_flow.tntp`` file: ``init``, ``term``, ``volume``, ``cost`` per link."""
+def _table(path: Path | str, columns: int, what: str) -> np.ndarray:
+    """The numeric rows of a TNTP table file (its first ``columns`` fields); the header line, which does not start
+    with a number, is skipped."""
     p, lines = _read(path)
     rows = []
     for i, line in enumerate(lines):
         parts = line.replace(";", " ").split()
         if not parts or not parts[0].lstrip("-").isdigit():
-            continue  # the header line (From To Volume Cost)
+            continue  # the header line (From To Volume Cost / Node X Y)
         try:
-            rows.append([float(x) for x in parts[:4]])
+            rows.append([float(x) for x in parts[:columns]])
         except ValueError:
             raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {line.strip()[:60]!r}") from None
     if not rows:
-        raise BadInput(f"{p.name}: no link flows")
-    a = np.array(rows)
+        raise BadInput(f"{p.name}: no {what}")
+    return np.array(rows)
+
+
+def read_flow(path: Path | str) -> dict[str, np.ndarray]:
+    """A ``*_flow.tntp`` file: ``init``, ``term``, ``volume``, ``cost`` per link."""
+    a = _table(path, 4, "link flows")
     return {"init": a[:, 0].astype(np.int64), "term": a[:, 1].astype(np.int64), "volume": a[:, 2], "cost": a[:, 3]}
 
 
 def read_nodes(path: Path | str) -> dict[str, np.ndarray]:
     """A ``*_node.tntp`` file: ``node``, ``x``, ``y``."""
-    p, lines = _read(path)
-    rows = []
-    for i, line in enumerate(lines):
-        parts = line.replace(";", " ").split()
-        if not parts or not parts[0].isdigit():
-            continue  # the header line (Node X Y)
-        try:
-            rows.append([float(x) for x in parts[:3]])
-        except ValueError:
-            raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {line.strip()[:60]!r}") from None
-    if not rows:
-        raise BadInput(f"{p.name}: no nodes")
-    a = np.array(rows)
+    a = _table(path, 3, "nodes")
     return {"node": a[:, 0].astype(np.int64), "x": a[:, 1], "y": a[:, 2]}
