@@ -35,10 +35,11 @@ def beckmann(net: Network, v: np.ndarray) -> float:
     return float((L["free_flow_time"] * (v + L["b"] * v ** (p + 1) / ((p + 1) * L["capacity"] ** p))).sum())
 
 
-def _bpr_derivative(net: Network, v: np.ndarray) -> np.ndarray:
-    L = net.links
-    p = L["power"]
-    return L["free_flow_time"] * L["b"] * p * np.power(v, p - 1) / L["capacity"] ** p
+def _bpr_derivative(net: Network, v: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """dt/dv of every link, or of the links ``at`` (``v`` theirs)."""
+    f = net.link_field
+    p = f("power", at)
+    return f("free_flow_time", at) * f("b", at) * p * np.power(v, p - 1) / f("capacity", at) ** p
 
 
 def all_or_nothing(net: Network, od: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, float]:
@@ -199,15 +200,14 @@ def user_equilibrium_paths(net: Network, od: np.ndarray, gap: float = 1e-10, max
                 best = np.array(_path(pred[k], link_of, dest[d]), np.int64)
                 if not any(len(p[0]) == len(best) and (p[0] == best).all() for p in ps):
                     ps.append([best, 0.0])
-                c = net.cost(v)
-                costs = [float(c[p[0]].sum()) for p in ps]
+                costs = [float(net.cost(v[p[0]], at=p[0]).sum()) for p in ps]  # only the OD's links
                 b = int(np.argmin(costs))
                 basic = ps[b][0]
                 for i, p in enumerate(ps):
                     if i == b or p[1] <= 0:
                         continue
                     diff = np.setxor1d(p[0], basic)
-                    slope = float(_bpr_derivative(net, v)[diff].sum())
+                    slope = float(_bpr_derivative(net, v[diff], at=diff).sum())
                     step = min(p[1], (costs[i] - costs[b]) / slope) if slope > 0 else p[1]
                     if step <= 0:
                         continue

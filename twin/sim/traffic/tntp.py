@@ -64,16 +64,21 @@ class Network:
     def __len__(self) -> int:
         return len(self.init)
 
-    def bpr(self, volume: np.ndarray) -> np.ndarray:
-        """Link travel times at ``volume`` (BPR)."""
-        L = self.links
-        v = np.asarray(volume, np.float64)
-        return L["free_flow_time"] * (1.0 + L["b"] * np.power(v / L["capacity"], L["power"]))
+    def link_field(self, name: str, at: np.ndarray | None = None) -> np.ndarray:
+        """A link field, of every link or of the links ``at``."""
+        return self.links[name] if at is None else self.links[name][at]
 
-    def cost(self, volume: np.ndarray) -> np.ndarray:
-        """Generalised link costs: BPR time plus the tolls and distances weighted by the metadata's factors."""
-        L = self.links
-        return self.bpr(volume) + self.toll_factor * L["toll"] + self.distance_factor * L["length"]
+    def bpr(self, volume: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """Link travel times at ``volume`` (BPR): of every link, or of the links ``at`` (``volume`` theirs)."""
+        f = self.link_field
+        v = np.asarray(volume, np.float64)
+        return f("free_flow_time", at) * (1.0 + f("b", at) * np.power(v / f("capacity", at), f("power", at)))
+
+    def cost(self, volume: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """Generalised link costs: BPR time plus the tolls and distances weighted by the metadata's factors (of
+        every link, or of the links ``at``)."""
+        return (self.bpr(volume, at) + self.toll_factor * self.link_field("toll", at)
+                + self.distance_factor * self.link_field("length", at))
 
 
 def _metadata(lines: list[str], path: Path) -> tuple[dict[str, str], int]:
