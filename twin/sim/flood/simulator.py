@@ -153,22 +153,35 @@ def _series(step_s: float, mm_h: list[float], offset_s: float = 0.0) -> tuple[np
     return edges, np.asarray(mm_h, np.float64) / 3.6e6
 
 
+def scenario_record(store: Any, branch: str, version: int) -> dict[str, Any] | None:
+    """The record of the scenario whose branch this is (None on a plain branch)."""
+    from twin.store import SCENARIOS, Query
+
+    for r in store.features(branch, version, Query(collection=SCENARIOS)):
+        if r.get("branch") == branch:
+            r.pop("_store", None)
+            return r
+    return None
+
+
 def scenario_events(ctx: RunContext) -> list[RainfallEvent]:
     """The rainfall events of the scenario whose branch this run is on (none on a plain branch)."""
     from data_models import Scenario
-    from twin.store import SCENARIOS, Query
 
-    for r in ctx.store.features(ctx.branch, ctx.version, Query(collection=SCENARIOS)):
-        if r.get("branch") == ctx.branch:
-            r.pop("_store", None)
-            return [e for e in Scenario.model_validate(r).edits if isinstance(e, RainfallEvent)]
-    return []
+    r = scenario_record(ctx.store, ctx.branch, ctx.version)
+    return [] if r is None else [e for e in Scenario.model_validate(r).edits if isinstance(e, RainfallEvent)]
+
+
+def start_of(p: Parameters) -> datetime | None:
+    """The ``start`` parameter as an aware UTC time (a naive one is read as UTC)."""
+    if p.start is None:
+        return None
+    return p.start.astimezone(UTC) if p.start.tzinfo else p.start.replace(tzinfo=UTC)
 
 
 def rain_of(p: Parameters, events: list[RainfallEvent], warnings: list[str]) -> Rain | None:
     """The run's rain: its parameters', else the scenario's events (laid on one clock), else None."""
-    start = p.start.astimezone(UTC) if p.start and p.start.tzinfo else (p.start.replace(tzinfo=UTC) if p.start
-                                                                        else None)
+    start = start_of(p)
     if p.rain_mm_h is not None or p.hyetograph_mm_h is not None or p.design_storm is not None:
         if events:
             warnings.append(f"the scenario's {len(events)} rainfall event(s) are not used: the run's parameters "
@@ -243,19 +256,16 @@ class FloodSimulator:
 
     def extra_inputs(self, store: Any, branch: str, version: int, params: Parameters) -> dict[str, str]:
         """Digests of what the run reads besides entities and assets: the user's files and the scenario's rain."""
-        from twin.store import SCENARIOS, Query
-
         out = {}
         for key in FILE_PARAMS:
             value = getattr(params, key)
             if value:
                 ref = dom.FileRef.parse(value, key)
                 out[f"file:{key}"] = sha256_file(ref.path)
-        for r in store.features(branch, version, Query(collection=SCENARIOS)):
-            if r.get("branch") == branch:
-                rain = [e for e in r.get("edits", []) if e.get("kind") == "rainfall_event"]
-                out["scenario:rain"] = hashlib.sha256(json.dumps(rain, sort_keys=True, default=str).encode()
-                                                      ).hexdigest()
+        r = scenario_record(store, branch, version)
+        if r is not None:
+            rain = [e for e in r.get("edits", []) if e.get("kind") == "rainfall_event"]
+            out["scenario:rain"] = hashlib.sha256(json.dumps(rain, sort_keys=True, default=str).encode()).hexdigest()
         return out
 
     def run(self, ctx: RunContext) -> Outputs:
@@ -392,7 +402,7 @@ class _Run:
                 raise BadParameters("flood: no water: give rain_mm_h, hyetograph_mm_h or design_storm, add a "
                                     "rainfall_event to the scenario, or give an inflow")
             if rain is None:
-                rain = Rain(np.array([0.0, 1.0]), np.zeros(1), None, "none", p.start or DEFAULT_START)
+                rain = Rain(np.array([0.0, 1.0]), np.zeros(1), None, "none", start_of(p) or DEFAULT_START)
             peak = float(rain.rates.max(initial=0.0) * 3.6e6)
             if peak > WARN_RAIN_MM_H:
                 self.warnings.append(f"rain: a peak of {peak:g} mm/h is above {WARN_RAIN_MM_H:g} mm/h (the world "
