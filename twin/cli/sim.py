@@ -143,17 +143,17 @@ def _store_or_study(store: Path | None, params: Any, out: Path | None) -> Iterat
             raise
     from twin.sim.flood.domain import FileRef, file_crs
 
+    dem_path = FileRef.parse(dem, "dem").path
     with tempfile.TemporaryDirectory(prefix="twin-study-") as tmp:
-        crs = file_crs(FileRef.parse(dem, "dem").path) or getattr(params, "crs", None)
+        crs = file_crs(dem_path) or getattr(params, "crs", None)
         if not crs:
-            raise BadInput("crs: the DEM file has no CRS; pass -p crs=EPSG:XXXX")
+            raise BadInput("crs: the DEM file has no CRS; pass its EPSG code, e.g. -p crs=EPSG:32650")
         console.print(f"no store at {_store_path(store)}: a standalone study (results only in {out})")
         s = Store.init(Path(tmp) / "store", crs)
         # the study's first version records its DEM (a run reads a version ≥ 1)
         from data_models import SourceKind
         from twin.catalog.assets import describe
 
-        dem_path = FileRef.parse(dem, "dem").path
         s.commit([describe(dem_path, SourceKind.product, {"crs": crs, "role": "study DEM"}, acquired=None,
                            classification="public")], message=f"study: {dem_path.name}", author="twin")
         yield s

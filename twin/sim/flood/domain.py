@@ -132,7 +132,8 @@ def terrain(path: Path, resolution_m: float, crs: str | None, bbox: list[float] 
     with src:
         src_crs = str(src.crs) if src.crs else (crs or "")
         if not src_crs:
-            raise BadInput(f"{what}: {path.name} has no CRS; pass crs=EPSG:XXXX or give a GeoTIFF with one")
+            raise BadInput(f"{what}: {path.name} has no CRS; pass its EPSG code (e.g. crs=EPSG:32650) or give "
+                           "a GeoTIFF with one")
         res = abs(src.transform.a)
         if abs(abs(src.transform.e) - res) > 1e-6 * res or src.transform.b or src.transform.d:
             raise BadInput(f"{what}: {path.name} must have square, north-up pixels")
