@@ -207,3 +207,47 @@ def read_nodes(path: Path | str) -> dict[str, np.ndarray]:
     """A ``*_node.tntp`` file: ``node``, ``x``, ``y``."""
     a = _table(path, 3, "nodes")
     return {"node": a[:, 0].astype(np.int64), "x": a[:, 1], "y": a[:, 2]}
+
+
+def _fmt(x: float) -> str:
+    """A number as TNTP writes it: integers plain, the rest with 17 significant digits (round-trips exactly)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
+
+
+def write_net(net: Network, path: Path | str) -> Path:
+    """``net`` as a ``*_net.tntp`` file (its metadata, with the link count set); read back by :func:`read_net`."""
+    p = Path(path)
+    meta = {**net.meta, "NUMBER OF LINKS": str(len(net))}
+    meta.setdefault("NUMBER OF NODES", str(net.nodes))
+    meta.setdefault("NUMBER OF ZONES", str(net.zones))
+    meta.setdefault("FIRST THRU NODE", str(net.first_thru_node))
+    lines = [f"<{k}> {v}" for k, v in meta.items() if k != "END OF METADATA"]
+    lines += ["<END OF METADATA>", "", "~ " + "\t".join(LINK_FIELDS) + "\t;"]
+    cols = [net.links[k] for k in LINK_FIELDS]
+    lines += ["\t" + "\t".join(_fmt(c[i]) for c in cols) + "\t;" for i in range(len(net))]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+def write_trips(od: np.ndarray, path: Path | str) -> Path:
+    """An OD matrix (zones × zones, origins in rows) as a ``*_trips.tntp`` file; read back by :func:`read_trips`."""
+    p = Path(path)
+    od = np.asarray(od, np.float64)
+    lines = [f"<NUMBER OF ZONES> {od.shape[0]}", f"<TOTAL OD FLOW> {_fmt(od.sum())}", "<END OF METADATA>", ""]
+    for o in range(od.shape[0]):
+        lines.append(f"Origin \t{o + 1}")
+        nz = np.flatnonzero(od[o])
+        for s in range(0, len(nz), 5):
+            lines.append("".join(f"{d + 1:5d} : {_fmt(od[o, d])};    " for d in nz[s: s + 5]))
+        lines.append("")
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+def write_flow(net: Network, volume: np.ndarray, cost: np.ndarray, path: Path | str) -> Path:
+    """Link volumes and costs as a ``*_flow.tntp`` file (From, To, Volume, Cost); read back by :func:`read_flow`."""
+    p = Path(path)
+    lines = ["From \tTo \tVolume \tCost \t"]
+    lines += [f"{int(a)} \t{int(b)} \t{_fmt(v)} \t{_fmt(c)} \t" for a, b, v, c in zip(net.init, net.term, volume, cost)]
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
