@@ -21,7 +21,6 @@ from rich.table import Table
 
 from twin.cli import StoreOpt, _open, _progress, _store_path, app, console, parse_options
 from twin.config import get_settings
-from twin.errors import BadInput
 
 sim_app = typer.Typer(no_args_is_help=True, help="simulations: run a simulator on a branch or scenario, compare runs")
 app.add_typer(sim_app, name="sim")
@@ -106,7 +105,7 @@ def run(
 
     params = parse_params(param)
     checked = engine.parameters(engine.get(name), params)  # a bad parameter is an error before the bar appears
-    with _store_or_study(store, checked, out) as s, _progress(stderr=as_json) as p:
+    with _store_or_study(store, engine.get(name), checked, out) as s, _progress(stderr=as_json) as p:
         task = p.add_task(f"{name} on {scenario or branch or 'main'}", total=1.0)
 
         def progress(fraction: float, message: str) -> None:
@@ -129,33 +128,31 @@ def run(
 
 
 @contextmanager
-def _store_or_study(store: Path | None, params: Any, out: Path | None) -> Iterator[Any]:
-    """The store; or, for a standalone study (a ``dem`` file given, no store there, ``--out`` given), a scratch
-    store in the DEM's CRS that lives for the run only: the results are what ``--out`` receives."""
+def _store_or_study(store: Path | None, sim: Any, params: Any, out: Path | None) -> Iterator[Any]:
+    """The store; or, for a standalone study (the simulator's ``standalone(params)`` names its CRS and files, no
+    store is there, ``--out`` is given), a scratch store that lives for the run only: the results are what
+    ``--out`` receives."""
     from twin.store import NotAStore, Store
 
     try:
         yield _open(store)
         return
     except NotAStore:
-        dem = getattr(params, "dem", None)
-        if not dem or out is None:
+        study = getattr(sim, "standalone", None)
+        setup = study(params) if study is not None and out is not None else None
+        if setup is None:
             raise
-    from twin.sim.flood.domain import FileRef, file_crs
-
-    dem_path = FileRef.parse(dem, "dem").path
+    crs, files = setup
     with tempfile.TemporaryDirectory(prefix="twin-study-") as tmp:
-        crs = file_crs(dem_path) or getattr(params, "crs", None)
-        if not crs:
-            raise BadInput("crs: the DEM file has no CRS; pass its EPSG code, e.g. -p crs=EPSG:32650")
         console.print(f"no store at {_store_path(store)}: a standalone study (results only in {out})")
         s = Store.init(Path(tmp) / "store", crs)
-        # the study's first version records its DEM (a run reads a version ≥ 1)
+        # the study's first version records its input files (a run reads a version ≥ 1)
         from data_models import SourceKind
         from twin.catalog.assets import describe
 
-        s.commit([describe(dem_path, SourceKind.product, {"crs": crs, "role": "study DEM"}, acquired=None,
-                           classification="public")], message=f"study: {dem_path.name}", author="twin")
+        s.commit([describe(f, SourceKind.product, {"crs": crs, "role": "study input"}, acquired=None,
+                           classification="public") for f in files],
+                 message=f"study: {', '.join(f.name for f in files)}", author="twin")
         yield s
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from data_models import LayerSpec, SimulationRun
 from twin.errors import BadInput, Conflict, NotFound
-from twin.store import Store
+from twin.store import MAIN, RUNS, Query, Store
 
 Progress = Callable[[float, str], None]  # fraction done in [0, 1], a message
 ASSET_PREFIX = "asset:"  # in Simulator.reads: "asset:prd-dtm" is the asset with id prd-dtm
@@ -138,3 +138,14 @@ def result_table(store: Store, run: SimulationRun, name: str) -> pa.Table:
         raise NotFound(f"run {run.id} has no table {name!r}; its tables: {', '.join(run.tables) or 'none'}")
     t = store.read_table(name, run.branch, where="run_id = ?", params=[run.id])
     return t.drop_columns([c for c in ("asset_id",) if c in t.column_names])
+
+
+def find_run(store: Store, run_id: str) -> tuple[SimulationRun, str, int]:
+    """A run by id with the branch that holds it and the version of its results."""
+    for b in [MAIN] + [b.name for b in store.branches() if b.name != MAIN]:
+        for r in store.features(b, query=Query(collection=RUNS, ids=[run_id])):
+            if r["branch"] != b:
+                continue  # seen through a fork: look it up on its own branch
+            version = r.pop("_store")["version"]
+            return SimulationRun.model_validate(r), b, version
+    raise UnknownRun(f"unknown run {run_id!r}; `twin sim runs` lists them")

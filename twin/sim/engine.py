@@ -46,6 +46,7 @@ from twin.sim.base import (  # noqa: F401 - the interface, re-exported: twin.sim
     Simulator,
     UnknownRun,
     UnknownSimulator,
+    find_run,
     result_table,
 )
 from twin.store import ASSETS, MAIN, RUNS, Query, Store
@@ -74,9 +75,11 @@ def _load() -> None:
     _LOADED = True
     from twin.sim.flood.simulator import FloodSimulator
     from twin.sim.sunlight import SunlightSimulator
+    from twin.sim.traffic.simulator import TrafficSimulator
 
     register(SunlightSimulator())
     register(FloodSimulator())
+    register(TrafficSimulator())
     plugins = [ep.load for ep in entry_points(group=ENTRY_POINT_GROUP)]
     # TWIN_SIMULATORS="pkg.module:Name,…": simulators of a script or notebook, loaded in every process (job workers)
     for ref in filter(None, (r.strip() for r in os.environ.get("TWIN_SIMULATORS", "").split(","))):
@@ -192,17 +195,6 @@ def runs(store: Store, branch: str | None = None, simulator: str | None = None) 
             if simulator is None or r["simulator"] == simulator:
                 seen.setdefault(r["id"], SimulationRun.model_validate(r))
     return sorted(seen.values(), key=lambda r: (r.submitted, r.id), reverse=True)
-
-
-def find_run(store: Store, run_id: str) -> tuple[SimulationRun, str, int]:
-    """A run by id with the branch that holds it and the version of its results."""
-    for b in [MAIN] + [b.name for b in store.branches() if b.name != MAIN]:
-        for r in store.features(b, query=Query(collection=RUNS, ids=[run_id])):
-            if r["branch"] != b:
-                continue  # seen through a fork: look it up on its own branch
-            version = r.pop("_store")["version"]
-            return SimulationRun.model_validate(r), b, version
-    raise UnknownRun(f"unknown run {run_id!r}; `twin sim runs` lists them")
 
 
 def result_file(store: Store, run: SimulationRun, name: str) -> tuple[Path, dict[str, Any]]:

@@ -254,6 +254,16 @@ class FloodSimulator:
     keys: ClassVar[dict[str, tuple[str, ...]]] = {"flood_buildings": ("entity_id",), "flood_roads": ("entity_id",),
                                                   "flood_points": ("entity_id", "t_s")}
 
+    def standalone(self, params: Parameters) -> tuple[str, list[Any]] | None:
+        """A study that needs no store (a ``dem`` file): its CRS (the file's, else ``crs``) and the DEM to record."""
+        if not params.dem:
+            return None
+        path = dom.FileRef.parse(params.dem, "dem").path
+        crs = dom.file_crs(path) or params.crs
+        if not crs:
+            raise BadInput("crs: the DEM file has no CRS; pass its EPSG code, e.g. -p crs=EPSG:32650")
+        return crs, [path]
+
     def extra_inputs(self, store: Any, branch: str, version: int, params: Parameters) -> dict[str, str]:
         """Digests of what the run reads besides entities and assets: the user's files and the scenario's rain."""
         out = {}
