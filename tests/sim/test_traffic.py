@@ -211,3 +211,18 @@ def test_tntp_bad_input(tmp_path: Path) -> None:
         engine.run(s, "traffic", {"tntp_net": str(folder / "Braess_net.tntp"), "tntp_trips": str(bad)})
     with pytest.raises(engine.BadParameters, match="go together"):
         engine.run(s, "traffic", {"tntp_net": str(folder / "Braess_net.tntp")})
+
+
+def test_flooded_roads_are_closed(traffic_store: Store) -> None:
+    """Roads a flood run marks impassable are left out of the network (``flood_run``), and the run's key follows
+    that flood run."""
+    s = traffic_store
+    flood = engine.run(s, "flood", {"rain_mm_h": 150, "rain_duration_min": 30, "duration_s": 2400,
+                                    "resolution_m": 10.0, "impassable_m": 0.05})
+    wet = {r["entity_id"] for r in engine.result_table(s, flood, "flood_roads").to_pylist() if r["impassable"]}
+    assert wet
+    run = engine.run(s, "traffic", {**PARAMS, "flood_run": flood.id})
+    assert run.summary["flooded_roads"] == len(wet)
+    assert not wet & set(_roads(s, run))  # no flow on a flooded road
+    with pytest.raises(engine.BadParameters, match="not a flood run"):
+        engine.run(s, "traffic", {**PARAMS, "flood_run": run.id})

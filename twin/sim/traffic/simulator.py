@@ -32,7 +32,7 @@ from twin.sim.base import BadParameters, Outputs, ProductFile, RunContext, find_
 from twin.sim.traffic import demand as dem
 from twin.sim.traffic import network as rn
 from twin.sim.traffic import tntp
-from twin.sim.traffic.assign import Assignment, all_or_nothing, user_equilibrium, user_equilibrium_paths
+from twin.sim.traffic.assign import Assignment, assign
 from twin.store import Query
 
 FILE_PARAMS = ("tntp_net", "tntp_trips", "zones")
@@ -100,15 +100,7 @@ def scenario_demand(store: Any, branch: str, version: int) -> list[DemandChange]
 
 def _assign(net: tntp.Network, od: np.ndarray, p: Parameters) -> Assignment:
     """One assignment of ``od`` on ``net`` by the run's method and algorithm."""
-    if p.method == "aon":
-        c = net.cost(np.zeros(len(net)))
-        v, sp = all_or_nothing(net, od, c)
-        return Assignment(v, net.cost(v), 0.0, 0.0, 1, [(1, 0.0, 0.0)])
-    if p.method == "so":
-        raise BadParameters("method: the system optimum needs the assignment module's system_optimum")
-    if p.algorithm == "bfw":
-        return user_equilibrium(net, od, gap=p.gap, max_iterations=p.max_iterations)
-    return user_equilibrium_paths(net, od, gap=p.gap, max_iterations=p.max_iterations)
+    return assign(net, od, method=p.method, algorithm=p.algorithm, gap=p.gap, max_iterations=p.max_iterations)
 
 
 def skim(net: tntp.Network, cost: np.ndarray, origins: np.ndarray | None = None) -> np.ndarray:
