@@ -39,6 +39,8 @@ def test_closed_road_over_http(built_city, tmp_path: Path) -> None:
         plan = p.execute("traffic", inputs={**AM, "scenario": "closed"})["run"]["value"]
         assert plan["branch"] == "scenario-closed"
         cmp = api.get(f"/runs/{base['id']}/compare/{plan['id']}").json()
+        assert cmp["totals"]["vehicle_hours"]["diff"] == plan["summary"]["vehicle_hours"] - base["summary"][
+            "vehicle_hours"]
         rows = cmp["entities"]["traffic_roads"]
         closed = next(x for x in rows if x["entity_id"] == busiest["entity_id"])
         assert closed["status"] == "removed"

@@ -207,6 +207,8 @@ def compare(run_a: str = typer.Argument(..., help="the baseline run"),
         console.print_json(json.dumps({name: changed_only(t).to_pylist() for name, t in c.entities.items()},
                                       default=str))
     else:
+        for k, v in c.totals.items():
+            console.print(f"{k}: {v['a']:g} → {v['b']:g} ({v['diff']:+g})", highlight=False)
         for name, t in c.entities.items():
             counts = {s: int(pc.sum(pc.equal(t["status"], s)).as_py() or 0)
                       for s in ("added", "removed", "changed", "same")}

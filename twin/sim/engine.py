@@ -378,11 +378,21 @@ class Comparison:
     run_b: SimulationRun
     entities: dict[str, pa.Table]
     cells: dict[str, pa.Table]
+    totals: dict[str, dict[str, float]]  # the summaries' numbers both runs have: a, b, diff (b - a)
+
+
+def _totals(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The top-level numbers of two run summaries (vehicle-hours, rain, …) side by side with their difference."""
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    return {k: {"a": a[k], "b": b[k], "diff": b[k] - a[k]} for k in sorted(a)
+            if k in b and number(a[k]) and number(b[k])}
 
 
 def compare(store: Store, run_a: str, run_b: str) -> Comparison:
-    """``b - a`` per entity (the key columns, then ``<col>_a``, ``<col>_b`` and ``<col>_diff`` for numbers, and a
-    ``status`` of added / removed / changed / same) and per H3 cell of every layer both runs wrote (the layer
+    """``b - a`` in total (the summaries' numbers), per entity (the key columns, then ``<col>_a``, ``<col>_b`` and
+    ``<col>_diff`` for numbers, and a ``status`` of added / removed / changed / same) and per H3 cell of every layer both runs wrote (the layer
     registry's ``value``, ``other`` and ``difference`` columns at the finest resolution, ``difference = b - a``)."""
     from twin.layers.registry import Layers
 
@@ -399,7 +409,7 @@ def compare(store: Store, run_a: str, run_b: str) -> Comparison:
     reg = Layers(store)
     for name in [n for n in a.layers if n in b.layers]:
         cells[name] = reg.query(name, branch=branch_b, as_of=vb, compare_branch=branch_a, compare_as_of=va)
-    return Comparison(a, b, entities, cells)
+    return Comparison(a, b, entities, cells, _totals(a.summary, b.summary))
 
 
 def _diff_tables(ta: pa.Table, tb: pa.Table, keys: tuple[str, ...]) -> pa.Table:

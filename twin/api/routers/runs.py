@@ -117,13 +117,16 @@ def run_file(run_id: str, name: str, store: Store = Depends(get_store)) -> FileR
     200: {"description": "per result table the entities that differ (b - a) and per layer the cells "
                          "(value on b, other = value on a, difference)",
           "content": {"application/json": {"schema": {"type": "object", "properties": {
+              "totals": {"type": "object", "description": "the summaries' numbers: a, b and diff (b - a)",
+                         "additionalProperties": {"type": "object", "properties": {
+                             "a": {"type": "number"}, "b": {"type": "number"}, "diff": {"type": "number"}}}},
               "entities": {"type": "object", "additionalProperties": _ROWS},
               "cells": {"type": "object", "additionalProperties": _ROWS}}}}}}, **_ERRORS})
 def compare_runs(run_id: str, other_id: str, all_rows: bool = Query(False, description="also the unchanged rows"),
                  store: Store = Depends(get_store)) -> Response:
     """Per-entity and per-cell differences of run ``other_id`` against run ``run_id``."""
     c = engine.compare(store, run_id, other_id)
-    body = {"run_a": c.run_a.id, "run_b": c.run_b.id,
+    body = {"run_a": c.run_a.id, "run_b": c.run_b.id, "totals": {k: _json_safe([v])[0] for k, v in c.totals.items()},
             "entities": {k: _json_safe((t if all_rows else engine.changed_only(t)).to_pylist())
                          for k, t in c.entities.items()},
             "cells": {k: _json_safe(t.to_pylist()) for k, t in c.cells.items()}}
