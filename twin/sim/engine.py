@@ -392,8 +392,9 @@ def _totals(a: dict[str, Any], b: dict[str, Any]) -> dict[str, dict[str, float]]
 
 def compare(store: Store, run_a: str, run_b: str) -> Comparison:
     """``b - a`` in total (the summaries' numbers), per entity (the key columns, then ``<col>_a``, ``<col>_b`` and
-    ``<col>_diff`` for numbers, and a ``status`` of added / removed / changed / same) and per H3 cell of every layer both runs wrote (the layer
-    registry's ``value``, ``other`` and ``difference`` columns at the finest resolution, ``difference = b - a``)."""
+    ``<col>_diff`` for numbers, and a ``status`` of added / removed / changed / same) and per H3 cell of every
+    layer both runs wrote (the layer registry's ``value``, ``other`` and ``difference`` columns at the finest
+    resolution, ``difference = b - a``)."""
     from twin.layers.registry import Layers
 
     a, branch_a, va = find_run(store, run_a)
