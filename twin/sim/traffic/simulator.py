@@ -283,7 +283,10 @@ class _CityRun:
         ids = [str(props[field_name]) if field_name else str(i + 1) for i, (_, props) in enumerate(feats)]
         return dem.zones_of(buildings, self.crs, polygons=polys, polygon_ids=ids, rates=self.p.trip_rates)
 
-    def run(self) -> Outputs:
+    def problem(self) -> tuple[rn.RoadNetwork, dem.Zones, tntp.Network, np.ndarray, np.ndarray, dem.Distribution,
+                               np.ndarray, set[str]]:
+        """The road network, zones, assignment network (with its road-link index and free-flow costs), the
+        distribution, the daily table after the scenario's demand changes, and the flooded roads."""
         ctx, p = self.ctx, self.p
         with ctx.stage("network"):
             flooded = self._flooded()
@@ -305,6 +308,11 @@ class _CityRun:
             table, notes = dem.scale(dist.table, zones, scenario_demand(ctx.store, ctx.branch, ctx.version), self.crs)
             self.warnings += notes
             table = table * p.demand_factor
+        return road_net, zones, net, road_link, free, dist, table, flooded
+
+    def run(self) -> Outputs:
+        ctx, p = self.ctx, self.p
+        road_net, zones, net, road_link, free, dist, table, flooded = self.problem()
         share = np.asarray(p.hourly_share, np.float64) / sum(p.hourly_share) if p.hourly_share else dem.HOURLY_SHARE
         ctx.progress(0.1, f"{len(zones)} zones, {table.sum():,.0f} trips a day")
         results = self._assign_hours(net, table, share)
@@ -464,3 +472,17 @@ class _CityRun:
                          description=f"vehicle-km driven per hour in the cell ({self.p.method}, "
                                      f"{len(results)} hour(s) of a weekday)")
         return spec, values
+
+
+def city_problem(store: Any, hour: int = 8, branch: str = "main", **params: Any) -> tuple[tntp.Network, np.ndarray]:
+    """The assignment network and the OD table of one hour of a branch, as a run with ``params`` builds them (for
+    benchmarks and for exporting a city to TNTP)."""
+    try:
+        p = Parameters.model_validate({**params, "hours": [hour]})
+    except ValueError as exc:
+        raise BadParameters(f"traffic parameters: {exc}") from None
+    ctx = RunContext(store=store, branch=branch, version=store.head(branch), params=p, run_id="problem",
+                     workdir=Path("."))
+    _, _, net, _, _, _, table, _ = _CityRun(ctx).problem()
+    share = np.asarray(p.hourly_share, np.float64) / sum(p.hourly_share) if p.hourly_share else dem.HOURLY_SHARE
+    return net, dem.hourly(table, hour, share)
