@@ -226,3 +226,25 @@ def test_flooded_roads_are_closed(traffic_store: Store) -> None:
     assert not wet & set(_roads(s, run))  # no flow on a flooded road
     with pytest.raises(engine.BadParameters, match="not a flood run"):
         engine.run(s, "traffic", {**PARAMS, "flood_run": run.id})
+
+
+def test_zones_from_a_polygon_file(traffic_store: Store, tmp_path: Path) -> None:
+    """``zones=FILE:id=FIELD``: a user's two districts (GeoJSON, lon/lat) are the zones, named by their field."""
+    from twin.geo.crs import transform_xy
+
+    x0, y0, x1, y1 = _roads_bbox(traffic_store)
+    xm = (x0 + x1) / 2
+    feats = []
+    for name, (a, b) in (("west", (x0 - 500, xm)), ("east", (xm, x1 + 500))):
+        xs, ys = [a, b, b, a, a], [y0 - 500, y0 - 500, y1 + 500, y1 + 500, y0 - 500]
+        lon, lat = transform_xy(np.array(xs), np.array(ys), traffic_store.crs, "EPSG:4326")
+        feats.append({"type": "Feature", "properties": {"district": name},
+                      "geometry": {"type": "Polygon", "coordinates": [list(map(list, zip(lon, lat, strict=True)))]}})
+    path = tmp_path / "districts.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    run = engine.run(traffic_store, "traffic", {"hours": [8], "zones": f"{path}:id=district"})
+    zones = engine.result_table(traffic_store, run, "traffic_zones").to_pylist()
+    assert {z["entity_id"] for z in zones} == {"west", "east"} and run.summary["zones"] == 2
+    assert all(z["trips_out"] > 0 and z["mean_time_min"] > 0 for z in zones)
+    with pytest.raises(BadInput, match="no field 'name'"):
+        engine.run(traffic_store, "traffic", {"hours": [8], "zones": f"{path}:id=name"})
