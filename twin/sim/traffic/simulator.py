@@ -347,15 +347,24 @@ class _CityRun:
 
         ctx, p = self.ctx, self.p
         ods = [dem.hourly(table, h, share) for h in p.hours]
-        done: list[Assignment] = []
-
-        def progress(n: int, total: int | None) -> None:
-            ctx.progress(0.1 + 0.8 * n / max(total or len(ods), 1), f"hour {n}/{len(ods)} assigned")
-
-        work = len(net) * net.zones * len(ods)
+        n = len(ods)
+        work = len(net) * net.zones * n
         workers = ctx.workers if work >= PARALLEL_MIN_WORK else 1
-        with ctx.stage("assign"), executor(workers, tasks=len(ods), start="fork") as ex:
-            done = list(ex.map(_assign, [net] * len(ods), ods, [p] * len(ods), progress=progress))
+        with ctx.stage("assign"):
+            if workers == 1 or n == 1:  # in this process, with progress from within each assignment
+                done = []
+                for i, (h, od) in enumerate(zip(p.hours, ods, strict=True)):
+                    def step(f: float, msg: str, i: int = i, h: int = h) -> None:
+                        ctx.progress(0.1 + 0.8 * (i + f) / n, f"{h}:00 {msg}")
+
+                    done.append(assign(net, od, method=p.method, algorithm=p.algorithm, gap=p.gap,
+                                       max_iterations=p.max_iterations, progress=step))
+            else:
+                def progress(k: int, total: int | None) -> None:
+                    ctx.progress(0.1 + 0.8 * k / max(total or n, 1), f"hour {k}/{n} assigned")
+
+                with executor(workers, tasks=n, start="fork") as ex:
+                    done = list(ex.map(_assign, [net] * n, ods, [p] * n, progress=progress))
         return list(zip(p.hours, ods, done, strict=True))
 
     def _pieces(self, road_net: rn.RoadNetwork, road_link: np.ndarray) -> tuple[np.ndarray, ...]:
