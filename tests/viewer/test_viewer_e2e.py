@@ -3,7 +3,8 @@ software WebGL (SwiftShader), real tiles, imagery, features and layers — no mo
 
 One page is loaded per module (Cesium in software WebGL costs seconds per start); the tests below run in file order
 on it: load and render, click a building, colour by height, drape a layer and move the time slider, switch the
-version and the branch; then the API docs pages (/docs, /redoc) in two more pages of the same browser.
+version and the branch; then the API docs pages (/docs, /redoc) in two more pages of the same browser; last, the
+page opened again on a traffic run of a road-closure scenario against the run on main.
 Screenshots and a timing summary go to test-artifacts/viewer/.
 """
 
@@ -137,6 +138,14 @@ def viewer(built_city, tmp_path_factory):
     store.create_branch(BRANCH, from_branch="main", description="what if one building is demolished")
     store.commit([], [demolished], message="demolish one building", branch=BRANCH)
     run_branch = engine.run(store, "sunlight", sun, branch=BRANCH).id
+    # traffic at 8:00 on main and in a scenario that closes main's busiest road: where does its traffic go?
+    from twin.sim import scenarios
+
+    traffic_main = engine.run(store, "traffic", {"hours": [8]})
+    busiest = max(engine.result_table(store, traffic_main, "traffic_roads").to_pylist(), key=lambda r: r["volume"])
+    closure = scenarios.create(store, "close the busiest road")
+    scenarios.add_edit(store, closure.id, {"kind": "close_road", "road_id": busiest["entity_id"]})
+    traffic_closed = engine.run(store, "traffic", {"hours": [8]}, branch=closure.branch)
     # the planner signs in (the demo city has a confidential compound, and runs that read it are confidential)
     from tests.api.server import auth, key_for
 
@@ -152,6 +161,8 @@ def viewer(built_city, tmp_path_factory):
     sess.base = f"http://127.0.0.1:{port}"
     sess.demolished = demolished
     sess.runs = (run_main, run_branch)
+    sess.traffic = {"main": traffic_main.id, "closed": traffic_closed.id, "road": busiest["entity_id"],
+                    "branch": closure.branch}
     sess.key, sess.auth = planner_key, auth(store_dir, name="planner")
     sess.hidden = sorted(b["id"] for b in store.features(query=Query(types=["Building"]))
                          if b["classification"] != "public")
@@ -596,3 +607,58 @@ def test_the_anonymous_viewer_sees_the_public_city_and_the_planner_all_of_it(vie
         assert anon.is_visible("#sign-in-form") and "twin_wrong_key" not in anon.content()
     finally:
         anon.close()
+
+
+def test_traffic_run_against_a_base_run_from_the_link(viewer: Session) -> None:
+    """A link with trafficRun, trafficBase and hour (a road-closure scenario's run against main's): the roads are
+    drawn on the ground coloured by the change of volume, the closed road as closed, the roads its traffic moved to
+    as more (the signs of /runs/{a}/compare/{b}); a click on one shows its row; without the base they are by v/c."""
+    sess, page, tr = viewer, viewer.page, viewer.traffic
+    q = f"branch={tr['branch']}&trafficRun={tr['closed']}&trafficBase={tr['main']}&hour=8"
+    console, responses = len(sess.console), len(sess.responses)
+    t0 = time.perf_counter()
+    page.goto(f"{sess.base}/viewer/?test=1&{q}", wait_until="load")  # the same tab: still signed in
+    page.wait_for_function("window.twin !== undefined", timeout=TIMEOUT_MS)
+    page.evaluate("window.twin.ready")
+    page.wait_for_function("window.twin.traffic() && window.twin.traffic().ready && window.twin.tilesLoaded()",
+                           polling=250, timeout=TIMEOUT_MS)
+    sess.timings["traffic_link_s"] = time.perf_counter() - t0
+    info = page.evaluate("window.twin.traffic()")
+    assert (info["run"], info["base"], info["hour"], info["mode"]) == (tr["closed"], tr["main"], 8, "change"), info
+    assert page.input_value("#traffic-run") == tr["closed"] and page.input_value("#traffic-hour") == "8"
+    assert "more" in info["legend"] and "closed" in info["legend"] and page.is_visible("#traffic-legend")
+    roads = {r["id"]: r for r in page.evaluate("window.twin.trafficRoads()")}
+    feats = httpx.get(f"{sess.base}/collections/roads/items?branch={tr['branch']}&limit=10000", headers=sess.auth,
+                      timeout=30).json()["features"]
+    assert set(roads) == {f["id"] for f in feats if "LineString" in f["geometry"]["type"]}
+    closed = roads[tr["road"]]
+    assert closed["cls"] == "closed" or closed["volume_diff"] < 0, closed
+    # the change per road is the comparison's: every road the page calls more (or less) gained (lost) volume
+    cmp = httpx.get(f"{sess.base}/runs/{tr['main']}/compare/{tr['closed']}", headers=sess.auth, timeout=30).json()
+    diff = {r["entity_id"]: r["volume_diff"] for r in cmp["entities"]["traffic_roads"] if r["hour"] == 8}
+    more = [i for i, r in roads.items() if r["cls"] in ("more", "much_more")]
+    assert more and all(diff[i] > 0 for i in more), (more, diff)
+    assert all(diff[i] < 0 for i, r in roads.items() if r["cls"] in ("less", "much_less"))
+    rgb = _canvas_png(sess, "traffic-change.png")
+    r, g, b = (rgb[..., k].astype(int) for k in range(3))
+    assert ((r > 120) & (r > g + 70) & (r > b + 50)).sum() > 50  # the red of more traffic, draped on the ground
+    # a click on the road that gained most (or the next, where that one is hidden) shows its row and its change
+    for target in sorted(more, key=lambda i: -roads[i]["volume_diff"])[:3]:
+        pos = page.evaluate("(id) => window.twin.roadScreenPosition(id)", target)
+        if pos:
+            break
+    assert pos, more
+    box = page.locator("#cesium canvas").first.bounding_box()
+    page.mouse.click(box["x"] + pos["x"], box["y"] + pos["y"])
+    page.wait_for_function(f"window.twin.selectedRoad() === '{target}'", timeout=TIMEOUT_MS)
+    panel = page.inner_text("#details")
+    assert "volume change" in panel and "+" in panel and "v/c" in panel and "delay" in panel, panel
+    # without the base: v/c classes
+    page.select_option("#traffic-base", "")
+    page.wait_for_function("window.twin.traffic().mode === 'vc' && window.twin.traffic().ready", timeout=TIMEOUT_MS)
+    classes = {r["cls"] for r in page.evaluate("window.twin.trafficRoads()")}
+    assert classes & {"light", "moderate", "heavy", "near_capacity", "over_capacity"}, classes
+    assert "trafficBase" not in page.url and "hour=8" in page.url
+    assert [t for kind, t in sess.console[console:] if kind == "error"] == [] and sess.page_errors == []
+    assert [(u, st) for u, st in sess.responses[responses:] if sess.ours(u) and st >= 400] == []
+    assert page.evaluate("window.twin.errors") == []

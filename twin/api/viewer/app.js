@@ -7,9 +7,13 @@
 // Layers     /layers, /layers/{name}, /layers/{name}/cells?format=geojson|json&res=&start=&end=&branch=&as_of=
 // History    /branches, /commits?branch=
 // Sunlight   /runs?simulator=sunlight&branch=, /runs/{id}/tables/sunlight_buildings (pass/fail and hours by id)
+// Traffic    /runs?simulator=traffic&branch=, /runs/{id} (summary.hours), /runs/{id}/tables/traffic_roads (volume,
+//            v/c, times per road and hour), /collections/roads/items?branch=&as_of=&limit= (the centre lines at the
+//            run's branch and version, every page)
 //
 // URL parameters: branch, version (integer or latest), colorBy (none|height|roof_type|rmse|valid|sunlight|
 // sunlight_hours|marker), run and runBase (sunlight run ids: colour by the run, and what changed from the base run),
+// trafficRun, trafficBase and hour (the traffic run whose roads are drawn, the run it is compared with, the hour),
 // layer, res, layerScale (all|step: the drape's colour ramp over every time step or the shown one), tz (the city's
 // time zone for time labels: an IANA name or an offset like +08:00), pointcloud=0, test=1 (small canvas, no
 // animations, buildings in the marker colour, see docs/viewer.md).
@@ -41,6 +45,12 @@ const state = {
   runBase: params.get("runBase") || "", // the baseline run it is compared with
   runValues: new Map(), // building id -> {passes, worst_hours, compliant_share} of state.run
   baseValues: new Map(), // the same of state.runBase
+  trafficRun: params.get("trafficRun") || "", // traffic run whose per-road results colour the roads
+  trafficBase: params.get("trafficBase") || "", // the run it is compared with (colours by the change of volume)
+  trafficHour: params.get("hour") ?? null, // the hour shown (one of the run's summary.hours)
+  trafficRuns: [], // the succeeded traffic runs the selects list
+  traffic: null, // {run, base, rows, baseRows (hour -> Map(road id -> row)), roads, hours, primitives, drawn}
+  selectedRoad: null, // the road id in the panel
 };
 
 // ---------------------------------------------------------------- errors, fetch
@@ -161,7 +171,9 @@ function syncUrl() {
   else q.delete("layer");
   if (state.layerScale === "step") q.set("layerScale", "step");
   else q.delete("layerScale");
-  for (const [k, v] of [["run", state.run], ["runBase", state.runBase]]) {
+  const traffic = [["trafficRun", state.trafficRun], ["trafficBase", state.trafficBase],
+    ["hour", state.trafficRun && state.trafficHour !== null ? String(state.trafficHour) : ""]];
+  for (const [k, v] of [["run", state.run], ["runBase", state.runBase], ...traffic]) {
     if (v) q.set(k, v);
     else q.delete(k);
   }
@@ -565,6 +577,7 @@ function clearSelection() {
   const f = state.selected?.feature;
   const colour = state.selected?.colour;
   state.selected = null;
+  state.selectedRoad = null;
   if (f && colour) {
     try {
       f.color = colour; // back to its style colour (or the plain white that keeps the material)
@@ -663,6 +676,7 @@ function heading(text) {
 
 async function showBuilding(id, feature) {
   if (state.selected?.feature) clearSelection();
+  state.selectedRoad = null;
   state.selected = { id, feature, record: null, loading: true };
   if (feature) highlight(feature);
   scene.requestRender();
@@ -782,7 +796,9 @@ function renderBuilding(rec, body) {
 const handler = new Cesium.ScreenSpaceEventHandler(scene.canvas);
 handler.setInputAction((click) => {
   const hit = pickedBuildingId(click.position);
+  const road = hit ? null : pickedRoadId(click.position);
   if (hit) showBuilding(hit.id, hit.feature);
+  else if (road) showRoad(road);
   else clearSelection();
 }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
 $("close-details").addEventListener("click", clearSelection);
@@ -1110,6 +1126,352 @@ function togglePlay() {
   }, TEST ? 250 : 600);
 }
 
+// ---------------------------------------------------------------- traffic results on the roads
+//
+// A traffic run's per-road table (traffic_roads: a row per road and hour) colours the road centre lines, draped on
+// the terrain (GroundPolylinePrimitive: clamped to the terrain tileset, whatever its height): by v/c, or with a base
+// run by the change of volume (more traffic red, less blue: where the traffic of a closed road goes). Width grows
+// with the volume. The roads are those of the run's own state (its branch and version, from OGC API Features), plus
+// the base run's roads it lacks.
+
+const VC_EDGES = [0.5, 0.75, 0.9, 1];
+const VC_CLASSES = [
+  ["light", "#1a9850", "v/c < 0.5"],
+  ["moderate", "#fee08b", "v/c 0.5–0.75"],
+  ["heavy", "#fc8d59", "v/c 0.75–0.9"],
+  ["near_capacity", "#d73027", "v/c 0.9–1.0"],
+  ["over_capacity", "#67000d", "v/c ≥ 1.0 (at or over capacity)"],
+];
+const DIFF_EDGES = [-100, -10, 10, 100]; // veh/h, run − base
+const DIFF_CLASSES = [
+  ["much_less", "#2166ac", "> 100 veh/h less"],
+  ["less", "#67a9cf", "10–100 veh/h less"],
+  ["same", "#d9d9d9", "within ± 10 veh/h"],
+  ["more", "#ef8a62", "10–100 veh/h more"],
+  ["much_more", "#b2182b", "≥ 100 veh/h more"],
+];
+const ROAD_CLOSED = ["closed", "#111111", "closed or cut off: no traffic (dashed)"];
+const ROAD_NONE = ["none", NODATA, "no result (not in the road network)"];
+const ROAD_COLOURS = Object.fromEntries([...VC_CLASSES, ...DIFF_CLASSES, ROAD_CLOSED, ROAD_NONE].map(([k, c]) => [k, c]));
+const ROAD_WIDTH = { min: 2, max: 10, none: 1.5, closed: 3 }; // screen pixels; the width grows with √volume
+
+const trafficCache = { tables: new Map(), roads: new Map() }; // run id -> hour -> Map(road id -> row); state -> roads
+
+function binOf(v, edges) {
+  let i = 0;
+  while (i < edges.length && v >= edges[i]) i++; // a class holds its lower edge
+  return i;
+}
+
+async function trafficTable(id) {
+  // every hour's rows of a run, by hour and road id (a run's results never change: cached)
+  if (!trafficCache.tables.has(id)) {
+    const rows = await getJSON(`/runs/${encodeURIComponent(id)}/tables/traffic_roads`);
+    const byHour = new Map();
+    for (const r of rows) {
+      const h = Number(r.hour);
+      if (!byHour.has(h)) byHour.set(h, new Map());
+      byHour.get(h).set(String(r.entity_id), r);
+    }
+    trafficCache.tables.set(id, byHour);
+  }
+  return trafficCache.tables.get(id);
+}
+
+function roadLines(geometry) {
+  // the centre lines of a road as [[lon, lat], …] lists (areas are not drawn)
+  if (geometry?.type === "LineString") return [geometry.coordinates];
+  if (geometry?.type === "MultiLineString") return geometry.coordinates;
+  return [];
+}
+
+async function roadsAt(branch, version) {
+  // the roads of a state from OGC API Features (every page), by id: {id, name, road_class, lanes, closed, lines}
+  const key = `${branch}@${version}`;
+  if (!trafficCache.roads.has(key)) {
+    const roads = new Map();
+    let url = `/collections/roads/items?${new URLSearchParams({ branch, as_of: String(version), limit: "10000" })}`;
+    while (url) {
+      const page = await getJSON(url);
+      for (const f of page.features ?? []) {
+        const p = f.properties ?? {};
+        const closed = [p.closed, p["attributes.closed"], p.attributes?.closed].some((v) => v === true || v === "true");
+        roads.set(String(f.id), { id: String(f.id), name: p.name, road_class: p.road_class, lanes: p.lanes, closed,
+                                  lines: roadLines(f.geometry) });
+      }
+      const next = (page.links ?? []).find((l) => l.rel === "next")?.href;
+      url = next && (page.features ?? []).length ? next : null;
+    }
+    trafficCache.roads.set(key, roads);
+  }
+  return trafficCache.roads.get(key);
+}
+
+async function runRecord(id, list) {
+  return list.find((r) => r.id === id) ?? (await getJSON(`/runs/${encodeURIComponent(id)}`));
+}
+
+async function loadTrafficRuns() {
+  // the traffic runs this branch sees (to show) and every traffic run (as the base of a comparison)
+  const [own, all] = await Promise.all([
+    getJSON(`/runs?simulator=traffic&branch=${encodeURIComponent(state.branch)}`).catch(() => []),
+    getJSON("/runs?simulator=traffic").catch(() => []),
+  ]);
+  const ok = (r) => r.status === "succeeded";
+  state.trafficRuns = [...own, ...all].filter(ok);
+  const label = (r) => `${r.id} · ${r.branch} v${r.version} · ${(r.summary?.hours ?? []).map((h) => `${h}h`).join(" ")}`;
+  $("traffic-run").replaceChildren(new Option("— none —", ""), ...own.filter(ok).map((r) => new Option(label(r), r.id)));
+  $("traffic-base").replaceChildren(new Option("— none —", ""), ...all.filter(ok).map((r) => new Option(label(r), r.id)));
+  for (const [sel, key] of [[$("traffic-run"), "trafficRun"], [$("traffic-base"), "trafficBase"]]) {
+    if (state[key] && ![...sel.options].some((o) => o.value === state[key])) sel.append(new Option(state[key], state[key]));
+    sel.value = state[key];
+  }
+  await setTraffic(state.trafficRun, state.trafficBase, state.trafficHour);
+}
+
+let trafficRequest = 0;
+async function setTraffic(run, base, hour) {
+  // show a run's roads (against a base run) at an hour of its summary.hours (its first when not one of them)
+  state.trafficRun = run || "";
+  state.trafficBase = base || "";
+  const ask = ++trafficRequest;
+  $("traffic-run").value = state.trafficRun;
+  $("traffic-base").value = state.trafficBase;
+  if (!state.trafficRun) {
+    clearTraffic();
+    syncUrl();
+    return;
+  }
+  $("traffic-info").textContent = "loading…";
+  try {
+    const runs = state.trafficRuns ?? [];
+    const rec = await runRecord(state.trafficRun, runs);
+    const baseRec = state.trafficBase ? await runRecord(state.trafficBase, runs) : null;
+    const [rows, baseRows, roads, baseRoads] = await Promise.all([
+      trafficTable(rec.id), baseRec ? trafficTable(baseRec.id) : null,
+      roadsAt(rec.branch, rec.version), baseRec ? roadsAt(baseRec.branch, baseRec.version) : null,
+    ]);
+    if (ask !== trafficRequest) return;
+    const all = new Map(roads);
+    for (const [id, r] of baseRoads ?? []) if (!all.has(id)) all.set(id, { ...r, gone: true }); // removed by the run's edits
+    let hours = (rec.summary?.hours ?? []).map(Number).filter((h) => rows.has(h));
+    if (!hours.length) hours = [...rows.keys()].sort((a, b) => a - b);
+    const h = hours.includes(Number(hour)) && hour !== null && hour !== "" ? Number(hour) : hours[0] ?? null;
+    state.trafficHour = h;
+    clearTraffic(true); // the road panel stays: it shows the new run's row
+    state.traffic = { run: rec, base: baseRec, rows, baseRows, roads: all, hours, primitives: [], drawn: [] };
+    const hs = $("traffic-hour");
+    hs.replaceChildren(...hours.map((x) => new Option(`${String(x).padStart(2, "0")}:00–${String(x + 1).padStart(2, "0")}:00`, String(x))));
+    hs.value = String(h);
+    $("traffic-hour-label").hidden = false;
+    await drawTraffic();
+  } catch (e) {
+    if (ask === trafficRequest) $("traffic-info").textContent = "";
+    showError(`traffic run: ${e.message}`);
+  }
+  syncUrl();
+}
+
+function setTrafficHour(hour) {
+  if (!state.traffic) return Promise.resolve();
+  state.trafficHour = Number(hour);
+  $("traffic-hour").value = String(state.trafficHour);
+  syncUrl();
+  return drawTraffic();
+}
+
+function roadResult(id) {
+  // the road's rows at the shown hour (run and base), its colour class and the change of volume
+  const T = state.traffic;
+  const road = T.roads.get(id);
+  const row = T.rows.get(state.trafficHour)?.get(id) ?? null;
+  const base = T.base ? T.baseRows?.get(state.trafficHour)?.get(id) ?? null : null;
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  const diff = T.base && (row || base) ? (num(row?.volume) ?? 0) - (num(base?.volume) ?? 0) : null;
+  let cls;
+  if (road?.closed || road?.gone || (T.base && base && !row)) cls = "closed"; // closed, or out of the run's network
+  else if (!row) cls = "none";
+  else if (T.base) cls = DIFF_CLASSES[binOf(diff, DIFF_EDGES)][0];
+  else cls = num(row.vc) === null ? "none" : VC_CLASSES[binOf(row.vc, VC_EDGES)][0];
+  return { road, row, base, diff, cls };
+}
+
+function clearTraffic(keepPanel = false) {
+  for (const p of state.traffic?.primitives ?? []) scene.groundPrimitives.remove(p); // destroys it
+  state.traffic = null;
+  $("traffic-legend").hidden = true;
+  $("traffic-hour-label").hidden = true;
+  $("traffic-info").textContent = "";
+  if (state.selectedRoad && !keepPanel) clearSelection();
+  scene.requestRender();
+}
+
+async function drawTraffic() {
+  const T = state.traffic;
+  if (!T) return;
+  await Cesium.GroundPolylinePrimitive.initializeTerrainHeights(); // once; then the primitives build synchronously
+  if (state.traffic !== T) return;
+  if (!Cesium.GroundPolylinePrimitive.isSupported(scene)) {
+    showError("traffic: this browser cannot drape polylines on the ground (no WebGL depth textures)");
+    return;
+  }
+  for (const p of T.primitives) scene.groundPrimitives.remove(p);
+  const results = [...T.roads.keys()].map((id) => [id, roadResult(id)]);
+  const vol = (r) => Math.max(r.row?.volume ?? 0, r.base?.volume ?? 0);
+  const vmax = Math.max(1, ...results.map(([, r]) => vol(r)));
+  const plain = [];
+  const dashed = [];
+  T.drawn = [];
+  for (const [id, r] of results) {
+    const width = r.cls === "none" ? ROAD_WIDTH.none : r.cls === "closed" ? ROAD_WIDTH.closed
+      : ROAD_WIDTH.min + (ROAD_WIDTH.max - ROAD_WIDTH.min) * Math.sqrt(vol(r) / vmax);
+    const pickId = { twinRoad: id };
+    let parts = 0;
+    for (const line of r.road.lines) {
+      const pts = line.filter((p, i) => i === 0 || p[0] !== line[i - 1][0] || p[1] !== line[i - 1][1]);
+      if (pts.length < 2) continue;
+      const instance = new Cesium.GeometryInstance({
+        geometry: new Cesium.GroundPolylineGeometry({ positions: Cesium.Cartesian3.fromDegreesArray(pts.flat()), width }),
+        attributes: { color: Cesium.ColorGeometryInstanceAttribute.fromColor(Cesium.Color.fromCssColorString(ROAD_COLOURS[r.cls])) },
+        id: pickId,
+      });
+      (r.cls === "closed" ? dashed : plain).push(instance);
+      parts += 1;
+    }
+    if (parts) {
+      T.drawn.push({ id, cls: r.cls, width: Math.round(width * 10) / 10, volume: r.row?.volume ?? null,
+                     vc: r.row?.vc ?? null, volume_diff: r.diff });
+    }
+  }
+  T.primitives = [];
+  if (plain.length) {
+    T.primitives.push(new Cesium.GroundPolylinePrimitive({
+      geometryInstances: plain, appearance: new Cesium.PolylineColorAppearance(), asynchronous: false,
+    }));
+  }
+  if (dashed.length) {
+    T.primitives.push(new Cesium.GroundPolylinePrimitive({
+      geometryInstances: dashed, asynchronous: false,
+      appearance: new Cesium.PolylineMaterialAppearance({
+        material: Cesium.Material.fromType("PolylineDash", {
+          color: Cesium.Color.fromCssColorString(ROAD_CLOSED[1]), gapColor: Cesium.Color.WHITE, dashLength: 12,
+        }),
+      }),
+    }));
+  }
+  for (const p of T.primitives) scene.groundPrimitives.add(p);
+  trafficLegend(T, vmax);
+  if (state.selectedRoad && T.roads.has(state.selectedRoad)) showRoad(state.selectedRoad);
+  else if (state.selectedRoad) clearSelection();
+  scene.requestRender();
+}
+
+function trafficLegend(T, vmax) {
+  const classes = T.base ? DIFF_CLASSES : VC_CLASSES;
+  const ul = $("traffic-legend");
+  ul.replaceChildren(
+    ...[...classes, ROAD_CLOSED, ROAD_NONE].map(([k, c, label]) => {
+      const li = document.createElement("li");
+      li.dataset.cls = k;
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = k === "closed" ? `repeating-linear-gradient(90deg, ${c} 0 4px, #fff 4px 7px)` : c; // dashed
+      li.append(sw, document.createTextNode(label));
+      return li;
+    }),
+  );
+  ul.hidden = false;
+  const counts = {};
+  for (const d of T.drawn) counts[d.cls] = (counts[d.cls] ?? 0) + 1;
+  const h = state.trafficHour;
+  $("traffic-info").textContent = `${T.drawn.length} roads at ${String(h).padStart(2, "0")}:00` +
+    (T.base ? `, volume of ${T.run.id} − ${T.base.id}` : `, v/c of ${T.run.id}`) +
+    `; width by volume (widest ${cell(Math.round(vmax))} veh/h)`;
+  $("traffic-info").title = Object.entries(counts).map(([k, n]) => `${k}: ${n}`).join(", ");
+}
+
+function pickedRoadId(position) {
+  const picked = scene.pick(position);
+  const id = picked?.id?.twinRoad;
+  return id !== undefined && state.traffic?.roads.has(id) ? id : null;
+}
+
+function showRoad(id) {
+  // the road's traffic at the shown hour in the side panel (the building panel's place)
+  const T = state.traffic;
+  if (!T?.roads.has(id)) return;
+  if (state.selected) clearSelection();
+  state.selectedRoad = id;
+  const { road, row, base, diff, cls } = roadResult(id);
+  $("details").hidden = false;
+  $("building-name").textContent = road.name ?? "unnamed road";
+  $("building-place").textContent = [road.road_class, road.lanes ? `${road.lanes} lanes` : null, road.closed ? "closed" : null]
+    .filter((x) => x).join(" · ");
+  $("building-id").textContent = id;
+  const veh = (v) => (v === null || v === undefined ? null : `${cell(Math.round(v))} veh/h`);
+  const sec = (v) => (v === null || v === undefined ? null : `${cell(Math.round(v * 10) / 10)} s`);
+  const signed = (v, f) => (v === null || v === undefined ? null : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${f(Math.abs(v))}`);
+  const h = state.trafficHour;
+  const rows = [
+    ["class", (T.base ? DIFF_CLASSES : VC_CLASSES).concat([ROAD_CLOSED, ROAD_NONE]).find(([k]) => k === cls)?.[2] ?? cls, "", "class"],
+    ["volume", veh(row?.volume), "", "volume"],
+    ["A → B / B → A", row ? `${cell(Math.round(row.volume_ab ?? 0))} / ${cell(Math.round(row.volume_ba ?? 0))} veh/h` : null, "", "volume_ab"],
+    ["capacity", veh(row?.capacity), "", "capacity"],
+    ["v/c", row?.vc, row && row.vc > 1 ? "bad" : "", "vc"],
+    ["travel time", row ? `${sec(row.time_s)} (free flow ${sec(row.free_time_s)})` : null, "", "time_s"],
+    ["delay", sec(row?.delay_s), "", "delay_s"],
+    ["speed", row?.speed_kmh != null ? `${cell(Math.round(row.speed_kmh * 10) / 10)} km/h` : null, "", "speed_kmh"],
+  ];
+  if (T.base) {
+    rows.push(
+      ["base volume", veh(base?.volume) ?? "no result", "", "base.volume"],
+      ["volume change", signed(diff, veh), diff > 0 ? "bad" : diff < 0 ? "good" : "", "volume_diff"],
+      ["travel time change", row && base ? signed((row.time_s ?? 0) - (base.time_s ?? 0), sec) : null, "", "time_s_diff"],
+      ["base v/c", base?.vc, "", "base.vc"],
+    );
+  }
+  const parts = [heading(`traffic ${String(h).padStart(2, "0")}:00 (${T.run.id}${T.base ? ` vs ${T.base.id}` : ""})`),
+    table(rows.filter(([, v]) => v !== undefined && v !== null))];
+  if (!row) parts.push(document.createTextNode(road.closed ? "closed: no traffic in this run" : "no result in this run"));
+  const link = document.createElement("p");
+  const a = document.createElement("a");
+  a.href = `/runs/${encodeURIComponent(T.run.id)}/tables/traffic_roads?entity_id=${encodeURIComponent(id)}`;
+  a.textContent = "every hour (JSON)";
+  a.target = "_blank";
+  link.append(a);
+  parts.push(link);
+  $("building-body").replaceChildren(...parts);
+}
+
+function roadScreenPosition(id) {
+  // a canvas pixel where a pick returns the road (the middle of its longest segment, tried at the terrain's heights)
+  const road = state.traffic?.roads.get(id);
+  if (!road) return null;
+  let best = null;
+  for (const line of road.lines) {
+    for (let i = 1; i < line.length; i++) {
+      const d = Math.hypot(line[i][0] - line[i - 1][0], line[i][1] - line[i - 1][1]);
+      if (!best || d > best.d) best = { d, a: line[i - 1], b: line[i] };
+    }
+  }
+  if (!best) return null;
+  // the terrain's height there (the buildings and the point cloud left out), else the heights of its tileset
+  const region = state.tilesets.terrain?.root?.boundingVolume;
+  const lo = Number.isFinite(region?.minimumHeight) ? region.minimumHeight : 0;
+  const hi = Number.isFinite(region?.maximumHeight) ? region.maximumHeight : lo + 100;
+  const skip = [state.tilesets.buildings, state.tilesets.pointcloud].filter((x) => x);
+  for (const t of [0.5, 0.3, 0.7]) {
+    const lon = best.a[0] + t * (best.b[0] - best.a[0]);
+    const lat = best.a[1] + t * (best.b[1] - best.a[1]);
+    const h = scene.sampleHeightSupported ? scene.sampleHeight(Cesium.Cartographic.fromDegrees(lon, lat), skip) : undefined;
+    for (const z of h !== undefined ? [h] : [0.5, 0, 1, 0.25, 0.75].map((f) => lo + f * (hi - lo))) {
+      const win = Cesium.SceneTransforms.worldToWindowCoordinates(scene, Cesium.Cartesian3.fromDegrees(lon, lat, z));
+      if (win && pickedRoadId(win) === id) return { x: win.x, y: win.y };
+    }
+  }
+  return null;
+}
+
 // ---------------------------------------------------------------- branch / version switcher
 
 async function loadBranches() {
@@ -1159,6 +1521,7 @@ async function switchTo(branch, version) {
     const res = state.layer?.res;
     await loadTilesets();
     await loadRuns();
+    await loadTrafficRuns();
     await loadLayerList();
     if (layerName) await loadLayer($("layer").value === layerName ? layerName : "", res);
     setStatus(statusText());
@@ -1189,6 +1552,9 @@ $("color-by").addEventListener("change", (e) => {
 $("branch").addEventListener("change", (e) => switchTo(e.target.value, "latest"));
 $("run").addEventListener("change", (e) => setRun(e.target.value, state.runBase));
 $("run-base").addEventListener("change", (e) => setRun(state.run, e.target.value));
+$("traffic-run").addEventListener("change", (e) => setTraffic(e.target.value, state.trafficBase, state.trafficHour));
+$("traffic-base").addEventListener("change", (e) => setTraffic(state.trafficRun, e.target.value, state.trafficHour));
+$("traffic-hour").addEventListener("change", (e) => setTrafficHour(Number(e.target.value)));
 $("version").addEventListener("change", (e) => switchTo(state.branch, e.target.value));
 $("layer").addEventListener("change", (e) => loadLayer(e.target.value));
 $("layer-res").addEventListener("change", (e) => loadLayer(state.layer?.spec.name ?? $("layer").value, Number(e.target.value)));
@@ -1314,6 +1680,23 @@ window.twin = {
   localTime,
   setRun,
   sunlightClass: (id) => sunClass(String(id)),
+  setTraffic,
+  setTrafficHour,
+  traffic() {
+    const T = state.traffic;
+    if (!T) return null;
+    scene.requestRender();
+    return {
+      run: T.run.id, base: T.base?.id ?? null, hour: state.trafficHour, hours: T.hours, mode: T.base ? "change" : "vc",
+      roads: T.drawn.length, ready: T.primitives.length > 0 && T.primitives.every((p) => p.ready),
+      legend: [...$("traffic-legend").children].map((li) => li.dataset.cls),
+    };
+  },
+  trafficRoads: () => (state.traffic?.drawn ?? []).map((d) => ({ ...d })),
+  roadScreenPosition,
+  roadAt: (x, y) => pickedRoadId(new Cesium.Cartesian2(x, y)),
+  selectRoad: (id) => showRoad(String(id)),
+  selectedRoad: () => state.selectedRoad,
   setColorBy(by) {
     state.colorBy = by;
     $("color-by").value = by;
@@ -1338,6 +1721,7 @@ async function start() {
   await imagery;
   await zone;
   await loadRuns();
+  await loadTrafficRuns();
   applyBuildingStyle();
   flyToCity(TEST ? 0 : 2);
   const layerName = await loadLayerList();
