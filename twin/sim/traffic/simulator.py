@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -99,8 +100,10 @@ def scenario_demand(store: Any, branch: str, version: int) -> list[DemandChange]
 
 
 def _assign(net: tntp.Network, od: np.ndarray, p: Parameters) -> Assignment:
-    """One assignment of ``od`` on ``net`` by the run's method and algorithm."""
-    return assign(net, od, method=p.method, algorithm=p.algorithm, gap=p.gap, max_iterations=p.max_iterations)
+    """One assignment of ``od`` on ``net`` by the run's method and algorithm, without its paths (a worker's
+    result crosses a pipe: a city's paths pickle slower than they assign)."""
+    a = assign(net, od, method=p.method, algorithm=p.algorithm, gap=p.gap, max_iterations=p.max_iterations)
+    return replace(a, paths={})
 
 
 def skim(net: tntp.Network, cost: np.ndarray, origins: np.ndarray | None = None) -> np.ndarray:
