@@ -111,18 +111,15 @@ def skim(net: tntp.Network, cost: np.ndarray, origins: np.ndarray | None = None)
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import dijkstra
 
-    n, z = net.nodes, net.zones
-    closed = max(net.first_thru_node - 1, 0)
-    a, b = net.init - 1, net.term - 1
-    b = np.where(b < closed, n + b, b)  # into a zone: its sink copy, with no way out
+    from twin.sim.traffic.assign import _ends
+
+    a, b, n, dest = _ends(net)  # into a zone: its sink copy, with no way out
     order = np.lexsort((cost, b, a))  # parallel links: the cheaper (a sparse matrix would add them up)
     first = np.ones(len(order), bool)
     first[1:] = (a[order][1:] != a[order][:-1]) | (b[order][1:] != b[order][:-1])
     keep = order[first]
-    g = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n + closed, n + closed))
-    dest = np.arange(z)
-    dest = np.where(dest < closed, n + dest, dest)
-    o = np.arange(z) if origins is None else origins
+    g = csr_matrix((cost[keep] + 1e-300, (a[keep], b[keep])), shape=(n, n))
+    o = np.arange(net.zones) if origins is None else origins
     return dijkstra(g, indices=o, min_only=False)[:, dest]
 
 
