@@ -248,6 +248,7 @@ def write_flow(net: Network, volume: np.ndarray, cost: np.ndarray, path: Path | 
     """Link volumes and costs as a ``*_flow.tntp`` file (From, To, Volume, Cost); read back by :func:`read_flow`."""
     p = Path(path)
     lines = ["From \tTo \tVolume \tCost \t"]
-    lines += [f"{int(a)} \t{int(b)} \t{_fmt(v)} \t{_fmt(c)} \t" for a, b, v, c in zip(net.init, net.term, volume, cost)]
+    lines += [f"{int(a)} \t{int(b)} \t{_fmt(v)} \t{_fmt(c)} \t"
+              for a, b, v, c in zip(net.init, net.term, volume, cost, strict=True)]
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return p
