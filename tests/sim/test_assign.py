@@ -85,3 +85,26 @@ def test_zones_carry_no_through_traffic(tmp_path, first_thru, via) -> None:
     od[0, 2] = 10.0
     vol, sp = all_or_nothing(net, od, net.cost(np.zeros(4)))
     assert list(np.flatnonzero(vol)) == via and sp == (20.0 if first_thru == 1 else 100.0)
+
+
+def test_system_optimum() -> None:
+    """The system optimum: on Braess's network the classic result (3 trips per outer route, the middle link
+    unused, 498 vehicle-minutes against the equilibrium's 552); on Sioux Falls a total travel time below the
+    user equilibrium's, and the equilibrium of marginal costs (each used path's marginal cost within the gap)."""
+    from twin.sim.traffic.assign import assign, total_travel_time
+
+    folder = shared_data("traffic/Braess-Example")
+    net = tntp.read_net(folder / "Braess_net.tntp")
+    od = tntp.read_trips(folder / "Braess_trips.tntp")
+    so = assign(net, od, method="so", gap=1e-10)
+    ue = assign(net, od, method="ue", gap=1e-10)
+    middle = (net.init == 3) & (net.term == 4)
+    assert so.volume[middle].sum() == pytest.approx(0.0, abs=1e-6)
+    assert total_travel_time(net, so.volume) == pytest.approx(498.0, rel=1e-6)
+    assert total_travel_time(net, ue.volume) == pytest.approx(552.0, rel=1e-6)
+    folder = shared_data("traffic/SiouxFalls")
+    net = tntp.read_net(folder / "SiouxFalls_net.tntp")
+    od = tntp.read_trips(folder / "SiouxFalls_trips.tntp")
+    so = assign(net, od, method="so", gap=1e-8)
+    ue = assign(net, od, method="ue", gap=1e-8)
+    assert so.gap <= 1e-8 and total_travel_time(net, so.volume) < total_travel_time(net, ue.volume)
