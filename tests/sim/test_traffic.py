@@ -248,3 +248,17 @@ def test_zones_from_a_polygon_file(traffic_store: Store, tmp_path: Path) -> None
     assert all(z["trips_out"] > 0 and z["mean_time_min"] > 0 for z in zones)
     with pytest.raises(BadInput, match="no field 'name'"):
         engine.run(traffic_store, "traffic", {"hours": [8], "zones": f"{path}:id=name"})
+
+
+@pytest.mark.parametrize("row, message", [
+    ("1 9 1 100 50 0.02 1 0 0 1 ;", "line 6: link 1→9 has a node id outside 1..4"),
+    ("1 4 1 100 -5 0.02 1 0 0 1 ;", "line 6: link 1→4 has a negative free-flow time"),
+    ("1 4 -1 100 5 0.02 1 0 0 1 ;", "capacity ≤ 0"),
+])
+def test_tntp_bad_links_name_the_line(tmp_path: Path, row: str, message: str) -> None:
+    """A link with a node out of range, a negative free-flow time or capacity: an error naming file and line."""
+    path = tmp_path / "bad_net.tntp"
+    path.write_text("<NUMBER OF ZONES> 2\n<NUMBER OF NODES> 4\n<FIRST THRU NODE> 1\n<END OF METADATA>\n"
+                    f"1 3 1 100 5 0.02 1 0 0 1 ;\n{row}\n")
+    with pytest.raises(BadInput, match=message):
+        tntp.read_net(path)

@@ -110,6 +110,7 @@ def read_net(path: Path | str) -> Network:
     p, lines = _read(path)
     meta, start = _metadata(lines, p)
     rows = []
+    where: list[int] = []  # the file line of each link
     for i in range(start, len(lines)):
         text = lines[i].split("~", 1)[0].strip().rstrip(";").strip()
         if not text:
@@ -123,6 +124,7 @@ def read_net(path: Path | str) -> Network:
         except ValueError:
             raise BadInput(f"{p.name} line {i + 1}: non-numeric field in {text[:60]!r}") from None
         rows.append(vals)
+        where.append(i + 1)
     if not rows:
         raise BadInput(f"{p.name}: no links")
     arr = np.array(rows, np.float64)
@@ -133,6 +135,16 @@ def read_net(path: Path | str) -> Network:
         bad = int(np.flatnonzero(links["capacity"] <= 0)[0])
         raise BadInput(f"{p.name}: link {bad + 1} ({links['init_node'][bad]}→{links['term_node'][bad]}) has "
                        "capacity ≤ 0")
+    nodes = int(float(meta.get("NUMBER OF NODES", 0) or 0))
+    for name, bad, why in (
+            ("node", (np.minimum(links["init_node"], links["term_node"]) < 1) | (
+                (np.maximum(links["init_node"], links["term_node"]) > nodes) if nodes else False),
+             f"has a node id outside 1..{nodes or 'n'}"),
+            ("free-flow time", links["free_flow_time"] < 0, "has a negative free-flow time"),
+            ("b / power", (links["b"] < 0) | (links["power"] < 0), "has a negative b or power")):
+        if np.any(bad):
+            k = int(np.flatnonzero(bad)[0])
+            raise BadInput(f"{p.name} line {where[k]}: link {links['init_node'][k]}→{links['term_node'][k]} {why}")
     net = Network(meta=meta, links=links, path=p)
     declared = meta.get("NUMBER OF LINKS")
     if declared is not None and int(float(declared)) != len(net):
