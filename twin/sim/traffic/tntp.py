@@ -136,12 +136,12 @@ def read_net(path: Path | str) -> Network:
         raise BadInput(f"{p.name}: link {bad + 1} ({links['init_node'][bad]}→{links['term_node'][bad]}) has "
                        "capacity ≤ 0")
     nodes = int(float(meta.get("NUMBER OF NODES", 0) or 0))
-    for name, bad, why in (
-            ("node", (np.minimum(links["init_node"], links["term_node"]) < 1) | (
+    for bad, why in (
+            ((np.minimum(links["init_node"], links["term_node"]) < 1) | (
                 (np.maximum(links["init_node"], links["term_node"]) > nodes) if nodes else False),
              f"has a node id outside 1..{nodes or 'n'}"),
-            ("free-flow time", links["free_flow_time"] < 0, "has a negative free-flow time"),
-            ("b / power", (links["b"] < 0) | (links["power"] < 0), "has a negative b or power")):
+            (links["free_flow_time"] < 0, "has a negative free-flow time"),
+            ((links["b"] < 0) | (links["power"] < 0), "has a negative b or power")):
         if np.any(bad):
             k = int(np.flatnonzero(bad)[0])
             raise BadInput(f"{p.name} line {where[k]}: link {links['init_node'][k]}→{links['term_node'][k]} {why}")
